@@ -1,0 +1,1 @@
+"""livewatch alerts: incidents, routing, muting, dedup, rendering and delivery (Slack, console)."""

@@ -1,0 +1,1 @@
+"""livewatch monitor: the composition root (config, source, store, pipeline, scheduler, CLI)."""
