@@ -1,0 +1,378 @@
+"""Grouping signals into incidents and the incident lifecycle. Pure functions; ``now`` is injected.
+
+``group_signals(active, signals, now, *, config, policy) -> GroupingResult``
+    Called once per evaluated bucket with every active incident and every signal of that bucket.
+
+    * **Grouping.** Signals are linked when they share a metric (the same metric in several regions at once)
+      or a region (several metrics rising together in one region), and linked to an active incident that
+      has a member with that metric or region. Each connected set becomes, or joins, ONE incident with one
+      root-cause summary. A signal joins the incident it matches best (same metric and region, then same
+      metric, then same region; oldest first); a signal linked only through other signals joins the oldest
+      incident of its set. Existing incidents are never merged (each already has its own Slack message).
+    * **Inhibition.** A signal with a ``segment`` label whose metric and region are already covered by a
+      metric-level member of an active incident is *absorbed*: counted on the incident, not a new member.
+    * **Updates.** Members are keyed by fingerprint (labels); new numbers replace old ones. An ``updated``
+      event says what changed: metric joined, spread to region, new root cause, severity raised.
+    * **Resolution.** An incident that receives no member signal for ``config.resolve_after_clean``
+      consecutive evaluations is resolved. An expired snooze returns the incident to ``open``.
+
+``acknowledge(incident, actor, now)``, ``snooze(incident, actor, until, now)``, ``resolve(incident, actor,
+now)`` apply people's actions and return an :class:`IncidentChange` (new incident + lifecycle event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from alerts.model import (
+    AlertDataError,
+    AlertSignal,
+    Incident,
+    IncidentState,
+    LifecycleEvent,
+    LifecycleKind,
+    ensure_utc,
+)
+from alerts.severity import DEFAULT_SEVERITY_POLICY, SeverityPolicy, incident_severity
+
+__all__ = [
+    "SYSTEM_ACTOR",
+    "GroupingConfig",
+    "GroupingResult",
+    "IncidentChange",
+    "IncidentStateError",
+    "acknowledge",
+    "group_signals",
+    "resolve",
+    "snooze",
+]
+
+#: Actor recorded on automatic lifecycle events.
+SYSTEM_ACTOR = "livewatch"
+
+
+class IncidentStateError(ValueError):
+    """A person's action does not apply to the incident's current state."""
+
+
+@dataclass(frozen=True)
+class GroupingConfig:
+    """Grouping and lifecycle settings.
+
+    Attributes:
+        resolve_after_clean: Consecutive evaluations without a member signal before auto-resolution.
+    """
+
+    resolve_after_clean: int = 3
+
+    def __post_init__(self) -> None:
+        if self.resolve_after_clean < 1:
+            raise AlertDataError(
+                f"resolve_after_clean must be >= 1, got {self.resolve_after_clean}; 1 resolves at the first "
+                "clean bucket"
+            )
+
+
+@dataclass(frozen=True)
+class IncidentChange:
+    """An incident after a step, the incident before it (None when just opened) and what happened."""
+
+    incident: Incident
+    previous: Incident | None
+    events: tuple[LifecycleEvent, ...]
+
+
+@dataclass(frozen=True)
+class GroupingResult:
+    """Every incident touched by :func:`group_signals` (all active ones plus new ones), and what was absorbed.
+
+    Attributes:
+        changes: One entry per incident, existing ones first in the given order, then new ones.
+        absorbed: ``(segment signal, incident id)`` pairs inhibited by a metric-level incident.
+    """
+
+    changes: tuple[IncidentChange, ...]
+    absorbed: tuple[tuple[AlertSignal, str], ...]
+
+
+class _Draft:
+    """Mutable working copy of one incident while a bucket is grouped."""
+
+    def __init__(self, base: Incident | None, order: int) -> None:
+        self.base = base
+        self.order = order
+        self.members: dict[str, AlertSignal] = (
+            {} if base is None else {s.fingerprint: s for s in base.signals}
+        )
+        self.fresh: list[AlertSignal] = []
+        self.absorbed = 0 if base is None else base.absorbed
+
+    @property
+    def metrics(self) -> set[str]:
+        return {s.metric for s in self.members.values()}
+
+    @property
+    def regions(self) -> set[str]:
+        return {s.region for s in self.members.values()}
+
+    def covers(self, signal: AlertSignal) -> bool:
+        """A metric-level member with the signal's metric and region exists."""
+        return any(
+            m.segment is None and m.metric == signal.metric and m.region == signal.region
+            for m in self.members.values()
+        )
+
+    def affinity(self, signal: AlertSignal) -> int | None:
+        """0: same metric and region, 1: same metric, 2: same region, None: unrelated."""
+        pairs = {(m.metric, m.region) for m in self.members.values()}
+        if (signal.metric, signal.region) in pairs:
+            return 0
+        if signal.metric in self.metrics:
+            return 1
+        if signal.region in self.regions:
+            return 2
+        return None
+
+    def add(self, signal: AlertSignal) -> None:
+        self.members[signal.fingerprint] = signal
+        self.fresh.append(signal)
+
+    def sort_key(self) -> tuple[datetime, str, int]:
+        if self.base is None:
+            return (datetime.max.replace(tzinfo=None), "", self.order)
+        return (self.base.opened_at.replace(tzinfo=None), self.base.id, self.order)
+
+
+def _related(a: AlertSignal, b: AlertSignal) -> bool:
+    return a.metric == b.metric or a.region == b.region
+
+
+def _components(signals: Sequence[AlertSignal]) -> list[list[int]]:
+    """Connected components (indices) of signals linked by a shared metric or region."""
+    parent = list(range(len(signals)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(signals)):
+        for j in range(i + 1, len(signals)):
+            if _related(signals[i], signals[j]):
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(signals)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _attach(drafts: list[_Draft], signals: Sequence[AlertSignal]) -> None:
+    """Attach ``signals`` to drafts (existing or new) following the grouping rule of the module docstring."""
+    if not signals:
+        return
+    ordered = sorted(drafts, key=lambda d: d.sort_key())
+    for component in _components(signals):
+        members = [signals[i] for i in component]
+        touching = [d for d in ordered if any(d.affinity(s) is not None for s in members)]
+        if not touching:
+            draft = _Draft(None, order=len(drafts))
+            drafts.append(draft)
+            for s in members:
+                draft.add(s)
+            continue
+        plan: list[tuple[AlertSignal, _Draft]] = []
+        for s in members:
+            scored = [(aff, i) for i, d in enumerate(touching) if (aff := d.affinity(s)) is not None]
+            plan.append((s, touching[min(scored)[1]] if scored else touching[0]))
+        for s, draft in plan:
+            draft.add(s)
+
+
+def _new_id(first: AlertSignal, now: datetime) -> str:
+    return f"{first.metric}/{first.region}/{now.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _event(
+    incident: Incident, kind: LifecycleKind, now: datetime, detail: str, actor: str = SYSTEM_ACTOR
+) -> LifecycleEvent:
+    return LifecycleEvent(incident.id, kind, now, actor, detail)
+
+
+def _describe_growth(before: Incident, after: Incident) -> str:
+    parts: list[str] = []
+    for metric in sorted(set(after.metrics) - set(before.metrics)):
+        parts.append(f"metric {metric} joined")
+    for region in sorted(set(after.regions) - set(before.regions)):
+        parts.append(f"spread to region {region}")
+    for segment in sorted(after.top_segments() - before.top_segments()):
+        parts.append(f"new root cause {segment}")
+    if after.severity.rank > before.severity.rank:
+        parts.append(f"severity {before.severity} -> {after.severity}")
+    return "; ".join(parts)
+
+
+def _dedupe(signals: Iterable[AlertSignal]) -> list[AlertSignal]:
+    latest: dict[str, AlertSignal] = {}
+    for s in signals:
+        latest[s.fingerprint] = s
+    return [latest[k] for k in sorted(latest)]
+
+
+def group_signals(
+    active: Sequence[Incident],
+    signals: Sequence[AlertSignal],
+    now: datetime,
+    *,
+    config: GroupingConfig = GroupingConfig(),
+    policy: SeverityPolicy = DEFAULT_SEVERITY_POLICY,
+) -> GroupingResult:
+    """Group one bucket of signals into incidents; see the module docstring for the rules.
+
+    Args:
+        active: Every active incident (resolved ones are ignored if passed).
+        signals: Every signal of the evaluated bucket (duplicates by fingerprint: the last one wins).
+        now: Evaluation time (UTC-aware).
+        config: Grouping settings.
+        policy: Severity rules.
+
+    Returns:
+        The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
+    """
+    ensure_utc(now, what="group_signals(now)")
+    drafts = [_Draft(i, order=n) for n, i in enumerate(active) if i.active]
+    unique = _dedupe(signals)
+
+    _attach(drafts, [s for s in unique if s.segment is None])
+    absorbed: list[tuple[AlertSignal, _Draft]] = []
+    loose: list[AlertSignal] = []
+    for s in (s for s in unique if s.segment is not None):
+        owner = next((d for d in sorted(drafts, key=lambda d: d.sort_key()) if d.covers(s)), None)
+        if owner is None:
+            loose.append(s)
+        else:
+            owner.absorbed += 1
+            absorbed.append((s, owner))
+    _attach(drafts, loose)
+
+    changes: list[IncidentChange] = []
+    for draft in drafts:
+        changes.append(_finish(draft, now, config, policy))
+    by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}
+    return GroupingResult(
+        changes=tuple(changes),
+        absorbed=tuple((s, by_draft[id(d)]) for s, d in absorbed),
+    )
+
+
+def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: SeverityPolicy) -> IncidentChange:
+    members = tuple(draft.members[k] for k in sorted(draft.members))
+    before = draft.base
+    if before is None:
+        first = min(members, key=lambda s: (-abs(s.score), -s.volume, s.fingerprint))
+        opened = Incident(
+            id=_new_id(first, now),
+            group_key=f"{first.metric}/{first.region}",
+            state=IncidentState.OPEN,
+            severity=incident_severity(members, policy),
+            opened_at=now,
+            updated_at=now,
+            signals=members,
+            last_signal_at=now,
+            absorbed=draft.absorbed,
+        )
+        detail = (
+            f"{len(members)} signal(s): {', '.join(sorted({s.metric for s in members}))} in "
+            + ", ".join(sorted({s.region for s in members}))
+        )
+        return IncidentChange(opened, None, (_event(opened, LifecycleKind.OPENED, now, detail),))
+
+    incident = before.with_changes(absorbed=draft.absorbed)
+    events: list[LifecycleEvent] = []
+    if (
+        incident.state is IncidentState.SNOOZED
+        and incident.snoozed_until is not None
+        and incident.snoozed_until <= now
+    ):
+        incident = incident.with_changes(state=IncidentState.OPEN, snoozed_until=None, updated_at=now)
+        events.append(_event(incident, LifecycleKind.UPDATED, now, "snooze expired"))
+
+    if draft.fresh:
+        grown = incident.with_changes(
+            signals=members,
+            severity=max(incident.severity, incident_severity(members, policy), key=lambda s: s.rank),
+            last_signal_at=now,
+            updated_at=now,
+            clean_buckets=0,
+        )
+        growth = _describe_growth(incident, grown)
+        if growth:
+            events.append(_event(grown, LifecycleKind.UPDATED, now, growth))
+        return IncidentChange(grown, before, tuple(events))
+
+    clean = incident.clean_buckets + 1
+    if clean >= config.resolve_after_clean:
+        resolved = incident.with_changes(
+            state=IncidentState.RESOLVED,
+            clean_buckets=clean,
+            resolved_at=now,
+            resolved_by=SYSTEM_ACTOR,
+            updated_at=now,
+            snoozed_until=None,
+        )
+        events.append(_event(resolved, LifecycleKind.RESOLVED, now, f"{clean} clean bucket(s)"))
+        return IncidentChange(resolved, before, tuple(events))
+    return IncidentChange(incident.with_changes(clean_buckets=clean), before, tuple(events))
+
+
+def _require_active(incident: Incident, action: str) -> None:
+    if not incident.active:
+        raise IncidentStateError(
+            f"cannot {action} incident {incident.id}: it was resolved at {incident.resolved_at}; "
+            "a new anomaly opens a new incident"
+        )
+
+
+def acknowledge(incident: Incident, actor: str, now: datetime) -> IncidentChange:
+    """A person takes the incident: repeat reminders stop; growth and resolution still notify."""
+    ensure_utc(now, what="acknowledge(now)")
+    _require_active(incident, "acknowledge")
+    if not actor:
+        raise IncidentStateError(f"acknowledging incident {incident.id} needs an actor (who is taking it)")
+    after = incident.with_changes(
+        state=IncidentState.ACKNOWLEDGED, acknowledged_by=actor, acknowledged_at=now, updated_at=now
+    )
+    return IncidentChange(after, incident, (_event(after, LifecycleKind.ACKNOWLEDGED, now, "", actor),))
+
+
+def snooze(incident: Incident, actor: str, until: datetime, now: datetime) -> IncidentChange:
+    """A person silences this incident until ``until``; it keeps grouping and can still resolve."""
+    ensure_utc(now, what="snooze(now)")
+    ensure_utc(until, what="snooze(until)")
+    _require_active(incident, "snooze")
+    if until <= now:
+        raise IncidentStateError(
+            f"snooze of incident {incident.id} ends at {until.isoformat()}, which is not after now "
+            f"({now.isoformat()}); pass a future time"
+        )
+    if not actor:
+        raise IncidentStateError(f"snoozing incident {incident.id} needs an actor")
+    after = incident.with_changes(
+        state=IncidentState.SNOOZED, snoozed_by=actor, snoozed_until=until, updated_at=now
+    )
+    event = _event(after, LifecycleKind.SNOOZED, now, f"until {until.isoformat()}", actor)
+    return IncidentChange(after, incident, (event,))
+
+
+def resolve(incident: Incident, actor: str, now: datetime) -> IncidentChange:
+    """A person closes the incident."""
+    ensure_utc(now, what="resolve(now)")
+    _require_active(incident, "resolve")
+    if not actor:
+        raise IncidentStateError(f"resolving incident {incident.id} needs an actor")
+    after = incident.with_changes(
+        state=IncidentState.RESOLVED, resolved_at=now, resolved_by=actor, updated_at=now, snoozed_until=None
+    )
+    return IncidentChange(after, incident, (_event(after, LifecycleKind.RESOLVED, now, "by hand", actor),))

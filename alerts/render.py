@@ -1,0 +1,284 @@
+"""Slack Block Kit for an incident notification. Pure and deterministic (no clock, no I/O).
+
+``render_message(notification, options=RenderOptions()) -> SlackMessage``
+    The living top-level message: header (severity, metrics, kind, regions), why this message was sent,
+    a fields section (severity, status, metric(s), region(s), observed vs expected, change, volume at
+    stake, start), members when several, the root-cause summary (with mix vs rate for ratio metrics), the
+    exact ``livewatch investigate`` command(s), people's actions and window annotations; plus a fallback
+    ``text`` for notifications and clients without blocks.
+
+``render_reply(notification) -> str``
+    The short thread reply posted with every later notification ("spread to another region: now EU, US").
+
+Every value that comes from data (metric, region, segment, command, actor, annotation) goes through
+:func:`escape` (``&``, ``<``, ``>``), so a segment named ``<!channel>`` or ``<http://evil|x>`` is shown as
+text and can never ping a channel or inject a link. Slack limits are respected: at most 50 blocks, 3000
+characters per section text, 2000 per field, 150 for the header; long lists end with "and N more".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from alerts.incidents import SYSTEM_ACTOR
+from alerts.model import AlertSignal, Incident, IncidentState, Notification, NotifyReason, RootCause, Severity
+
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_FIELD_TEXT",
+    "MAX_HEADER_TEXT",
+    "MAX_SECTION_TEXT",
+    "RenderOptions",
+    "SlackMessage",
+    "escape",
+    "render_message",
+    "render_reply",
+]
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_HEADER_TEXT = 150
+MAX_FALLBACK_TEXT = 3000
+
+_SEVERITY_ICON = {
+    Severity.CRITICAL: ":red_circle:",
+    Severity.WARNING: ":large_orange_circle:",
+    Severity.INFO: ":large_blue_circle:",
+}
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How much to show.
+
+    Attributes:
+        max_members: Member lines before "and N more".
+        max_root_causes: Root-cause lines before "and N more".
+        max_commands: Investigate commands before "and N more".
+    """
+
+    max_members: int = 15
+    max_root_causes: int = 5
+    max_commands: int = 3
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """What ``chat.postMessage`` / ``chat.update`` receive: fallback ``text`` and ``blocks``."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def escape(value: str) -> str:
+    """Escape Slack's control characters (``&`` first) so data is always shown as plain text."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bullets(lines: Sequence[str], limit: int, max_lines: int, header: str) -> str:
+    """``header`` + as many lines as fit within ``limit`` chars and ``max_lines``; then "and N more"."""
+    out = header
+    for i, line in enumerate(lines):
+        rest = len(lines) - i
+        more = f"\n…and {rest - 1} more" if rest > 1 else ""
+        candidate = f"{out}\n{line}"
+        if i >= max_lines or len(candidate) + len(more) > limit:
+            return f"{out}\n…and {rest} more"
+        out = candidate
+    return out
+
+
+def _num(x: float) -> str:
+    if x != x:  # NaN
+        return "n/a"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    if abs(x) >= 1:
+        return f"{x:,.0f}" if float(x).is_integer() else f"{x:,.2f}"
+    return f"{x:.4g}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x != x else f"{x:+.1f}%"
+
+
+def _share(x: float) -> str:
+    return f"{x * 100:.0f}%"
+
+
+def _date(ts: datetime) -> str:
+    fallback = ts.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def _names(values: Sequence[str], limit: int = 3, width: int = 60) -> str:
+    shown = [escape(_clip(v, width)) for v in values[:limit]]
+    extra = len(values) - len(shown)
+    return ", ".join(shown) + (f" and {extra} more" if extra > 0 else "")
+
+
+def _kind(incident: Incident) -> str:
+    kinds = {s.kind for s in incident.signals}
+    return next(iter(kinds)).replace("_", " ") if len(kinds) == 1 else "anomaly"
+
+
+def _title(incident: Incident, resolved: bool) -> str:
+    if resolved:
+        lead = ":white_check_mark: RESOLVED"
+    else:
+        lead = f"{_SEVERITY_ICON[incident.severity]} {incident.severity.value.upper()}"
+    kind = _kind(incident)
+    title = ""
+    for limit, width in ((3, 60), (2, 40), (1, 30), (1, 20)):
+        metrics, regions = _names(incident.metrics, limit, width), _names(incident.regions, limit, width)
+        title = f"{lead} · {metrics} {kind} in {regions}"
+        if len(title) <= MAX_HEADER_TEXT:
+            return title
+    return _clip(title, MAX_HEADER_TEXT)
+
+
+def _member_line(s: AlertSignal) -> str:
+    segment = f" [{escape(s.segment)}]" if s.segment else ""
+    return (
+        f"• `{escape(s.metric)}` in {escape(s.region)}{segment}: {_num(s.observed)} vs {_num(s.expected)} "
+        f"({_pct(s.change_pct)}), score {s.score:+.1f}, volume {_num(s.volume)}"
+    )
+
+
+def _cause_line(rc: RootCause) -> str:
+    line = f"• {escape(rc.segment)}: {_share(rc.share)} of the deviation"
+    parts = [f"{name} {_share(v)}" for name, v in (("mix", rc.mix), ("rate", rc.rate)) if v is not None]
+    return line + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _status(incident: Incident) -> str:
+    if incident.state is IncidentState.RESOLVED and incident.resolved_at is not None:
+        return f"resolved {_date(incident.resolved_at)}"
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return f"acknowledged by {escape(incident.acknowledged_by or '?')}"
+    if incident.state is IncidentState.SNOOZED and incident.snoozed_until is not None:
+        return f"snoozed by {escape(incident.snoozed_by or '?')} until {_date(incident.snoozed_until)}"
+    return incident.state.value
+
+
+def _resolution(incident: Incident) -> str:
+    if incident.resolved_by in (None, SYSTEM_ACTOR):
+        return f"back to normal after {incident.clean_buckets} clean bucket(s)"
+    return f"closed by {escape(incident.resolved_by or '?')}"
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}]}
+
+
+def render_message(notification: Notification, options: RenderOptions = RenderOptions()) -> SlackMessage:
+    """Block Kit payload of the incident's living message; see the module docstring."""
+    incident = notification.incident
+    resolved = notification.reason is NotifyReason.RESOLVED or incident.state is IncidentState.RESOLVED
+    head = incident.headline
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _title(incident, resolved), "emoji": True}},
+        _section(
+            f"*Why this message:* {notification.reason.describe} (`{notification.reason.value}`)"
+            f" · incident `{escape(incident.id)}`"
+        ),
+    ]
+    where = f" ({escape(head.metric)} in {escape(head.region)})" if len(incident.signals) > 1 else ""
+    fields = [
+        f"*Severity*\n{incident.severity.value}",
+        f"*Status*\n{_status(incident)}",
+        f"*Metric{'s' if len(incident.metrics) > 1 else ''}*\n{_names(incident.metrics, 10)}",
+        f"*Region{'s' if len(incident.regions) > 1 else ''}*\n{_names(incident.regions, 10)}",
+        f"*Observed vs expected*{where}\n{_num(head.observed)} vs {_num(head.expected)}",
+        f"*Change*\n{_pct(head.change_pct)} (score {head.score:+.1f})",
+        f"*Volume at stake*\n{_num(incident.volume)}",
+        f"*Started*\n{_date(incident.started_at)}",
+    ]
+    blocks.append(
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f, MAX_FIELD_TEXT)} for f in fields]}
+    )
+
+    if len(incident.signals) > 1:
+        members = sorted(incident.signals, key=lambda s: (-abs(s.score), s.fingerprint))
+        header = f"*Members* ({len(members)})"
+        blocks.append(
+            _section(
+                _bullets([_member_line(s) for s in members], MAX_SECTION_TEXT, options.max_members, header)
+            )
+        )
+
+    causes = incident.root_causes
+    if causes:
+        title = "*Top root causes*" + (
+            " (mix = traffic share moved, rate = the segment's own rate moved)"
+            if any(rc.mix is not None or rc.rate is not None for rc in causes)
+            else ""
+        )
+        blocks.append(
+            _section(
+                _bullets([_cause_line(rc) for rc in causes], MAX_SECTION_TEXT, options.max_root_causes, title)
+            )
+        )
+
+    commands = list(dict.fromkeys(s.investigate for s in [head, *incident.signals] if s.investigate))
+    if commands:
+        shown = commands[: options.max_commands]
+        extra = len(commands) - len(shown)
+        text = "*Investigate*\n" + "\n".join(f"`{escape(c)}`" for c in shown)
+        blocks.append(_section(text + (f"\n…and {extra} more" if extra > 0 else "")))
+
+    notes: list[str] = []
+    if notification.annotation:
+        notes.append(f":calendar: {escape(notification.annotation)}")
+    if incident.absorbed:
+        notes.append(f"{incident.absorbed} per-segment signal(s) folded into this incident")
+    if resolved:
+        notes.append(f"Resolved: {_resolution(incident)}")
+    if notes:
+        blocks.append(_context(" · ".join(notes)))
+    blocks = blocks[:MAX_BLOCKS]
+
+    lead = "RESOLVED" if resolved else incident.severity.value.upper()
+    text = (
+        f"[{lead}] {_names(incident.metrics)} {_kind(incident)} in {_names(incident.regions)}: "
+        f"{_num(head.observed)} vs {_num(head.expected)} expected ({_pct(head.change_pct)}) — "
+        f"{notification.reason.describe}"
+    )
+    return SlackMessage(text=_clip(text, MAX_FALLBACK_TEXT), blocks=blocks)
+
+
+def render_reply(notification: Notification) -> str:
+    """Short thread reply for a later notification of the same incident (escaped mrkdwn)."""
+    incident = notification.incident
+    head = incident.headline
+    reason = notification.reason
+    if reason is NotifyReason.RESOLVED:
+        body = _resolution(incident)
+    elif reason is NotifyReason.NEW_METRIC_JOINED:
+        body = f"metrics now {_names(incident.metrics, 10)}"
+    elif reason is NotifyReason.SPREAD:
+        body = f"regions now {_names(incident.regions, 10)}"
+    elif reason is NotifyReason.NEW_ROOT_CAUSE:
+        body = "top causes now " + "; ".join(escape(rc.segment) for rc in incident.root_causes[:3])
+    else:
+        body = (
+            f"{escape(head.metric)} in {escape(head.region)} {_num(head.observed)} vs {_num(head.expected)} "
+            f"({_pct(head.change_pct)}), severity {incident.severity.value}"
+        )
+    extra = f" · {escape(notification.annotation)}" if notification.annotation else ""
+    return _clip(f"*{reason.describe.capitalize()}*: {body}{extra}", MAX_SECTION_TEXT)

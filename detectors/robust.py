@@ -1,0 +1,252 @@
+"""Robust seasonal baseline: median by season slot over the last weeks, MAD-based sigma.
+
+The expected value of a timestamp is the median of the history values in its *season slot* over the last
+``weeks`` weeks: hour-of-week for hourly and sub-hourly data, day-of-week for daily data. Slots with fewer
+than ``min_slot_points`` values fall back to the coarser slot (hour-of-day, then the series median), so the
+baseline works from a couple of days of history. The sigma is the MAD of the residuals of the whole
+window (``1.4826 * median(|residual|)``, corrected for the few points each slot median is taken from),
+pooled over slots because a per-slot MAD of four points is too noisy to threshold.
+
+The same code path serves one series (:class:`RobustSeasonalDetector`, used when history is too short for
+Prophet and as a second opinion) and thousands at once (:func:`robust_baseline` and
+:func:`robust_score_many` on a long frame with a ``series_id`` column: pandas group-bys, no Python loop per
+series).
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, register
+from detectors.errors import InvalidSeriesError
+from detectors.validation import infer_step
+
+__all__ = [
+    "SEASONS",
+    "RobustSeasonalDetector",
+    "Season",
+    "robust_baseline",
+    "robust_score_many",
+    "season_for_step",
+    "slot_of",
+]
+
+Season = Literal["hour_of_week", "day_of_week", "hour_of_day", "global"]
+SEASONS: tuple[str, ...] = ("hour_of_week", "day_of_week", "hour_of_day", "global")
+_SLOTS: dict[str, int] = {"hour_of_week": 168, "day_of_week": 7, "hour_of_day": 24, "global": 1}
+_MAD_TO_SIGMA = 1.4826
+_SIGMA_FLOOR = 1e-9
+
+
+def season_for_step(step: pd.Timedelta) -> Season:
+    """Hour-of-week below one day, day-of-week for daily data and coarser."""
+    return "hour_of_week" if step < pd.Timedelta(days=1) else "day_of_week"
+
+
+def slot_of(timestamps: pd.DatetimeIndex | pd.Series, season: Season) -> np.ndarray:
+    """Integer slot of each UTC timestamp for ``season``."""
+    ts = pd.DatetimeIndex(timestamps)
+    if season == "hour_of_week":
+        return np.asarray(ts.day_of_week * 24 + ts.hour, dtype=np.int64)
+    if season == "day_of_week":
+        return np.asarray(ts.day_of_week, dtype=np.int64)
+    if season == "hour_of_day":
+        return np.asarray(ts.hour, dtype=np.int64)
+    if season == "global":
+        return np.zeros(len(ts), dtype=np.int64)
+    raise InvalidSeriesError(f"season must be one of {SEASONS}, got {season!r}")
+
+
+def _fallback_slot(slots: np.ndarray, season: Season) -> np.ndarray:
+    """Slot of the coarser season each slot falls back to (hour-of-week -> hour-of-day, else global)."""
+    return slots % 24 if season == "hour_of_week" else np.zeros_like(slots)
+
+
+def robust_baseline(
+    history: pd.DataFrame, *, season: Season, weeks: int = 4, min_slot_points: int = 2
+) -> tuple[pd.Series, pd.Series]:
+    """Baselines of many series at once.
+
+    Each slot uses the finest level with at least ``min_slot_points`` values: its own slot, else the
+    coarser fallback slot (hour-of-day for hour-of-week), else the series median. The sigma of a slot
+    belongs to the level it uses: ``max(noise, residual scale of that level) * sqrt(1 + pi / (2 m))``
+    where the noise comes from successive differences within the level's groups, the residual scale from
+    the MAD around the level's medians (so what the level cannot model, such as a weekly cycle seen
+    through hour-of-day slots, widens the band) and the last factor accounts for predicting from a median
+    of ``m`` values.
+
+    Args:
+        history: Long frame with columns ``series_id``, ``ts`` (UTC) and ``value`` (NaN = missing).
+        season: Season slots (see :data:`SEASONS`).
+        weeks: Only the last ``weeks`` weeks before each series' last timestamp are used.
+        min_slot_points: Slots with fewer values fall back to the coarser level.
+
+    Returns:
+        ``(expected, sigma)``, both indexed by ``(series_id, slot)`` over every slot of the season.
+    """
+    data = history.loc[history["value"].notna(), ["series_id", "ts", "value"]].reset_index(drop=True)
+    last = data.groupby("series_id")["ts"].transform("max")
+    data = data.loc[data["ts"] > last - pd.Timedelta(weeks=weeks)]
+    slots = slot_of(data["ts"], season)
+    data = data.assign(slot=slots, fallback=_fallback_slot(slots, season), everything=np.zeros_like(slots))
+    ids = pd.Index(data["series_id"].unique(), name="series_id")
+    grid = pd.MultiIndex.from_product(
+        [ids, np.arange(_SLOTS[season], dtype=np.int64)], names=["series_id", "slot"]
+    )
+    grid_ids = grid.get_level_values(0)
+    grid_slots = np.asarray(grid.get_level_values(1))
+    levels = (("slot", grid_slots), ("fallback", _fallback_slot(grid_slots, season)), ("everything", None))
+
+    expected = np.full(len(grid), np.nan)
+    sigma = np.full(len(grid), np.nan)
+    for column, keys in levels:
+        stats, level_noise = _level_stats(data, column, ids)
+        level_keys = np.zeros(len(grid), dtype=np.int64) if keys is None else keys
+        lookup = pd.MultiIndex.from_arrays([grid_ids, level_keys])
+        median = stats["median"].reindex(lookup).to_numpy(dtype=float)
+        count = stats["count"].reindex(lookup).fillna(0).to_numpy(dtype=float)
+        noise = level_noise.reindex(grid_ids).to_numpy(dtype=float)
+        usable = np.isnan(expected) & ((count >= min_slot_points) | (column == "everything"))
+        inflation = np.sqrt(1.0 + np.pi / (2.0 * np.maximum(count, 1.0)))
+        expected = np.where(usable, median, expected)
+        sigma = np.where(usable, noise * inflation, sigma)
+    scale = np.abs(pd.Series(expected, index=grid).groupby(level="series_id").transform("median").to_numpy())
+    floor = _SIGMA_FLOOR * np.maximum(scale, 1.0)
+    sigma = np.where(np.isfinite(sigma), np.maximum(sigma, floor), floor)
+    return pd.Series(expected, index=grid, name="expected"), pd.Series(sigma, index=grid, name="sigma")
+
+
+def _level_stats(
+    data: pd.DataFrame, by: str, ids: pd.Index, min_pairs: int = 10
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Median and count per ``(series_id, by)`` group, and the noise sigma per series at that level.
+
+    The noise is the larger of the successive-difference scale within groups (``1.4826 * median|diff| /
+    sqrt(2)``, when at least ``min_pairs`` differences exist) and the in-sample residual MAD around the
+    group medians (inflated by ``sqrt(m / (m - 1))`` for the shrinkage of a median of ``m`` values).
+    """
+    grouped = data.groupby(["series_id", by])["value"]
+    stats = grouped.agg(["median", "count"])
+    ordered = data.sort_values(["series_id", by, "ts"], kind="mergesort")
+    diffs = ordered.groupby(["series_id", by])["value"].diff().abs()
+    diff_stats = diffs.groupby(ordered["series_id"]).agg(["median", "count"])
+    diff_scale = (_MAD_TO_SIGMA * diff_stats["median"] / np.sqrt(2.0)).where(diff_stats["count"] >= min_pairs)
+    group_median = grouped.transform("median").to_numpy(dtype=float)
+    group_count = grouped.transform("count").to_numpy(dtype=float)
+    shrink = np.sqrt(np.maximum(group_count, 2.0) / np.maximum(group_count - 1.0, 1.0))
+    residual = pd.Series(
+        np.abs(data["value"].to_numpy(dtype=float) - group_median) * shrink, index=data.index
+    )
+    fit_scale = _MAD_TO_SIGMA * residual.groupby(data["series_id"]).median()
+    noise = np.fmax(
+        diff_scale.reindex(ids).to_numpy(dtype=float), fit_scale.reindex(ids).to_numpy(dtype=float)
+    )
+    return stats, pd.Series(noise, index=ids)
+
+
+def robust_score_many(
+    window: pd.DataFrame, expected: pd.Series, sigma: pd.Series, *, season: Season, z: float
+) -> pd.DataFrame:
+    """Score a long frame (``series_id``, ``ts``, ``value``) against :func:`robust_baseline` output.
+
+    Returns the frame with ``observed``, ``expected``, ``sigma``, ``lower``, ``upper``, ``score`` added;
+    series absent from the baseline get NaN expectations.
+    """
+    lookup = pd.MultiIndex.from_arrays([window["series_id"], slot_of(window["ts"], season)])
+    exp = expected.reindex(lookup).to_numpy(dtype=float)
+    sig = sigma.reindex(lookup).to_numpy(dtype=float)
+    observed = window["value"].to_numpy(dtype=float)
+    return window.assign(
+        observed=observed,
+        expected=exp,
+        sigma=sig,
+        lower=exp - z * sig,
+        upper=exp + z * sig,
+        score=(observed - exp) / sig,
+    )
+
+
+@register
+class RobustSeasonalDetector(Detector):
+    """Median by season slot over the last ``weeks`` weeks with a robust per-level sigma.
+
+    Args:
+        granularity: Bucket size (``"5m"``, ``"1h"``, ``"1d"``); inferred from the history when ``None``.
+        season: Slot definition; chosen from the granularity when ``None`` (see :func:`season_for_step`).
+        weeks: Weeks of history the baseline looks back.
+        min_slot_points: Values a slot needs before its median is trusted.
+        interval_width: Coverage of the ``lower``/``upper`` band under normality; its z is also the default
+            ``detect`` threshold.
+    """
+
+    name: ClassVar[str] = "robust"
+    min_history: ClassVar[int] = 8
+
+    expected_: pd.Series
+    sigma_: pd.Series
+    season_: Season
+
+    def __init__(
+        self,
+        *,
+        granularity: str | None = None,
+        season: Season | None = None,
+        weeks: int = 4,
+        min_slot_points: int = 2,
+        interval_width: float = 0.9999,
+    ) -> None:
+        self.granularity = granularity
+        self.season = season
+        self.weeks = weeks
+        self.min_slot_points = min_slot_points
+        self.interval_width = interval_width
+
+    @property
+    def z_(self) -> float:
+        """Half-width of the band in sigmas, from ``interval_width``."""
+        return float(NormalDist().inv_cdf(0.5 + self.interval_width / 2))
+
+    def default_rules(self) -> Any:
+        return super().default_rules().replace(threshold=self.z_)
+
+    def _fit(self, frame: pd.DataFrame) -> None:
+        step = infer_step(pd.DatetimeIndex(frame.index), self.granularity, series_id=self.series_id_)
+        season = self.season or season_for_step(step)
+        expected, sigma = robust_baseline(
+            self._long(frame), season=season, weeks=self.weeks, min_slot_points=self.min_slot_points
+        )
+        self.season_ = season
+        self.expected_ = expected
+        self.sigma_ = sigma
+
+    def _long(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"series_id": self.series_id_, "ts": frame.index, "value": frame["value"].to_numpy(dtype=float)},
+            index=frame.index,
+        )
+
+    def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        scored = robust_score_many(
+            self._long(frame), self.expected_, self.sigma_, season=self.season_, z=self.z_
+        )
+        return scored.loc[:, [*SCORE_COLUMNS, SIGMA_COLUMN]]
+
+    def _state_to_dict(self) -> dict[str, Any]:
+        return {
+            "season": self.season_,
+            "expected": [float(v) for v in self.expected_.to_numpy()],
+            "sigma": [float(v) for v in self.sigma_.to_numpy()],
+        }
+
+    def _state_from_dict(self, state: dict[str, Any]) -> None:
+        self.season_ = state["season"]
+        index = pd.MultiIndex.from_product(
+            [[self.series_id_], np.arange(len(state["expected"]), dtype=np.int64)],
+            names=["series_id", "slot"],
+        )
+        self.expected_ = pd.Series(np.asarray(state["expected"], dtype=float), index=index, name="expected")
+        self.sigma_ = pd.Series(np.asarray(state["sigma"], dtype=float), index=index, name="sigma")

@@ -1,0 +1,667 @@
+"""Root-cause slicer: which segments of a multi-dimensional metric explain an anomalous window.
+
+Input is one row per *leaf* (a full combination of dimension values such as
+``category=hate_speech & language=pt & device=ios & tier=partner``) with an observed and an expected value.
+An *element* is a conjunction of dimension values at any depth (``category=bullying`` is a layer-1 element,
+``category=bullying & language=pt`` a layer-2 element); its value is the sum over its leaves (or
+``sum(num) / sum(den)`` for a ratio metric).
+
+Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, and Squeeze, Li et al. 2019):
+
+1. **Leaf deviation.** Every leaf gets the bounded deviation score of Squeeze,
+   ``d = 2 (actual - expected) / (actual + expected)`` (0 when both are 0). Under the *ripple effect*
+   assumption a root-cause element moves all of its leaves by the same factor, so its leaves share one score
+   while normal leaves scatter around 0.
+2. **Weighted two-way partition.** The noise scale is estimated robustly from the 30 % weighted quantile of
+   ``|d|`` (valid while up to ~70 % of the leaves are abnormal); a leaf is *abnormal* when ``|d|`` exceeds
+   ``noise_z`` noise scales (or a small floor). Leaves are weighted by their volume capped at the median
+   volume: big leaves count as one each, tiny leaves (whose deviation is mostly noise, e.g. zero-forecast
+   leaves with stray counts) count for little.
+3. **Element scores**, for every cuboid (set of dimensions) up to ``max_layer`` at once, with vectorised
+   ``numpy.bincount`` group-bys over integer codes (no Python loop over leaves):
+
+   * *risk* (consistency): the weighted fraction of the element's leaves that are abnormal. A parent whose
+     children moved only in part has a low risk, which is what keeps answers from naming a parent of the
+     true element;
+   * *gain* (explanatory power): how much the ripple explanation "all leaves of the element moved by the
+     element's ratio ``actual / expected``" lowers the L1 error ``sum |actual - expected|`` over the element's
+     leaves. A child of the true element explains only part of the deviation, a parent mixes in normal
+     leaves and fits them badly, so the true element has the largest gain;
+   * *support* (volume share) and *significance* (aggregate deviation beyond ``noise_z`` times the noise of
+     the sum) prune tiny and noisy elements.
+4. **Greedy search for several causes.** The qualifying element with the largest gain is selected (an
+   ancestor within 1 % of its gain is preferred, so a whole parent is named rather than its children); its
+   leaves are removed and the scores recomputed, until no element qualifies or ``top_k`` are found.
+
+Ratio metrics (violation rate = violations / reports) are localized on both additive parts at once: a leaf is
+abnormal when its numerator or its denominator deviates, and gains add the two parts, each relative to its
+total. This finds segments whose rate moved and segments whose traffic moved. Each reported segment's
+contribution to the change of the region's rate is then split exactly into **rate** and **mix** (shift-share):
+with ``w`` the segment's share of the denominator and ``R`` rates,
+``rate = w_act (R_seg_act - R_seg_exp)`` and ``mix = (w_act - w_exp) (R_seg_exp - R_region_exp)``; over a
+partition of the region the two parts sum to ``R_region_act - R_region_exp``. A rate can rise with no segment
+getting worse when traffic shifts towards a segment whose rate was always high: that segment then shows a
+mix share near its whole deviation share and a rate share near 0.
+
+Ratio mode is chosen when the four columns ``actual_num, expected_num, actual_den, expected_den`` are all
+present (or with ``ratio=True``); otherwise the ``actual`` and ``expected`` columns are used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from types import MappingProxyType
+
+import numpy as np
+import pandas as pd
+
+from detectors.errors import DetectorError
+
+__all__ = [
+    "RATIO_COLUMNS",
+    "InvalidLeavesError",
+    "RootCause",
+    "expected_from_baseline",
+    "format_elements",
+    "localize",
+    "parse_elements",
+]
+
+#: Columns of a ratio metric: numerator and denominator, observed and expected.
+RATIO_COLUMNS: tuple[str, str, str, str] = ("actual_num", "expected_num", "actual_den", "expected_den")
+
+_NORMAL_Q = 0.3  # quantile of |d| used for the noise scale
+_NORMAL_Q_Z = 0.385  # P(|Z| < 0.385) = 0.3 for a standard normal Z
+_SATURATION_Z = 2.0  # a leaf deviating by this many noise scales counts as fully abnormal
+_DEVIATION_FLOOR = 0.02  # ... and never less than 2 % (noise-free data)
+_ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
+_MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
+
+
+class InvalidLeavesError(DetectorError, ValueError):
+    """The leaf table breaks an input rule (missing column, NaN, negative or non-numeric values...)."""
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """One segment explaining part of an anomaly.
+
+    Attributes:
+        element: Dimension -> value conjunction, in the order of the ``dimensions`` given to :func:`localize`.
+        rank: 1 for the segment with the largest absolute deviation share.
+        actual: Observed value of the segment (sum, or rate ``sum(num) / sum(den)`` for ratio metrics).
+        expected: Expected value of the segment, same unit as ``actual``.
+        deviation_share: The segment's contribution to the region's deviation (observed minus expected), as a
+            share of it (additive: ``(actual - expected) / (region actual - region expected)``; ratio: the
+            segment's ``mix + rate`` contribution to the change of the region's rate). When the region's
+            deviation is 0 (opposite causes cancelling) shares are relative to the sum of absolute
+            contributions of the reported segments.
+        surprise: How surprising the segment's own change is: the Jensen-Shannon divergence between its
+            expected and observed share of the region (Adtributor); for ratio metrics the sum over numerator
+            and denominator shares. 0 when its share did not move.
+        mix_share: Ratio metrics only: part of ``deviation_share`` due to the segment's share of the
+            denominator moving (traffic mix), else ``None``.
+        rate_share: Ratio metrics only: part of ``deviation_share`` due to the segment's own rate moving.
+        risk: Weighted fraction of the segment's leaves that deviate beyond noise (1 = all moved together).
+    """
+
+    element: Mapping[str, str] = field(hash=False)
+    rank: int
+    actual: float
+    expected: float
+    deviation_share: float
+    surprise: float
+    mix_share: float | None = None
+    rate_share: float | None = None
+    risk: float = 1.0
+
+    @property
+    def layer(self) -> int:
+        """Number of dimensions fixed by the element."""
+        return len(self.element)
+
+    def label(self) -> str:
+        """The element as ``a=a1&b=b2``."""
+        return "&".join(f"{dim}={value}" for dim, value in self.element.items())
+
+    def __str__(self) -> str:
+        return self.label()
+
+
+def format_elements(elements: Iterable[Mapping[str, str] | RootCause]) -> str:
+    """Format a set of elements as the benchmark label ``a=a1&b=b2;c=c3`` (in the given order)."""
+    parts = []
+    for element in elements:
+        items = element.element if isinstance(element, RootCause) else element
+        parts.append("&".join(f"{dim}={value}" for dim, value in items.items()))
+    return ";".join(parts)
+
+
+def parse_elements(label: str) -> list[dict[str, str]]:
+    """Parse ``a=a1&b=b2;c=c3`` into ``[{"a": "a1", "b": "b2"}, {"c": "c3"}]``.
+
+    Raises:
+        ValueError: a condition is not of the form ``dimension=value``.
+    """
+    elements: list[dict[str, str]] = []
+    for part in filter(None, (p.strip() for p in label.split(";"))):
+        element: dict[str, str] = {}
+        for condition in part.split("&"):
+            dim, sep, value = condition.partition("=")
+            if not sep or not dim.strip():
+                raise ValueError(f"element label {part!r}: condition {condition!r} is not 'dimension=value'")
+            element[dim.strip()] = value.strip()
+        elements.append(element)
+    return elements
+
+
+# -- input validation ------------------------------------------------------------------------------------
+def _check_numeric(leaves: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in leaves.columns:
+        raise InvalidLeavesError(
+            f"leaves have no column {column!r} (columns: {list(leaves.columns)}); "
+            f"pass its name with the matching keyword argument or add the column"
+        )
+    series = leaves[column]
+    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        raise InvalidLeavesError(
+            f"leaf column {column!r} has dtype {series.dtype}; convert it to numbers, "
+            f"e.g. pd.to_numeric(leaves[{column!r}])"
+        )
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    if np.isnan(values).any():
+        raise InvalidLeavesError(
+            f"leaf column {column!r} has {int(np.isnan(values).sum())} NaN value(s); a missing leaf value "
+            f"means no events: fill with 0 (leaves[{column!r}].fillna(0)) or drop those rows"
+        )
+    if np.isinf(values).any():
+        raise InvalidLeavesError(f"leaf column {column!r} has infinite values; drop or cap those rows")
+    if (values < 0).any():
+        raise InvalidLeavesError(
+            f"leaf column {column!r} has {int((values < 0).sum())} negative value(s); the slicer needs "
+            f"non-negative additive measures (counts, sums): clip forecasts at 0 with .clip(lower=0)"
+        )
+    return values
+
+
+def _missing_dimension_error(dim: str) -> InvalidLeavesError:
+    return InvalidLeavesError(
+        f"dimension column {dim!r} has missing values; fill them with an explicit value "
+        f"such as leaves[{dim!r}].fillna('unknown')"
+    )
+
+
+def _check_dimensions(leaves: pd.DataFrame, dimensions: Sequence[str], *, check_na: bool = True) -> list[str]:
+    if isinstance(dimensions, str):
+        raise InvalidLeavesError(f"dimensions must be a list of column names, not the string {dimensions!r}")
+    dims = list(dimensions)
+    if not dims:
+        raise InvalidLeavesError("dimensions is empty; pass the leaf columns to slice by, e.g. ['category']")
+    if len(set(dims)) != len(dims):
+        raise InvalidLeavesError(f"dimensions {dims} repeat a column; list each dimension once")
+    for dim in dims:
+        if dim not in leaves.columns:
+            raise InvalidLeavesError(
+                f"leaves have no dimension column {dim!r} (columns: {list(leaves.columns)}); "
+                f"fix the dimensions argument or add the column"
+            )
+        if check_na and leaves[dim].isna().any():
+            raise _missing_dimension_error(dim)
+    return dims
+
+
+# -- the search ------------------------------------------------------------------------------------------
+@dataclass
+class _Measure:
+    """One additive measure over the active leaves: observed ``v`` and expected ``f``."""
+
+    v: np.ndarray
+    f: np.ndarray
+    noise: float = 0.0
+    signal: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    cutoff: float = _DEVIATION_FLOOR
+
+    @property
+    def scale(self) -> float:
+        return max(float(self.f.sum()), float(self.v.sum()), 1e-12)
+
+    def partition(self, weight: np.ndarray) -> None:
+        """Estimate the relative noise scale and each leaf's saturated, signed abnormality in [-1, 1]."""
+        total = self.v + self.f
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = np.where(total > 0, 2.0 * (self.v - self.f) / total, 0.0)
+        active = total > 0
+        self.noise = _weighted_quantile(np.abs(d[active]), weight[active], _NORMAL_Q) / _NORMAL_Q_Z
+        self.cutoff = max(_SATURATION_Z * self.noise, _DEVIATION_FLOOR)
+        self.signal = np.clip(d / self.cutoff, -1.0, 1.0)
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """Weighted ``q``-quantile of values in [0, 2], from a fine histogram (O(n), no sort)."""
+    if values.size == 0 or weights.sum() <= 0:
+        return 0.0
+    edges = np.concatenate(([0.0], np.geomspace(1e-6, 2.0, 4000)))
+    hist, _ = np.histogram(np.clip(values, 0.0, 2.0), bins=edges, weights=weights)
+    cum = np.cumsum(hist)
+    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(edges[min(idx + 1, edges.size - 1)])
+
+
+@dataclass
+class _Cuboid:
+    """A set of dimensions: each leaf's element id, and per-element sums of the tracked leaf values."""
+
+    dims: tuple[int, ...]
+    ids: np.ndarray
+    keys: np.ndarray  # combined dimension code of each element id (decoded with ``shape``)
+    shape: tuple[int, ...]
+    stats: np.ndarray  # (tracked value, element) sums over the leaves still in play
+    dense: bool  # element id is the combined code (every combination has an id)
+
+    @property
+    def size(self) -> int:
+        return int(self.keys.size)
+
+    def values(self, group: int) -> dict[int, int]:
+        codes = np.unravel_index(int(self.keys[group]), self.shape)
+        return {d: int(c) for d, c in zip(self.dims, codes, strict=True)}
+
+
+@dataclass
+class _Pick:
+    cuboid: _Cuboid
+    group: int
+    gain: float
+    risk: float
+
+
+class _Search:
+    """Greedy layer-agnostic search over every cuboid up to ``max_layer`` (see the module docstring)."""
+
+    def __init__(
+        self, codes: list[np.ndarray], cards: list[int], measures: list[_Measure], weight: np.ndarray, *,
+        max_layer: int, min_support: float, min_risk: float, noise_z: float,
+    ) -> None:
+        self.measures = measures
+        self.min_support, self.min_risk, self.noise_z = min_support, min_risk, noise_z
+        rows = [weight]
+        for m in measures:
+            rows += [weight * m.signal, m.f, m.v, m.f * m.f]
+        self.leaf_values = np.vstack(rows)
+        self.abs_dev = [np.abs(m.v - m.f) for m in measures]
+        self.scales = [m.scale for m in measures]
+        # Deviation mass of the clearly abnormal leaves: an element must explain a bit of it.
+        self.min_gain = _MIN_GAIN_SHARE * sum(
+            float(dev[np.abs(m.signal) >= 1.0].sum()) / s
+            for m, dev, s in zip(measures, self.abs_dev, self.scales, strict=True))
+        self.tiny_weight = 1e-9 * max(float(weight.sum()), 1e-12)
+        self.alive = np.ones(weight.size, dtype=bool)
+        self.cards = cards
+        self.cuboids = [self._cuboid(codes, dims)
+                        for layer in range(1, min(max_layer, len(codes)) + 1)
+                        for dims in combinations(range(len(codes)), layer)]
+        # A dense cuboid's sums are marginalized from a dense cuboid of the top layer holding its
+        # dimensions (a small array) instead of being aggregated again over the leaves.
+        top = len(self.cuboids[-1].dims) if self.cuboids else 0
+        self.sources: list[int | None] = []
+        for cub in self.cuboids:
+            source = None
+            if cub.dense and len(cub.dims) < top:
+                source = next((j for j, c in enumerate(self.cuboids)
+                               if len(c.dims) == top and c.dense and set(cub.dims) < set(c.dims)), None)
+            self.sources.append(source)
+        for cub, stats in zip(self.cuboids, self._aggregate(np.arange(weight.size)), strict=True):
+            cub.stats = stats
+
+    def _cuboid(self, codes: list[np.ndarray], dims: tuple[int, ...]) -> _Cuboid:
+        shape = tuple(self.cards[d] for d in dims)
+        combined = np.ravel_multi_index(tuple(codes[d] for d in dims), shape)
+        n = self.leaf_values.shape[1]
+        if math.prod(shape) <= 4 * n + 1024:  # dense: element id = combined code
+            keys, ids, dense = np.arange(math.prod(shape), dtype=np.int64), combined, True
+        else:  # sparse: number the combinations that occur
+            raw_ids, raw_keys = pd.factorize(combined)
+            ids, keys = np.asarray(raw_ids, dtype=np.int64), np.asarray(raw_keys, dtype=np.int64)
+            dense = False
+        return _Cuboid(dims=dims, ids=ids, keys=keys, shape=shape, stats=np.zeros((0, 0)), dense=dense)
+
+    def _aggregate(self, leaves: np.ndarray) -> list[np.ndarray]:
+        """Sums of the tracked leaf values over ``leaves``, per element of every cuboid."""
+        values = self.leaf_values[:, leaves]
+        rows = values.shape[0]
+        out: list[np.ndarray] = [np.zeros(0)] * len(self.cuboids)
+        for k, (cub, source) in enumerate(zip(self.cuboids, self.sources, strict=True)):
+            if source is None:
+                ids = cub.ids[leaves]
+                out[k] = np.vstack([np.bincount(ids, row, cub.size) for row in values])
+        for k, (cub, source) in enumerate(zip(self.cuboids, self.sources, strict=True)):
+            if source is not None:
+                src = self.cuboids[source]
+                axes = tuple(1 + i for i, d in enumerate(src.dims) if d not in cub.dims)
+                out[k] = out[source].reshape(rows, *src.shape).sum(axis=axes).reshape(rows, -1)
+        return out
+
+    def _gains(self, cub: _Cuboid) -> tuple[np.ndarray, np.ndarray]:
+        """Gain (NaN where the element does not qualify) and risk of every element of a cuboid."""
+        support, significant, risk = self._qualities(cub.stats)
+        ok = (support >= self.min_support) & significant & (risk >= self.min_risk)
+        gains = np.full(cub.size, np.nan)
+        if not ok.any():
+            return gains, risk
+        leaves = np.flatnonzero(ok[cub.ids] & self.alive)
+        ids = cub.ids[leaves]
+        gain = np.zeros(cub.size)
+        for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
+            f, v = cub.stats[2 + 4 * i], cub.stats[3 + 4 * i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(f > 0, v / f, 1.0)
+            fl, vl = m.f[leaves], m.v[leaves]
+            err0 = np.bincount(ids, self.abs_dev[i][leaves], cub.size)
+            err1 = np.bincount(ids, np.abs(vl - ratio[ids] * fl), cub.size)
+            gain += (err0 - err1) / scale
+        ok &= gain > max(self.min_gain, 0.0)
+        gains[ok] = gain[ok]
+        return gains, risk
+
+    def _qualities(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Support, significance and risk of elements from their stats columns.
+
+        Risk is the element's weighted mean saturated leaf signal divided by the signal a pure ripple of the
+        element's own ratio would give: about 1 when all its leaves moved together (however weakly), about
+        the moved fraction when only some of its leaves moved strongly. Only measures whose aggregate moved
+        significantly count (a ratio metric's flat denominator says nothing).
+        """
+        w = st[0]
+        support = np.zeros(w.shape)
+        risk = np.zeros(w.shape)
+        significant = np.zeros(w.shape, dtype=bool)
+        for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
+            signal, f, v, f2 = st[1 + 4 * i: 5 + 4 * i]
+            support = np.maximum(support, (f + v) / (2.0 * scale))
+            sd = m.noise * np.sqrt(np.clip(f2, 0.0, None))
+            moved = np.abs(v - f) > self.noise_z * sd + 1e-9 * scale
+            significant |= moved
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ripple = np.where(v + f > 0, 2.0 * np.abs(v - f) / (v + f), 0.0)
+                expected_signal = np.clip(ripple / m.cutoff, 1e-12, 1.0)
+                mean_signal = np.where(w > self.tiny_weight, np.abs(signal) / w, 0.0)
+            risk = np.where(moved, np.maximum(risk, np.minimum(mean_signal / expected_signal, 1.0)), risk)
+        return support, significant, risk
+
+    def _score_one(self, cub: _Cuboid, group: int) -> tuple[float, float, bool]:
+        """Gain, risk and whether support and significance hold, for one element."""
+        support, significant, risk = self._qualities(cub.stats[:, group: group + 1])
+        leaves = np.flatnonzero((cub.ids == group) & self.alive)
+        gain = 0.0
+        for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
+            f, v = cub.stats[2 + 4 * i, group], cub.stats[3 + 4 * i, group]
+            ratio = v / f if f > 0 else 1.0
+            fl, vl = m.f[leaves], m.v[leaves]
+            gain += float((self.abs_dev[i][leaves] - np.abs(vl - ratio * fl)).sum()) / scale
+        return gain, float(risk[0]), bool(support[0] >= self.min_support and significant[0])
+
+    def _succinct(self, pick: _Pick) -> _Pick:
+        """Name the shallowest ancestor that explains at least (almost) as much as ``pick``.
+
+        When a whole parent moved, its children qualify too and one of them may come out first (their own
+        noise can make them look more consistent); the parent explains more, so it replaces the child. The
+        ancestor needs half the usual risk only: a parent of several moved children has a low risk and a
+        lower gain, so it is still rejected.
+        """
+        target = pick.cuboid.values(pick.group)
+        by_dims = {cub.dims: cub for cub in self.cuboids}
+        dims = tuple(sorted(target))
+        for layer in range(1, len(dims)):
+            best: _Pick | None = None
+            for sub in combinations(dims, layer):
+                cub = by_dims[sub]
+                key = int(np.ravel_multi_index(tuple(target[d] for d in sub), cub.shape))
+                found = np.flatnonzero(cub.keys == key)
+                if found.size == 0:
+                    continue
+                group = int(found[0])
+                gain, risk, ok = self._score_one(cub, group)
+                if ok and risk >= self.min_risk / 2 and gain >= (1.0 - _ANCESTOR_TOLERANCE) * pick.gain and (
+                        best is None or gain > best.gain):
+                    best = _Pick(cub, group, gain, risk)
+            if best is not None:
+                return best
+        return pick
+
+    def _remove(self, leaves: np.ndarray) -> None:
+        self.alive[leaves] = False
+        for cub, stats in zip(self.cuboids, self._aggregate(leaves), strict=True):
+            cub.stats -= stats
+
+    def run(self, top_k: int) -> list[_Pick]:
+        picks: list[_Pick] = []
+        while len(picks) < top_k:
+            scored = []
+            for cub in self.cuboids:
+                gains, risk = self._gains(cub)
+                if not np.isnan(gains).all():
+                    scored.append((cub, gains, risk))
+            if not scored:
+                break
+            cub, gains, risk = max(scored, key=lambda s: float(np.nanmax(s[1])))
+            best = int(np.nanargmax(gains))
+            pick = _Pick(cub, best, float(gains[best]), float(risk[best]))
+            pick = self._succinct(pick)
+            picks.append(pick)
+            self._remove(np.flatnonzero((pick.cuboid.ids == pick.group) & self.alive))
+        return picks
+
+
+# -- reporting -------------------------------------------------------------------------------------------
+def _js(p: float, q: float) -> float:
+    """Adtributor's surprise: Jensen-Shannon divergence term of expected share p and observed share q."""
+    m = (p + q) / 2.0
+    out = 0.0
+    if p > 0:
+        out += 0.5 * p * math.log(p / m)
+    if q > 0:
+        out += 0.5 * q * math.log(q / m)
+    return out
+
+
+def _safe_div(a: float, b: float) -> float:
+    return a / b if b != 0 else 0.0
+
+
+def localize(
+    leaves: pd.DataFrame,
+    dimensions: Sequence[str],
+    *,
+    actual: str = "actual",
+    expected: str = "expected",
+    top_k: int = 5,
+    ratio: bool | None = None,
+    max_layer: int = 3,
+    min_support: float = 0.002,
+    min_risk: float = 0.5,
+    noise_z: float = 3.0,
+) -> list[RootCause]:
+    """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
+
+    Args:
+        leaves: One row per leaf (a full combination of the dimension values) with non-negative observed and
+            expected values. Rows repeating a combination are summed into the same elements.
+        dimensions: Columns to slice by (order is kept in the reported elements).
+        actual: Observed value column (additive mode).
+        expected: Expected value column (additive mode); see :func:`expected_from_baseline`.
+        top_k: Maximum number of root causes returned.
+        ratio: ``True`` for a ratio metric given by :data:`RATIO_COLUMNS`, ``False`` for an additive one,
+            ``None`` (default) for ratio mode exactly when all four ratio columns are present.
+        max_layer: Deepest conjunction searched (number of dimensions fixed by an element).
+        min_support: Minimum share of the region's volume (mean of observed and expected; for ratio metrics
+            the larger share of numerator or denominator) of a reported segment; smaller ones are pruned.
+        min_risk: Minimum weighted fraction of an element's leaves that must deviate beyond noise.
+        noise_z: Noise multiples beyond which a leaf is abnormal and an element's aggregate is significant.
+
+    Returns:
+        Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
+
+    Raises:
+        InvalidLeavesError: (a ``ValueError``) a missing, non-numeric, NaN or negative column, or bad
+            dimensions or parameters; the message names the column and the fix.
+    """
+    if not isinstance(leaves, pd.DataFrame):
+        raise InvalidLeavesError(f"leaves must be a pandas DataFrame, got {type(leaves).__name__}")
+    if top_k < 1 or max_layer < 1 or not 0 <= min_support < 1 or not 0 < min_risk <= 1 or noise_z <= 0:
+        raise InvalidLeavesError(
+            f"bad parameters top_k={top_k}, max_layer={max_layer}, min_support={min_support}, "
+            f"min_risk={min_risk}, noise_z={noise_z}: need top_k>=1, max_layer>=1, 0<=min_support<1, "
+            f"0<min_risk<=1, noise_z>0"
+        )
+    dims = _check_dimensions(leaves, dimensions, check_na=False)  # NaN is checked when factorizing
+    present = [c for c in RATIO_COLUMNS if c in leaves.columns]
+    is_ratio = len(present) == len(RATIO_COLUMNS) if ratio is None else ratio
+    if is_ratio:
+        a_num, e_num, a_den, e_den = (_check_numeric(leaves, c) for c in RATIO_COLUMNS)
+        measures = [_Measure(a_num, e_num), _Measure(a_den, e_den)]
+        volume = (a_den + e_den) / 2.0
+        volume = np.where(volume > 0, volume, (a_num + e_num) / 2.0)
+    else:
+        if present and actual not in leaves.columns:
+            missing = [c for c in RATIO_COLUMNS if c not in leaves.columns]
+            raise InvalidLeavesError(
+                f"leaves look like a ratio metric but lack {missing}; add them (ratio mode needs "
+                f"{list(RATIO_COLUMNS)}) or pass actual=/expected= for an additive metric"
+            )
+        measures = [_Measure(_check_numeric(leaves, actual), _check_numeric(leaves, expected))]
+        volume = (measures[0].v + measures[0].f) / 2.0
+    # Leaves with nothing observed nor expected change no sum: drop them before the search.
+    active = np.zeros(len(leaves), dtype=bool)
+    for m in measures:
+        active |= (m.v + m.f) > 0
+    codes, uniques = [], []
+    for dim in dims:
+        code, unique = pd.factorize(leaves[dim].to_numpy()[active], sort=False)
+        if (code < 0).any():
+            raise _missing_dimension_error(dim)
+        codes.append(np.asarray(code, dtype=np.int64))
+        uniques.append(pd.Index(unique))
+    if not active.any():
+        return []
+    measures = [_Measure(m.v[active], m.f[active]) for m in measures]
+    volume = volume[active]
+    positive = volume[volume > 0]
+    cap = float(np.median(positive)) if positive.size else 1.0
+    weight = np.minimum(volume, cap)
+    for m in measures:
+        m.partition(weight)
+    search = _Search(
+        codes, [len(u) for u in uniques], measures, weight, max_layer=max_layer, min_support=min_support,
+        min_risk=min_risk, noise_z=noise_z,
+    )
+    picks = search.run(top_k)
+    return _report(picks, dims, uniques, measures, is_ratio)
+
+
+def _report(
+    picks: list[_Pick], dims: list[str], uniques: list[pd.Index], measures: list[_Measure], is_ratio: bool,
+) -> list[RootCause]:
+    rows = []
+    for pick in picks:
+        cub = pick.cuboid
+        values = np.unravel_index(int(cub.keys[pick.group]), cub.shape)
+        by_dim = {dims[d]: str(uniques[d][int(v)]) for d, v in zip(cub.dims, values, strict=True)}
+        element = MappingProxyType({dim: by_dim[dim] for dim in dims if dim in by_dim})
+        inside = cub.ids == pick.group
+        sums = [(float(m.v[inside].sum()), float(m.f[inside].sum()), float(m.v.sum()), float(m.f.sum()))
+                for m in measures]
+        surprise = sum(_js(_safe_div(fe, ft), _safe_div(ve, vt)) for ve, fe, vt, ft in sums)
+        if is_ratio:
+            (vn, fn, vnt, fnt), (vd, fd, vdt, fdt) = sums
+            r_act, r_exp = _safe_div(vn, vd), _safe_div(fn, fd)
+            region_act, region_exp = _safe_div(vnt, vdt), _safe_div(fnt, fdt)
+            w_act, w_exp = _safe_div(vd, vdt), _safe_div(fd, fdt)
+            rate = w_act * (r_act - r_exp)
+            mix = (w_act - w_exp) * (r_exp - region_exp)
+            rows.append((element, r_act, r_exp, rate + mix, mix, rate, region_act - region_exp, surprise,
+                         pick.risk))
+        else:
+            ve, fe, vt, ft = sums[0]
+            rows.append((element, ve, fe, ve - fe, None, None, vt - ft, surprise, pick.risk))
+    if not rows:
+        return []
+    total = rows[0][6]
+    if abs(total) <= 1e-12 * max(1.0, sum(abs(r[3]) for r in rows)):
+        total = sum(abs(r[3]) for r in rows)
+    causes = []
+    for element, act, exp, contribution, mix, rate, _, surprise, risk in rows:
+        causes.append(RootCause(
+            element=element, rank=0, actual=act, expected=exp,
+            deviation_share=_safe_div(contribution, total), surprise=surprise,
+            mix_share=None if mix is None else _safe_div(mix, total),
+            rate_share=None if rate is None else _safe_div(rate, total), risk=risk,
+        ))
+    causes.sort(key=lambda c: -abs(c.deviation_share))
+    return [RootCause(**{**c.__dict__, "rank": i + 1}) for i, c in enumerate(causes)]
+
+
+# -- expected leaf values ------------------------------------------------------------------------------
+def expected_from_baseline(
+    current: pd.DataFrame,
+    baseline: pd.DataFrame,
+    dimensions: Sequence[str],
+    *,
+    expected_totals: Mapping[str, float],
+    expected_columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Expected leaf values: each leaf's share of a baseline window times the forecast of the region's total.
+
+    Why this choice: the detector's forecast of the region's *total* is fitted on a long, dense, aggregate
+    series and is trustworthy, while per-leaf forecasts are noisy (most leaves are small or sparse, and there
+    are too many to fit a model each). Under the ripple-effect assumption, when nothing is wrong every leaf
+    keeps its usual share of the total, so ``expected_leaf = forecast_total * baseline_leaf /
+    baseline_total``; a root cause then shows as leaves whose observed share moved away from it. This keeps
+    leaf expectations summing exactly to the forecast, so the slicer explains the same deviation the detector
+    flagged.
+
+    Args:
+        current: Leaves of the anomalous window: ``dimensions`` plus each column of ``expected_totals``.
+        baseline: Rows of a baseline window (any number of timestamps) with the same columns; summed per leaf.
+        dimensions: Leaf dimension columns.
+        expected_totals: Observed column -> forecast of its region total over the anomalous window, e.g.
+            ``{"actual": 1234.0}`` or ``{"actual_num": 50.0, "actual_den": 1000.0}`` for a ratio metric.
+        expected_columns: Observed column -> name of its expected column. By default ``actual`` becomes
+            ``expected`` and ``actual_num`` becomes ``expected_num`` (``x`` without "actual" -> ``expected_x``).
+
+    Returns:
+        One row per leaf of ``current`` or ``baseline`` (leaves missing on one side count 0 there) with the
+        dimensions, the observed columns and the expected columns, ready for :func:`localize`.
+
+    Raises:
+        InvalidLeavesError: missing, NaN or negative columns, negative totals, or an empty baseline total.
+    """
+    dims = _check_dimensions(current, dimensions)
+    _check_dimensions(baseline, dims)
+    cols = list(expected_totals)
+    if not cols:
+        raise InvalidLeavesError("expected_totals is empty; map each observed column to its forecast total")
+    for col in cols:
+        _check_numeric(current, col)
+        _check_numeric(baseline, col)
+        total = float(expected_totals[col])
+        if not math.isfinite(total) or total < 0:
+            raise InvalidLeavesError(f"expected total of {col!r} is {total}; pass a finite forecast >= 0")
+    names = dict(expected_columns or {})
+    for col in cols:
+        names.setdefault(col, col.replace("actual", "expected", 1) if "actual" in col else f"expected_{col}")
+    cur = current.groupby(dims, sort=False, observed=True)[cols].sum()
+    base = baseline.groupby(dims, sort=False, observed=True)[cols].sum()
+    out = cur.join(base.rename(columns=lambda c: f"__base_{c}"), how="outer").fillna(0.0)
+    for col in cols:
+        base_total = float(out[f"__base_{col}"].sum())
+        if base_total <= 0:
+            raise InvalidLeavesError(
+                f"baseline column {col!r} sums to 0, so leaves have no share to scale; use a longer "
+                f"baseline window or another reference period"
+            )
+        out[names[col]] = out[f"__base_{col}"] / base_total * float(expected_totals[col])
+    out = out.drop(columns=[f"__base_{c}" for c in cols]).reset_index()
+    return out

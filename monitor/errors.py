@@ -1,0 +1,25 @@
+"""Errors of the composition root. Each message names the metric, column or config key and the fix."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "LivewatchError", "SourceError", "DataQualityError"]
+
+
+class LivewatchError(Exception):
+    """Base class: the CLI prints these as one line and exits non-zero."""
+
+
+class ConfigError(LivewatchError):
+    """The configuration is invalid. ``problems`` holds one line per problem (``key.path: message``)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SourceError(LivewatchError):
+    """A metric could not be fetched (query failed, table or column missing)."""
+
+
+class DataQualityError(SourceError):
+    """Fetched rows break a data rule (NaN, negative counts, non-numeric values, duplicates)."""

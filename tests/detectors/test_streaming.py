@@ -1,0 +1,154 @@
+"""Tests of the causal streaming scorer: no look-ahead, bounded output, spikes score high, clean data stays low."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.streaming import (
+    StreamingAnomalyScorer,
+    anomaly_likelihood,
+    log_likelihood,
+    rank_likelihood,
+    raw_anomaly_scores,
+    robust_zscores,
+    suppress_after_alarm,
+)
+
+N = 3000
+SPIKE = 2500
+
+
+def _clean(seed: int = 7, n: int = N) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    """A daily-seasonal (288 points a day) noisy series without anomalies."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = 50.0 + 10.0 * np.sin(2 * np.pi * t / 288) + rng.normal(0.0, 1.0, n)
+    stamps = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
+    return values, stamps
+
+
+def _scorer() -> StreamingAnomalyScorer:
+    return StreamingAnomalyScorer(seasonal_period=pd.Timedelta("1D"), hold=100)
+
+
+def test_no_look_ahead() -> None:
+    # Rewriting the future (a huge level shift and noise after t0) leaves every score up to t0 unchanged.
+    values, stamps = _clean()
+    t0 = 2000
+    changed = values.copy()
+    changed[t0 + 1 :] = changed[t0 + 1 :] * 3.0 + 100.0
+    before = _scorer().score_stream(values, stamps)
+    after = _scorer().score_stream(changed, stamps)
+    np.testing.assert_array_equal(before[: t0 + 1], after[: t0 + 1])
+    assert not np.array_equal(before[t0 + 1 :], after[t0 + 1 :])  # the change is seen once it happens
+
+
+def test_prefix_gives_the_same_scores_as_the_full_stream() -> None:
+    # Scoring a prefix alone equals the prefix of scoring the whole stream (streaming = batch).
+    values, stamps = _clean(seed=3)
+    full = _scorer().score_stream(values, stamps)
+    prefix = _scorer().score_stream(values[:1500], stamps[:1500])
+    np.testing.assert_allclose(prefix, full[:1500])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_are_within_unit_interval(seed: int) -> None:
+    # Heavy-tailed data with missing values and a flat stretch still gives finite scores in [0, 1].
+    rng = np.random.default_rng(seed)
+    values = rng.standard_t(2, N) * 5 + 20
+    values[100:400] = 20.0
+    values[rng.integers(0, N, 30)] = np.nan
+    scores = _scorer().score_stream(values, pd.date_range("2024-01-01", periods=N, freq="5min", tz="UTC"))
+    assert scores.shape == (N,)
+    assert np.all(np.isfinite(scores))
+    assert scores.min() >= 0.0 and scores.max() <= 1.0
+
+
+def test_clear_spike_gets_a_high_score_and_clean_series_stays_low() -> None:
+    values, stamps = _clean(seed=11)
+    clean_scores = _scorer().score_stream(values, stamps)
+    spiked = values.copy()
+    spiked[SPIKE] += 40.0  # ~40 sigma
+    spike_scores = _scorer().score_stream(spiked, stamps)
+    assert spike_scores[SPIKE] >= 0.9
+    assert clean_scores[300:].max() < 0.5  # no alarm at the default alarm threshold
+    assert (spike_scores >= 0.5).sum() == 1  # exactly one alarm, at the spike
+
+
+def test_level_shift_alarms_once_then_suppresses() -> None:
+    values, stamps = _clean(seed=5)
+    values[SPIKE:] += 30.0
+    scores = _scorer().score_stream(values, stamps)
+    alarms = np.flatnonzero(scores >= 0.5)
+    assert alarms.size >= 1
+    assert SPIKE <= alarms[0] <= SPIKE + 5  # detected within a few points of the shift
+    assert np.all(scores[alarms[0] + 1 : alarms[0] + 101] == 0.0)  # hold: the next 100 points are silenced
+
+
+@pytest.mark.parametrize(
+    ("scores", "threshold", "hold", "expected"),
+    [
+        # An alarm silences the next `hold` points, including later alarms inside the hold.
+        ([0.9, 0.8, 0.1, 0.7, 0.2], 0.5, 2, [0.9, 0.0, 0.0, 0.7, 0.0]),
+        # hold = 0 leaves the scores untouched.
+        ([0.9, 0.8, 0.1], 0.5, 0, [0.9, 0.8, 0.1]),
+        # Points below the threshold never start a hold.
+        ([0.4, 0.3, 0.6, 0.9], 0.5, 1, [0.4, 0.3, 0.6, 0.0]),
+    ],
+)
+def test_suppress_after_alarm(
+    scores: list[float], threshold: float, hold: int, expected: list[float]
+) -> None:
+    np.testing.assert_allclose(
+        suppress_after_alarm(np.array(scores), threshold=threshold, hold=hold), expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "expected"),
+    [
+        (0.5, 0.0301),  # a coin flip is barely anomalous
+        (1.0 - 1e-5, 0.5),  # a tail of 1e-5 maps to 0.5 (Numenta's scaling)
+        (1.0, 1.0),  # certainty saturates at 1
+    ],
+)
+def test_log_likelihood(likelihood: float, expected: float) -> None:
+    assert float(log_likelihood(np.array([likelihood]))[0]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_anomaly_likelihood_learning_period_and_jump() -> None:
+    # No opinion (0.5) during the learning period; a sustained jump of the raw scores is near-certain.
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.0, 0.2, 1000)
+    raw[900:] = 1.0
+    likelihood = anomaly_likelihood(raw, learning_period=100, historic_window=500, short_window=5)
+    assert np.all(likelihood[:100] == 0.5)
+    assert likelihood[905] > 0.99999
+    assert likelihood[500:890].max() < 0.9999
+
+
+def test_rank_likelihood_flags_records() -> None:
+    # A new maximum of the short-window mean ranks at 1; a value below all the history ranks low.
+    raw = np.r_[np.linspace(0.1, 0.5, 100), 0.9, 0.0]
+    rank = rank_likelihood(raw, historic_window=50, short_window=1)
+    assert rank[100] == 1.0
+    assert rank[101] < 0.05
+
+
+def test_robust_zscores_use_only_the_past() -> None:
+    # The point being scored is excluded from its own median and scale.
+    values = np.r_[np.zeros(50), 10.0]
+    z = robust_zscores(values, window=50, min_periods=10, scale_floor=1.0)
+    assert z[-1] == pytest.approx(10.0)
+    assert np.all(z[:10] == 0.0)  # not enough history yet
+
+
+def test_raw_scores_flag_range_breaks() -> None:
+    # A value far outside the range seen so far is a "spatial" anomaly with raw score 1.
+    values, _ = _clean(seed=9, n=600)
+    values[550] = 500.0
+    raw = raw_anomaly_scores(values)
+    assert raw[550] == 1.0
+    assert np.all((raw >= 0.0) & (raw <= 1.0))
