@@ -186,7 +186,7 @@ def _notify(
                 current.id, match.receiver, match.channel, reason, muted_by, match.path, notification_id
             )
             decisions.append(decision)
-            log.info(
+            (log.info if notification_id or muted_by else log.debug)(
                 "alert_decision",
                 incident_id=current.id,
                 receiver=match.receiver,

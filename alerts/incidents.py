@@ -12,7 +12,8 @@
     * **Inhibition.** A signal with a ``segment`` label whose metric and region are already covered by a
       metric-level member of an active incident is *absorbed*: counted on the incident, not a new member.
     * **Updates.** Members are keyed by fingerprint (labels); new numbers replace old ones. An ``updated``
-      event says what changed: metric joined, spread to region, new root cause, severity raised.
+      event says what changed: metric joined, spread to region, new root cause, severity raised. Severity
+      never drops while the incident is active (a calmer bucket does not downgrade a critical incident).
     * **Resolution.** An incident that receives no member signal for ``config.resolve_after_clean``
       consecutive evaluations is resolved. An expired snooze returns the incident to ``open``.
 

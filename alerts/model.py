@@ -8,8 +8,9 @@ Identity versus annotations (Alertmanager's split): an :class:`AlertSignal` is i
 score, volume...) is an *annotation* and never part of identity, so the same anomaly seen again with new
 numbers updates the same incident member instead of creating a new one.
 
-Every value object round-trips through ``to_dict()`` / ``from_dict()`` (JSON-safe: datetimes as ISO-8601
-strings) so a store can persist it as one JSON column next to a few indexed key columns.
+Every value object round-trips through ``to_dict()`` / ``from_dict()`` (strict-JSON-safe: datetimes as
+ISO-8601 strings, NaN / infinities as the strings ``"nan"`` / ``"inf"`` / ``"-inf"``) so a store can persist
+it as one JSON column next to a few indexed key columns.
 
 All timestamps are UTC-aware :class:`datetime.datetime` values (``pandas.Timestamp`` is accepted, being a
 subclass); naive ones are rejected with :class:`AlertDataError`.
@@ -17,6 +18,7 @@ subclass); naive ones are rejected with :class:`AlertDataError`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -67,6 +69,20 @@ def ensure_utc(value: datetime, *, what: str) -> datetime:
             f"{what}={value.isoformat()} is not UTC; convert it with .astimezone(timezone.utc)"
         )
     return value
+
+
+def _num(value: float) -> float | str:
+    """JSON-safe float: non-finite values become ``"nan"`` / ``"inf"`` / ``"-inf"`` (``float()`` reads them
+    back), since strict JSON (and PostgreSQL's json type) has no NaN or Infinity."""
+    return value if math.isfinite(value) else str(value)
+
+
+def _opt(value: float | None) -> float | str | None:
+    return None if value is None else _num(value)
+
+
+def _opt_in(value: float | str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -209,11 +225,16 @@ class RootCause:
     rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"segment": self.segment, "share": self.share, "mix": self.mix, "rate": self.rate}
+        return {
+            "segment": self.segment,
+            "share": _num(self.share),
+            "mix": _opt(self.mix),
+            "rate": _opt(self.rate),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return cls(data["segment"], float(data["share"]), data.get("mix"), data.get("rate"))
+        return cls(data["segment"], float(data["share"]), _opt_in(data.get("mix")), _opt_in(data.get("rate")))
 
 
 @dataclass(frozen=True)
@@ -241,10 +262,10 @@ class ChartData:
     def to_dict(self) -> dict[str, Any]:
         return {
             "timestamps": [t.isoformat() for t in self.timestamps],
-            "observed": list(self.observed),
-            "expected": list(self.expected),
-            "lower": list(self.lower),
-            "upper": list(self.upper),
+            "observed": [_num(x) for x in self.observed],
+            "expected": [_num(x) for x in self.expected],
+            "lower": [_num(x) for x in self.lower],
+            "upper": [_num(x) for x in self.upper],
             "anomalous": list(self.anomalous),
         }
 
@@ -333,11 +354,11 @@ class AlertSignal:
             "region": self.region,
             "kind": self.kind,
             "segment": self.segment,
-            "observed": self.observed,
-            "expected": self.expected,
-            "change_pct": self.change_pct,
-            "score": self.score,
-            "volume": self.volume,
+            "observed": _num(self.observed),
+            "expected": _num(self.expected),
+            "change_pct": _num(self.change_pct),
+            "score": _num(self.score),
+            "volume": _num(self.volume),
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "root_causes": [rc.to_dict() for rc in self.root_causes],
@@ -388,7 +409,7 @@ class NotifiedSnapshot:
             "metrics": sorted(self.metrics),
             "regions": sorted(self.regions),
             "root_causes": sorted(self.root_causes),
-            "magnitude": self.magnitude,
+            "magnitude": _num(self.magnitude),
             "resolved": self.resolved,
         }
 

@@ -18,6 +18,7 @@ characters per section text, 2000 per field, 150 for the header; long lists end 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,7 +101,7 @@ def _bullets(lines: Sequence[str], limit: int, max_lines: int, header: str) -> s
 
 
 def _num(x: float) -> str:
-    if x != x:  # NaN
+    if not math.isfinite(x):
         return "n/a"
     if abs(x) >= 100:
         return f"{x:,.0f}"
@@ -110,7 +111,7 @@ def _num(x: float) -> str:
 
 
 def _pct(x: float) -> str:
-    return "n/a" if x != x else f"{x:+.1f}%"
+    return f"{x:+.1f}%" if math.isfinite(x) else "n/a"
 
 
 def _share(x: float) -> str:

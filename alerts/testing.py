@@ -4,7 +4,9 @@ In-memory implementations of the :mod:`alerts.ports` protocols, with exactly the
 there, so tests of :mod:`alerts` (and of code that uses it) need no database; and :class:`RecordingSink`,
 a sink that records what it was asked to send and can be told to fail.
 
-``monitor.store`` can run the same contract checks against its SQL implementations.
+Contract checks ``check_incident_repository(repo)``, ``check_outbox(outbox)`` and
+``check_silence_repository(repo)`` exercise any implementation of the ports (given empty) and raise
+``AssertionError`` naming the broken rule: ``monitor.store``'s tests can run them on the SQL versions.
 """
 
 from __future__ import annotations
@@ -12,18 +14,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from alerts.model import (
+    AlertSignal,
     DeliveryStatus,
     Incident,
     IncidentState,
     LifecycleEvent,
+    LifecycleKind,
+    Matcher,
     Notification,
+    NotifyReason,
     OutboxEntry,
+    RootCause,
+    Severity,
     Silence,
     SlackThread,
 )
+from alerts.ports import IncidentRepository, Outbox, SilenceRepository
 from alerts.sinks.base import DeliveryResult
 
 __all__ = [
@@ -32,6 +42,9 @@ __all__ = [
     "InMemorySilenceRepository",
     "RecordingSink",
     "UnknownNotificationError",
+    "check_incident_repository",
+    "check_outbox",
+    "check_silence_repository",
 ]
 
 
@@ -214,3 +227,183 @@ class RecordingSink:
             return DeliveryResult.success(notification.thread.channel, notification.thread.ts)
         ts = self._ts.setdefault(notification.incident_id, f"{1_700_000_000 + len(self._ts)}.000100")
         return DeliveryResult.success(self.channel, ts)
+
+
+# -- contract checks: run them against any implementation of the ports (e.g. monitor.store) -------------
+_T = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+def _sample_signal(metric: str, region: str) -> AlertSignal:
+    return AlertSignal(
+        metric=metric,
+        region=region,
+        kind="spike",
+        observed=150.0,
+        expected=100.0,
+        change_pct=50.0,
+        score=6.0,
+        volume=2_000.0,
+        start=_T - timedelta(minutes=15),
+        end=_T,
+        root_causes=(RootCause("category=gambling", 0.6, mix=0.2, rate=0.4),),
+        investigate=f"livewatch investigate {metric} --region {region} --at 2026-01-05T11:45Z",
+    )
+
+
+def _sample_incident(metric: str, region: str, opened: datetime, **changes: Any) -> Incident:
+    incident = Incident(
+        id=f"{metric}/{region}/{opened:%Y%m%dT%H%M%SZ}",
+        group_key=f"{metric}/{region}",
+        state=IncidentState.OPEN,
+        severity=Severity.WARNING,
+        opened_at=opened,
+        updated_at=opened,
+        signals=(_sample_signal(metric, region),),
+        last_signal_at=opened,
+    )
+    return replace(incident, **changes)
+
+
+def _check(condition: bool, what: str) -> None:
+    if not condition:
+        raise AssertionError(f"port contract broken: {what} (see alerts.ports)")
+
+
+def check_incident_repository(repo: IncidentRepository) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.IncidentRepository` against its contract.
+
+    Raises:
+        AssertionError: naming the broken rule.
+    """
+    a = _sample_incident("reports", "EU", _T)
+    b = _sample_incident("bans", "US", _T + timedelta(minutes=15))
+    c = _sample_incident(
+        "reports",
+        "EU",
+        _T - timedelta(days=1),
+        state=IncidentState.RESOLVED,
+        resolved_at=_T - timedelta(hours=20),
+    )
+    for incident in (a, b, c):
+        repo.save(incident)
+    _check(repo.get(a.id) == a, "get() returns the saved incident unchanged (round trip)")
+    _check(repo.get("missing") is None, "get() of an unknown id is None")
+    _check([i.id for i in repo.list_active()] == [a.id, b.id], "list_active() is active only, by opened_at")
+    _check(repo.get_open_by_key("reports/EU") == a, "get_open_by_key() ignores resolved incidents")
+    _check(repo.get_open_by_key("views/JP") is None, "get_open_by_key() of an unknown key is None")
+    updated = a.with_changes(clean_buckets=2, acknowledged_by="ana", acknowledged_at=_T)
+    repo.save(updated)
+    _check(repo.get(a.id) == updated, "save() upserts by id")
+    _check(len(repo.list_incidents()) == 3, "save() of an existing id does not add a row")
+    _check([i.id for i in repo.list_incidents()] == [b.id, a.id, c.id], "list_incidents() is newest first")
+    _check(
+        [i.id for i in repo.list_incidents(states=[IncidentState.RESOLVED])] == [c.id],
+        "list_incidents(states=...) filters by state",
+    )
+    _check([i.id for i in repo.list_incidents(metric="bans")] == [b.id], "list_incidents(metric=...)")
+    _check([i.id for i in repo.list_incidents(region="EU")] == [a.id, c.id], "list_incidents(region=...)")
+    _check(
+        [i.id for i in repo.list_incidents(since=_T, until=_T + timedelta(minutes=15))] == [a.id],
+        "list_incidents(since, until) bounds opened_at as since <= opened_at < until",
+    )
+    _check(len(repo.list_incidents(limit=1)) == 1, "list_incidents(limit=...)")
+    events = [
+        LifecycleEvent(a.id, LifecycleKind.OPENED, _T, "livewatch", "1 signal(s)"),
+        LifecycleEvent(b.id, LifecycleKind.OPENED, _T, "livewatch"),
+        LifecycleEvent(a.id, LifecycleKind.ACKNOWLEDGED, _T + timedelta(minutes=1), "ana"),
+    ]
+    for event in events:
+        repo.record_event(event)
+    _check(repo.list_events(a.id) == [events[0], events[2]], "list_events() in insertion order, per incident")
+
+
+def check_outbox(outbox: Outbox) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.Outbox` against its contract.
+
+    Raises:
+        AssertionError: naming the broken rule.
+    """
+    a = _sample_incident("reports", "EU", _T)
+    b = _sample_incident("bans", "US", _T)
+    notes = [
+        Notification(
+            f"{inc.id}#slack#{i}", inc.id, "slack", "#alerts", reason, _T + timedelta(minutes=i), inc
+        )
+        for i, (inc, reason) in enumerate(
+            [
+                (a, NotifyReason.FIRST),
+                (b, NotifyReason.FIRST),
+                (a, NotifyReason.GREW),
+                (a, NotifyReason.RESOLVED),
+            ]
+        )
+    ]
+    for note in notes:
+        _check(outbox.enqueue(note) is True, "enqueue() of a new id returns True")
+    _check(outbox.enqueue(notes[0]) is False, "enqueue() is idempotent on the notification id")
+    _check(outbox.pending() == notes, "pending() returns notifications unchanged, in enqueue order")
+    _check(all(n.attempts == 0 for n in outbox.pending()), "pending() fills attempts (0 before any send)")
+
+    outbox.mark_sending(notes[0].id, _T)
+    _check(outbox.pending()[0].attempts == 1, "mark_sending() increments attempts")
+    _check(outbox.thread_for(a.id, "slack") is None, "no thread before the first delivery")
+    outbox.mark_delivered(notes[0].id, "C1", "111.1", _T)
+    _check(
+        outbox.thread_for(a.id, "slack") == SlackThread("C1", "111.1"), "mark_delivered() records the thread"
+    )
+    _check(outbox.thread_for(a.id, "webhook") is None, "threads are per (incident, receiver)")
+
+    outbox.mark_sending(notes[2].id, _T)
+    outbox.mark_delivered(notes[2].id, "C1", "111.1", _T)
+    outbox.mark_sending(notes[1].id, _T)
+    outbox.mark_failed(notes[1].id, "HTTP 503; will retry", True, _T)
+    _check([n.id for n in outbox.pending()] == [notes[1].id, notes[3].id], "retryable failures stay pending")
+    outbox.mark_sending(notes[3].id, _T)
+    outbox.mark_failed(notes[3].id, "channel_not_found", False, _T)
+    _check([n.id for n in outbox.pending()] == [notes[1].id], "permanent failures leave pending")
+    outbox.mark_sending(notes[1].id, _T)
+    outbox.mark_delivered(notes[1].id, "webhook", None, _T + timedelta(minutes=5))
+    _check(outbox.thread_for(b.id, "slack") is None, "a delivery without ts records no thread")
+
+    entries = {e.notification.id: e for e in outbox.entries()}
+    _check(list(entries) == [n.id for n in notes], "entries() lists everything in enqueue order")
+    _check([e.notification.id for e in outbox.entries(a.id)] == [notes[0].id, notes[2].id, notes[3].id],
+           "entries(incident_id) filters by incident")  # fmt: skip
+    first, retried, failed = entries[notes[0].id], entries[notes[1].id], entries[notes[3].id]
+    _check(
+        (first.status, first.channel, first.ts, first.delivered_at)
+        == (DeliveryStatus.DELIVERED, "C1", "111.1", _T),
+        "a delivered entry keeps channel, ts and delivery time",
+    )
+    _check((retried.status, retried.attempts) == (DeliveryStatus.DELIVERED, 2), "attempts survive a retry")
+    _check(
+        (failed.status, failed.error, failed.retryable)
+        == (DeliveryStatus.FAILED, "channel_not_found", False),
+        "a failed entry keeps its error and retryable flag",
+    )
+
+
+def check_silence_repository(repo: SilenceRepository) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.SilenceRepository` against its contract.
+
+    Raises:
+        AssertionError: naming the broken rule.
+    """
+    day = timedelta(days=1)
+    old = Silence("s-old", (Matcher("metric", "reports"),), "expired", "ana", _T - 2 * day, _T - day)
+    now = Silence("s-now", (Matcher("region", "E.*", regex=True),), "bot wave", "bo", _T - day, _T + day)
+    later = Silence(
+        "s-later", (Matcher("metric", "bans", negate=True),), "launch", "cy", _T + day, _T + 2 * day
+    )
+    for silence in (now, later, old):
+        repo.add(silence)
+    _check(repo.list_silences() == [old, now, later], "list_silences() returns all, by created_at, unchanged")
+    _check(
+        repo.list_silences(active_at=_T) == [now], "list_silences(active_at) is created_at <= t < expires_at"
+    )
+    _check(repo.list_silences(active_at=_T + day) == [later], "expires_at is exclusive")
+    edited = replace(now, reason="bot wave (extended)", expires_at=_T + 3 * day)
+    repo.add(edited)
+    _check(repo.list_silences(active_at=_T) == [edited], "add() upserts by id")
+    _check(repo.remove("s-now") is True and repo.remove("s-now") is False, "remove() says whether it removed")
+    _check([s.id for s in repo.list_silences()] == ["s-old", "s-later"], "remove() removes only that silence")

@@ -33,18 +33,21 @@ __all__ = ["CONFIG", "main", "run_file"]
 
 #: The one detector configuration used for the whole corpus (no per-file tuning).
 CONFIG: dict[str, Any] = {
-    "windows": (1024,),
-    "short_window": 6,
-    "z_scale": 20.0,
+    "window": 1024,
+    "min_periods": 256,
+    "short_window": 3,
+    "z_scale": 10.0,
     "std_weight": 1.0,
     "seasonal_period": pd.Timedelta("1D"),
+    "seasonal_slack": 0,
     "spatial_tolerance": 0.05,
+    "spatial_alarm": True,
     "learning_period": 288,
     "historic_window": 8640,
-    "likelihood_window": 10,
-    "min_std": 0.03,
-    "alarm_threshold": 0.5,
-    "hold": 100,
+    "likelihood_window": 5,
+    "min_std": 0.01,
+    "alarm_threshold": 0.6,
+    "hold": 75,
 }
 
 
@@ -53,7 +56,7 @@ def run_file(path: Path, data_dir: Path, out_dir: Path) -> tuple[str, pd.Datetim
     frame = pd.read_csv(path)
     stamps = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]))
     values = frame["value"].to_numpy(dtype=float)
-    scores = StreamingAnomalyScorer(**CONFIG).score_stream(values, stamps)
+    scores = StreamingAnomalyScorer(**CONFIG).score_stream(values, stamps, series_id=str(path.name))
     name = path.relative_to(data_dir).as_posix()
     target = out_dir / name
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -146,18 +146,22 @@ def window_indices(
     *,
     name: str = "file",
 ) -> list[tuple[int, int]]:
-    """Row positions ``(l, r)`` (inclusive) of each window; its limits must be timestamps of the file."""
-    index = pd.DatetimeIndex(timestamps)
+    """Row positions ``(l, r)`` (inclusive) of each window; its limits must be timestamps of the file.
+
+    As in NAB, a limit is located at the *first* row carrying that timestamp (some NAB files repeat or step
+    back a timestamp around daylight-saving changes, so the index is not searched as if sorted).
+    """
+    stamps = pd.DatetimeIndex(timestamps)
     spans: list[tuple[int, int]] = []
     for start, end in windows:
-        left = int(index.searchsorted(start, side="left"))
-        right = int(index.searchsorted(end, side="left"))
-        if left >= len(index) or right >= len(index) or index[left] != start or index[right] != end:
+        left_hits = np.flatnonzero(stamps == pd.Timestamp(start))
+        right_hits = np.flatnonzero(stamps == pd.Timestamp(end))
+        if left_hits.size == 0 or right_hits.size == 0:
             raise NabScoringError(
                 f"window [{start}, {end}] of {name} does not start and end on timestamps of the file; "
                 "NAB windows must use the file's own timestamps"
             )
-        spans.append((left, right))
+        spans.append((int(left_hits[0]), int(right_hits[0])))
     return sorted(spans)
 
 

@@ -1,4 +1,4 @@
-"""Seeded root-cause benchmark cases in the format of Squeeze (Li et al., ISSRE 2019) and RiskLoc (Kalander 2022).
+"""Seeded root-cause benchmark cases in the format of Squeeze (Li et al., ISSRE 2019) and RiskLoc (2022).
 
 A case is one timestamp of a multi-dimensional metric: a full leaf cube over 4-5 dimensions (tens of thousands
 of leaves) with an observed and an expected (forecast) value per leaf, and the label of the injected root
@@ -113,9 +113,9 @@ def _choose_causes(
             p_shape = tuple(cards[d] for d in rest)
             p_key = np.ravel_multi_index(tuple(codes[d] for d in rest), p_shape)
             p_sums = np.bincount(p_key, vol, math.prod(p_shape))
+            element_codes = np.unravel_index(np.arange(sums.size), shape)
             element_parent = np.ravel_multi_index(
-                tuple(np.unravel_index(np.arange(sums.size), shape)[i] for i in range(len(dims)) if i != drop),
-                p_shape,
+                tuple(element_codes[i] for i in range(len(dims)) if i != drop), p_shape
             )
             eligible &= sums <= 0.9 * p_sums[element_parent]
         candidates = np.flatnonzero(eligible)
@@ -150,6 +150,7 @@ def make_case(
     min_share: float = 0.005,
     max_share: float = 0.3,
     same_cuboid: bool | None = None,
+    count_noise: bool = False,
 ) -> RCACase:
     """Generate one seeded case (see the module docstring for the protocol).
 
@@ -167,6 +168,8 @@ def make_case(
         min_share: Smallest share of the total volume of a root-cause element.
         max_share: Largest share of the total volume of a root-cause element.
         same_cuboid: All causes in one cuboid (``True``), independent cuboids (``False``) or a coin flip.
+        count_noise: Observe integer counts: Poisson draws around the noisy values, so small leaves are
+            relatively noisier than big ones (real event counts).
 
     Raises:
         ValueError: impossible parameters, or no element satisfies the rules for this seed.
@@ -186,7 +189,7 @@ def make_case(
     if len(chosen) < n_causes:
         raise ValueError(f"seed {seed}: found only {len(chosen)} of {n_causes} eligible root causes")
 
-    frame = pd.DataFrame({d: pd.Categorical.from_codes(c, [f"{d}{i + 1}" for i in range(card)]).astype(str)
+    frame = pd.DataFrame({d: np.array([f"{d}{i + 1}" for i in range(card)])[c]
                           for d, c, card in zip(dims, codes, cardinalities, strict=True)})
     factor_num = np.ones(n)
     factor_den = np.ones(n)
@@ -208,6 +211,8 @@ def make_case(
 
     def observe(expected: np.ndarray, factor: np.ndarray, stray_scale: float) -> np.ndarray:
         actual = expected * factor * (1.0 + rng.normal(0.0, noise, n))
+        if count_noise:
+            actual = rng.poisson(np.clip(actual, 0.0, None)).astype(float)
         stray = (expected == 0) & (rng.random(n) < stray_fraction)
         actual[stray] = rng.integers(1, 4, int(stray.sum())) * stray_scale
         return np.clip(actual, 0.0, None)

@@ -3,9 +3,10 @@
 The expected value of a timestamp is the median of the history values in its *season slot* over the last
 ``weeks`` weeks: hour-of-week for hourly and sub-hourly data, day-of-week for daily data. Slots with fewer
 than ``min_slot_points`` values fall back to the coarser slot (hour-of-day, then the series median), so the
-baseline works from a couple of days of history. The sigma is the MAD of the residuals of the whole
-window (``1.4826 * median(|residual|)``, corrected for the few points each slot median is taken from),
-pooled over slots because a per-slot MAD of four points is too noisy to threshold.
+baseline works from a couple of days of history. The sigma belongs to the level a slot uses and is pooled
+over that level's slots (a per-slot MAD of four points is too noisy to threshold): the larger of the
+robust scale of successive differences within slots and the residual MAD around the slot medians, inflated
+for predicting from a median of few values (see :func:`robust_baseline`).
 
 The same code path serves one series (:class:`RobustSeasonalDetector`, used when history is too short for
 Prophet and as a second opinion) and thousands at once (:func:`robust_baseline` and
@@ -40,6 +41,7 @@ SEASONS: tuple[str, ...] = ("hour_of_week", "day_of_week", "hour_of_day", "globa
 _SLOTS: dict[str, int] = {"hour_of_week": 168, "day_of_week": 7, "hour_of_day": 24, "global": 1}
 _MAD_TO_SIGMA = 1.4826
 _SIGMA_FLOOR = 1e-9
+_EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
 def season_for_step(step: pd.Timedelta) -> Season:
@@ -88,64 +90,79 @@ def robust_baseline(
     Returns:
         ``(expected, sigma)``, both indexed by ``(series_id, slot)`` over every slot of the season.
     """
-    data = history.loc[history["value"].notna(), ["series_id", "ts", "value"]].reset_index(drop=True)
-    last = data.groupby("series_id")["ts"].transform("max")
-    data = data.loc[data["ts"] > last - pd.Timedelta(weeks=weeks)]
-    slots = slot_of(data["ts"], season)
-    data = data.assign(slot=slots, fallback=_fallback_slot(slots, season), everything=np.zeros_like(slots))
-    ids = pd.Index(data["series_id"].unique(), name="series_id")
-    grid = pd.MultiIndex.from_product(
-        [ids, np.arange(_SLOTS[season], dtype=np.int64)], names=["series_id", "slot"]
+    data = history.loc[history["value"].notna(), ["series_id", "ts", "value"]]
+    codes_all, uniques = pd.factorize(data["series_id"])
+    stamps = pd.DatetimeIndex(data["ts"])
+    seconds_all = np.asarray((stamps - _EPOCH) / pd.Timedelta(seconds=1), dtype=float)
+    last = pd.Series(seconds_all).groupby(codes_all).max().to_numpy()
+    keep = seconds_all > last[codes_all] - pd.Timedelta(weeks=weeks).total_seconds()
+    codes, seconds = codes_all[keep], seconds_all[keep]
+    values = data["value"].to_numpy(dtype=float)[keep]
+    slots = slot_of(stamps[keep], season)
+    n_ids, n_slots = len(uniques), _SLOTS[season]
+    grid_codes = np.repeat(np.arange(n_ids), n_slots)
+    grid_slots = np.tile(np.arange(n_slots, dtype=np.int64), n_ids)
+    coarse_size = 24 if season == "hour_of_week" else 1
+    levels = (
+        (slots, grid_slots, n_slots),
+        (_fallback_slot(slots, season), _fallback_slot(grid_slots, season), coarse_size),
+        (np.zeros_like(slots), np.zeros_like(grid_slots), 1),
     )
-    grid_ids = grid.get_level_values(0)
-    grid_slots = np.asarray(grid.get_level_values(1))
-    levels = (("slot", grid_slots), ("fallback", _fallback_slot(grid_slots, season)), ("everything", None))
-
-    expected = np.full(len(grid), np.nan)
-    sigma = np.full(len(grid), np.nan)
-    for column, keys in levels:
-        stats, level_noise = _level_stats(data, column, ids)
-        level_keys = np.zeros(len(grid), dtype=np.int64) if keys is None else keys
-        lookup = pd.MultiIndex.from_arrays([grid_ids, level_keys])
-        median = stats["median"].reindex(lookup).to_numpy(dtype=float)
-        count = stats["count"].reindex(lookup).fillna(0).to_numpy(dtype=float)
-        noise = level_noise.reindex(grid_ids).to_numpy(dtype=float)
-        usable = np.isnan(expected) & ((count >= min_slot_points) | (column == "everything"))
-        inflation = np.sqrt(1.0 + np.pi / (2.0 * np.maximum(count, 1.0)))
-        expected = np.where(usable, median, expected)
-        sigma = np.where(usable, noise * inflation, sigma)
-    scale = np.abs(pd.Series(expected, index=grid).groupby(level="series_id").transform("median").to_numpy())
+    expected = np.full(len(grid_codes), np.nan)
+    sigma = np.full(len(grid_codes), np.nan)
+    for depth, (data_keys, grid_keys, size) in enumerate(levels):
+        median, count, noise = _level_stats(
+            codes * size + data_keys, codes, seconds, values, n_ids * size, n_ids
+        )
+        cell = grid_codes * size + grid_keys
+        usable = np.isnan(expected) & ((count[cell] >= min_slot_points) | (depth == len(levels) - 1))
+        inflation = np.sqrt(1.0 + np.pi / (2.0 * np.maximum(count[cell], 1.0)))
+        expected = np.where(usable, median[cell], expected)
+        sigma = np.where(usable, noise[grid_codes] * inflation, sigma)
+    scale = np.abs(pd.Series(expected).groupby(grid_codes).transform("median").to_numpy())
     floor = _SIGMA_FLOOR * np.maximum(scale, 1.0)
     sigma = np.where(np.isfinite(sigma), np.maximum(sigma, floor), floor)
+    grid = pd.MultiIndex.from_arrays(
+        [pd.Index(uniques).take(grid_codes), grid_slots], names=["series_id", "slot"]
+    )
     return pd.Series(expected, index=grid, name="expected"), pd.Series(sigma, index=grid, name="sigma")
 
 
 def _level_stats(
-    data: pd.DataFrame, by: str, ids: pd.Index, min_pairs: int = 10
-) -> tuple[pd.DataFrame, pd.Series]:
-    """Median and count per ``(series_id, by)`` group, and the noise sigma per series at that level.
+    keys: np.ndarray,
+    codes: np.ndarray,
+    seconds: np.ndarray,
+    values: np.ndarray,
+    n_keys: int,
+    n_ids: int,
+    min_pairs: int = 10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median and count per dense group key, and the noise sigma per series at that level.
 
     The noise is the larger of the successive-difference scale within groups (``1.4826 * median|diff| /
     sqrt(2)``, when at least ``min_pairs`` differences exist) and the in-sample residual MAD around the
     group medians (inflated by ``sqrt(m / (m - 1))`` for the shrinkage of a median of ``m`` values).
+
+    Returns:
+        ``(median, count)`` of length ``n_keys`` (NaN / 0 for empty groups) and ``noise`` of length ``n_ids``.
     """
-    grouped = data.groupby(["series_id", by])["value"]
-    stats = grouped.agg(["median", "count"])
-    ordered = data.sort_values(["series_id", by, "ts"], kind="mergesort")
-    diffs = ordered.groupby(["series_id", by])["value"].diff().abs()
-    diff_stats = diffs.groupby(ordered["series_id"]).agg(["median", "count"])
-    diff_scale = (_MAD_TO_SIGMA * diff_stats["median"] / np.sqrt(2.0)).where(diff_stats["count"] >= min_pairs)
-    group_median = grouped.transform("median").to_numpy(dtype=float)
-    group_count = grouped.transform("count").to_numpy(dtype=float)
-    shrink = np.sqrt(np.maximum(group_count, 2.0) / np.maximum(group_count - 1.0, 1.0))
-    residual = pd.Series(
-        np.abs(data["value"].to_numpy(dtype=float) - group_median) * shrink, index=data.index
+    median = pd.Series(values).groupby(keys).median().reindex(np.arange(n_keys)).to_numpy(dtype=float)
+    count = np.bincount(keys, minlength=n_keys).astype(float)
+    order = np.lexsort((seconds, keys))
+    ordered_keys = keys[order]
+    same_group = ordered_keys[1:] == ordered_keys[:-1]
+    diffs = np.abs(np.diff(values[order]))[same_group]
+    diff_codes = codes[order][1:][same_group]
+    diff_median = (
+        pd.Series(diffs).groupby(diff_codes).median().reindex(np.arange(n_ids)).to_numpy(dtype=float)
     )
-    fit_scale = _MAD_TO_SIGMA * residual.groupby(data["series_id"]).median()
-    noise = np.fmax(
-        diff_scale.reindex(ids).to_numpy(dtype=float), fit_scale.reindex(ids).to_numpy(dtype=float)
-    )
-    return stats, pd.Series(noise, index=ids)
+    diff_count = np.bincount(diff_codes, minlength=n_ids)
+    diff_scale = np.where(diff_count >= min_pairs, _MAD_TO_SIGMA * diff_median / np.sqrt(2.0), np.nan)
+    m = count[keys]
+    shrink = np.sqrt(np.maximum(m, 2.0) / np.maximum(m - 1.0, 1.0))
+    residual = np.abs(values - median[keys]) * shrink
+    fit_scale = _MAD_TO_SIGMA * pd.Series(residual).groupby(codes).median().reindex(np.arange(n_ids))
+    return median, count, np.fmax(diff_scale, fit_scale.to_numpy(dtype=float))
 
 
 def robust_score_many(

@@ -12,26 +12,34 @@ Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, a
    ``d = 2 (actual - expected) / (actual + expected)`` (0 when both are 0). Under the *ripple effect*
    assumption a root-cause element moves all of its leaves by the same factor, so its leaves share one score
    while normal leaves scatter around 0.
-2. **Weighted two-way partition.** The noise scale is estimated robustly from the 30 % weighted quantile of
-   ``|d|`` (valid while up to ~70 % of the leaves are abnormal); a leaf is *abnormal* when ``|d|`` exceeds
-   ``noise_z`` noise scales (or a small floor). Leaves are weighted by their volume capped at the median
-   volume: big leaves count as one each, tiny leaves (whose deviation is mostly noise, e.g. zero-forecast
-   leaves with stray counts) count for little.
+2. **Noise scale and leaf signal.** The relative noise scale ``sigma`` is estimated robustly from the 30 %
+   weighted quantile of ``|d|`` (valid while up to ~70 % of the volume is abnormal). Each leaf gets a signed,
+   saturated signal ``clip(d / (2 sigma), -1, 1)`` (RiskLoc's two-way normal/abnormal partition, made soft so
+   weak but consistent shifts still count). Leaves are weighted by their volume capped at the median volume:
+   big leaves count one each, tiny leaves (whose deviation is mostly noise, e.g. zero-forecast leaves with
+   stray counts) count little.
 3. **Element scores**, for every cuboid (set of dimensions) up to ``max_layer`` at once, with vectorised
-   ``numpy.bincount`` group-bys over integer codes (no Python loop over leaves):
+   ``numpy.bincount`` group-bys over integer codes (lower layers are marginalized from the top layer's small
+   arrays; no Python loop over leaves):
 
-   * *risk* (consistency): the weighted fraction of the element's leaves that are abnormal. A parent whose
-     children moved only in part has a low risk, which is what keeps answers from naming a parent of the
-     true element;
-   * *gain* (explanatory power): how much the ripple explanation "all leaves of the element moved by the
-     element's ratio ``actual / expected``" lowers the L1 error ``sum |actual - expected|`` over the element's
-     leaves. A child of the true element explains only part of the deviation, a parent mixes in normal
-     leaves and fits them badly, so the true element has the largest gain;
-   * *support* (volume share) and *significance* (aggregate deviation beyond ``noise_z`` times the noise of
-     the sum) prune tiny and noisy elements.
-4. **Greedy search for several causes.** The qualifying element with the largest gain is selected (an
-   ancestor within 1 % of its gain is preferred, so a whole parent is named rather than its children); its
-   leaves are removed and the scores recomputed, until no element qualifies or ``top_k`` are found.
+   * *gain* (explanatory power): how much the ripple explanation "every leaf of the element moved by the
+     element's ratio ``actual / expected``" lowers the L1 error ``sum |actual - expected|`` over its leaves.
+     A child of the true element explains only part of the deviation and a parent mixes in normal leaves it
+     then fits badly, so the true element has the largest gain;
+   * *risk* (consistency): the element's weighted mean leaf signal divided by the signal a pure ripple of
+     its own ratio would give. About 1 when all its leaves moved together (even weakly), about the moved
+     fraction when only some children moved strongly: this keeps a parent of several moved children (whose
+     pooled gain can exceed each child's) from being named. Elements need ``min_risk``;
+   * *support* (volume share, ``min_support``) prunes tiny segments, and *significance* (aggregate deviation
+     beyond ``z * sigma * sqrt(sum expected^2)``, with ``z`` Bonferroni-corrected over all elements searched
+     for a ``false_alarm`` probability) keeps noise quiet; an element must also explain at least 1 % of the
+     deviation mass of the clearly abnormal leaves.
+4. **Greedy search for several causes.** The qualifying element with the largest gain is selected; if an
+   ancestor explains at least 99 % as much (with half the risk), the shallowest such ancestor is named
+   instead, so a whole parent that moved is reported once rather than through its children. The selected
+   leaves are removed, the per-element sums updated by subtraction, and the search repeats until no element
+   qualifies or ``top_k`` are found. Layers are searched together, so causes at different layers are found
+   in one pass.
 
 Ratio metrics (violation rate = violations / reports) are localized on both additive parts at once: a leaf is
 abnormal when its numerator or its denominator deviates, and gains add the two parts, each relative to its
@@ -51,8 +59,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
+from statistics import NormalDist
 from types import MappingProxyType
 
 import numpy as np
@@ -74,7 +83,10 @@ __all__ = [
 RATIO_COLUMNS: tuple[str, str, str, str] = ("actual_num", "expected_num", "actual_den", "expected_den")
 
 _NORMAL_Q = 0.3  # quantile of |d| used for the noise scale
+_LEAVES_PER_BIN = 250  # leaves per volume bin of the noise estimate
+_MAX_BINS = 16
 _NORMAL_Q_Z = 0.385  # P(|Z| < 0.385) = 0.3 for a standard normal Z
+_ROWS = 5  # tracked sums per measure: weighted signal, expected, observed, noise variance, weighted cutoff
 _SATURATION_Z = 2.0  # a leaf deviating by this many noise scales counts as fully abnormal
 _DEVIATION_FLOOR = 0.02  # ... and never less than 2 % (noise-free data)
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
@@ -105,7 +117,8 @@ class RootCause:
         mix_share: Ratio metrics only: part of ``deviation_share`` due to the segment's share of the
             denominator moving (traffic mix), else ``None``.
         rate_share: Ratio metrics only: part of ``deviation_share`` due to the segment's own rate moving.
-        risk: Weighted fraction of the segment's leaves that deviate beyond noise (1 = all moved together).
+        risk: Consistency of the move over the segment's leaves: its mean saturated leaf signal relative to
+            a pure ripple of its ratio (1 = all leaves moved together, lower = only some of them moved).
     """
 
     element: Mapping[str, str] = field(hash=False)
@@ -220,34 +233,37 @@ class _Measure:
 
     v: np.ndarray
     f: np.ndarray
-    noise: float = 0.0
     signal: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    cutoff: float = _DEVIATION_FLOOR
+    cutoff: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def scale(self) -> float:
         return max(float(self.f.sum()), float(self.v.sum()), 1e-12)
 
-    def partition(self, weight: np.ndarray) -> None:
-        """Estimate the relative noise scale and each leaf's saturated, signed abnormality in [-1, 1]."""
+    def partition(self) -> None:
+        """Estimate each leaf's noise and its saturated, signed abnormality in [-1, 1].
+
+        The relative noise depends on a leaf's size (counts: small leaves are relatively noisier), so it is
+        estimated per volume bin (about 250 leaves each) from the 30 % quantile of ``|d|``, robust while up
+        to ~70 % of a bin's leaves are abnormal.
+        """
         total = self.v + self.f
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.where(total > 0, 2.0 * (self.v - self.f) / total, 0.0)
+        abs_d = np.abs(d)
         active = total > 0
-        self.noise = _weighted_quantile(np.abs(d[active]), weight[active], _NORMAL_Q) / _NORMAL_Q_Z
-        self.cutoff = max(_SATURATION_Z * self.noise, _DEVIATION_FLOOR)
+        n_bins = int(np.clip(active.sum() // _LEAVES_PER_BIN, 1, _MAX_BINS))
+        edges = np.quantile(total[active], np.linspace(0.0, 1.0, n_bins + 1)[1:-1]) if active.any() else []
+        bins = np.searchsorted(edges, total, side="right")
+        sigma = np.zeros(n_bins)
+        for b in range(n_bins):
+            in_bin = abs_d[active & (bins == b)]
+            sigma[b] = np.quantile(in_bin, _NORMAL_Q) / _NORMAL_Q_Z if in_bin.size else 0.0
+        leaf_sigma = sigma[bins]
+        self.cutoff = np.maximum(_SATURATION_Z * leaf_sigma, _DEVIATION_FLOOR)
         self.signal = np.clip(d / self.cutoff, -1.0, 1.0)
-
-
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """Weighted ``q``-quantile of values in [0, 2], from a fine histogram (O(n), no sort)."""
-    if values.size == 0 or weights.sum() <= 0:
-        return 0.0
-    edges = np.concatenate(([0.0], np.geomspace(1e-6, 2.0, 4000)))
-    hist, _ = np.histogram(np.clip(values, 0.0, 2.0), bins=edges, weights=weights)
-    cum = np.cumsum(hist)
-    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
-    return float(edges[min(idx + 1, edges.size - 1)])
+        self.variance = (leaf_sigma * self.f) ** 2
 
 
 @dataclass
@@ -283,13 +299,13 @@ class _Search:
 
     def __init__(
         self, codes: list[np.ndarray], cards: list[int], measures: list[_Measure], weight: np.ndarray, *,
-        max_layer: int, min_support: float, min_risk: float, noise_z: float,
+        max_layer: int, min_support: float, min_risk: float, false_alarm: float,
     ) -> None:
         self.measures = measures
-        self.min_support, self.min_risk, self.noise_z = min_support, min_risk, noise_z
+        self.min_support, self.min_risk = min_support, min_risk
         rows = [weight]
         for m in measures:
-            rows += [weight * m.signal, m.f, m.v, m.f * m.f]
+            rows += [weight * m.signal, m.f, m.v, m.variance, weight * m.cutoff]
         self.leaf_values = np.vstack(rows)
         self.abs_dev = [np.abs(m.v - m.f) for m in measures]
         self.scales = [m.scale for m in measures]
@@ -315,6 +331,10 @@ class _Search:
             self.sources.append(source)
         for cub, stats in zip(self.cuboids, self._aggregate(np.arange(weight.size)), strict=True):
             cub.stats = stats
+        # Every element is a test: Bonferroni keeps the chance of any noise-only element passing below
+        # ``false_alarm`` (about 4.4 noise scales for 10,000 elements).
+        n_tests = max(sum(cub.size for cub in self.cuboids), 1)
+        self.noise_z = NormalDist().inv_cdf(1.0 - false_alarm / (2.0 * n_tests))
 
     def _cuboid(self, codes: list[np.ndarray], dims: tuple[int, ...]) -> _Cuboid:
         shape = tuple(self.cards[d] for d in dims)
@@ -355,7 +375,7 @@ class _Search:
         ids = cub.ids[leaves]
         gain = np.zeros(cub.size)
         for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
-            f, v = cub.stats[2 + 4 * i], cub.stats[3 + 4 * i]
+            f, v = cub.stats[2 + _ROWS * i], cub.stats[3 + _ROWS * i]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(f > 0, v / f, 1.0)
             fl, vl = m.f[leaves], m.v[leaves]
@@ -379,14 +399,15 @@ class _Search:
         risk = np.zeros(w.shape)
         significant = np.zeros(w.shape, dtype=bool)
         for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
-            signal, f, v, f2 = st[1 + 4 * i: 5 + 4 * i]
+            signal, f, v, variance, cutoff = st[1 + _ROWS * i: 1 + _ROWS * (i + 1)]
             support = np.maximum(support, (f + v) / (2.0 * scale))
-            sd = m.noise * np.sqrt(np.clip(f2, 0.0, None))
+            sd = np.sqrt(np.clip(variance, 0.0, None))
             moved = np.abs(v - f) > self.noise_z * sd + 1e-9 * scale
             significant |= moved
             with np.errstate(divide="ignore", invalid="ignore"):
                 ripple = np.where(v + f > 0, 2.0 * np.abs(v - f) / (v + f), 0.0)
-                expected_signal = np.clip(ripple / m.cutoff, 1e-12, 1.0)
+                mean_cutoff = np.where(w > self.tiny_weight, cutoff / w, _DEVIATION_FLOOR)
+                expected_signal = np.clip(ripple / mean_cutoff, 1e-12, 1.0)
                 mean_signal = np.where(w > self.tiny_weight, np.abs(signal) / w, 0.0)
             risk = np.where(moved, np.maximum(risk, np.minimum(mean_signal / expected_signal, 1.0)), risk)
         return support, significant, risk
@@ -397,7 +418,7 @@ class _Search:
         leaves = np.flatnonzero((cub.ids == group) & self.alive)
         gain = 0.0
         for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
-            f, v = cub.stats[2 + 4 * i, group], cub.stats[3 + 4 * i, group]
+            f, v = cub.stats[2 + _ROWS * i, group], cub.stats[3 + _ROWS * i, group]
             ratio = v / f if f > 0 else 1.0
             fl, vl = m.f[leaves], m.v[leaves]
             gain += float((self.abs_dev[i][leaves] - np.abs(vl - ratio * fl)).sum()) / scale
@@ -480,9 +501,9 @@ def localize(
     top_k: int = 5,
     ratio: bool | None = None,
     max_layer: int = 3,
-    min_support: float = 0.002,
+    min_support: float = 0.0005,
     min_risk: float = 0.5,
-    noise_z: float = 3.0,
+    false_alarm: float = 0.05,
 ) -> list[RootCause]:
     """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
 
@@ -499,7 +520,8 @@ def localize(
         min_support: Minimum share of the region's volume (mean of observed and expected; for ratio metrics
             the larger share of numerator or denominator) of a reported segment; smaller ones are pruned.
         min_risk: Minimum weighted fraction of an element's leaves that must deviate beyond noise.
-        noise_z: Noise multiples beyond which a leaf is abnormal and an element's aggregate is significant.
+        false_alarm: Probability that any element is reported on noise-only data (Bonferroni over all the
+            elements searched, assuming independent relative noise on the leaves).
 
     Returns:
         Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
@@ -510,11 +532,12 @@ def localize(
     """
     if not isinstance(leaves, pd.DataFrame):
         raise InvalidLeavesError(f"leaves must be a pandas DataFrame, got {type(leaves).__name__}")
-    if top_k < 1 or max_layer < 1 or not 0 <= min_support < 1 or not 0 < min_risk <= 1 or noise_z <= 0:
+    if top_k < 1 or max_layer < 1 or not 0 <= min_support < 1 or not 0 < min_risk <= 1 or not (
+            0 < false_alarm < 1):
         raise InvalidLeavesError(
             f"bad parameters top_k={top_k}, max_layer={max_layer}, min_support={min_support}, "
-            f"min_risk={min_risk}, noise_z={noise_z}: need top_k>=1, max_layer>=1, 0<=min_support<1, "
-            f"0<min_risk<=1, noise_z>0"
+            f"min_risk={min_risk}, false_alarm={false_alarm}: need top_k>=1, max_layer>=1, "
+            f"0<=min_support<1, 0<min_risk<=1, 0<false_alarm<1"
         )
     dims = _check_dimensions(leaves, dimensions, check_na=False)  # NaN is checked when factorizing
     present = [c for c in RATIO_COLUMNS if c in leaves.columns]
@@ -552,10 +575,10 @@ def localize(
     cap = float(np.median(positive)) if positive.size else 1.0
     weight = np.minimum(volume, cap)
     for m in measures:
-        m.partition(weight)
+        m.partition()
     search = _Search(
         codes, [len(u) for u in uniques], measures, weight, max_layer=max_layer, min_support=min_support,
-        min_risk=min_risk, noise_z=noise_z,
+        min_risk=min_risk, false_alarm=false_alarm,
     )
     picks = search.run(top_k)
     return _report(picks, dims, uniques, measures, is_ratio)
@@ -564,6 +587,7 @@ def localize(
 def _report(
     picks: list[_Pick], dims: list[str], uniques: list[pd.Index], measures: list[_Measure], is_ratio: bool,
 ) -> list[RootCause]:
+    rows: list[tuple[Mapping[str, str], float, float, float, float | None, float | None, float, float, float]]
     rows = []
     for pick in picks:
         cub = pick.cuboid
@@ -591,16 +615,16 @@ def _report(
     total = rows[0][6]
     if abs(total) <= 1e-12 * max(1.0, sum(abs(r[3]) for r in rows)):
         total = sum(abs(r[3]) for r in rows)
-    causes = []
-    for element, act, exp, contribution, mix, rate, _, surprise, risk in rows:
-        causes.append(RootCause(
-            element=element, rank=0, actual=act, expected=exp,
-            deviation_share=_safe_div(contribution, total), surprise=surprise,
-            mix_share=None if mix is None else _safe_div(mix, total),
-            rate_share=None if rate is None else _safe_div(rate, total), risk=risk,
-        ))
+    causes = [
+        RootCause(
+            element=elem, rank=0, actual=act, expected=exp, deviation_share=_safe_div(contribution, total),
+            surprise=surp, mix_share=None if mix_part is None else _safe_div(mix_part, total),
+            rate_share=None if rate_part is None else _safe_div(rate_part, total), risk=risk,
+        )
+        for elem, act, exp, contribution, mix_part, rate_part, _, surp, risk in rows
+    ]
     causes.sort(key=lambda c: -abs(c.deviation_share))
-    return [RootCause(**{**c.__dict__, "rank": i + 1}) for i, c in enumerate(causes)]
+    return [replace(c, rank=i + 1) for i, c in enumerate(causes)]
 
 
 # -- expected leaf values ------------------------------------------------------------------------------
@@ -629,7 +653,7 @@ def expected_from_baseline(
         expected_totals: Observed column -> forecast of its region total over the anomalous window, e.g.
             ``{"actual": 1234.0}`` or ``{"actual_num": 50.0, "actual_den": 1000.0}`` for a ratio metric.
         expected_columns: Observed column -> name of its expected column. By default ``actual`` becomes
-            ``expected`` and ``actual_num`` becomes ``expected_num`` (``x`` without "actual" -> ``expected_x``).
+            ``expected`` and ``actual_num`` becomes ``expected_num`` (other ``x`` becomes ``expected_x``).
 
     Returns:
         One row per leaf of ``current`` or ``baseline`` (leaves missing on one side count 0 there) with the

@@ -2,18 +2,19 @@
 
 The scorer is a chain of causal stages, each a pure function over numpy arrays:
 
-1. :func:`raw_anomaly_scores` -- how surprising each value is given only the values before it: the largest of
-   several robust z-scores (value, short mean and first difference against trailing medians / IQRs at
-   several horizons), squashed into [0, 1], and set to 1 when the value leaves the range seen so far by a
-   margin (Numenta's "spatial anomaly").
-2. :func:`anomaly_likelihood` -- Numenta's anomaly likelihood: the tail probability of the short-window mean of
-   the raw scores under a Gaussian fitted to the raw scores of a long trailing window, reported as
-   ``1 - tail``; :func:`log_likelihood` rescales it so that 0.5 means a tail of 1e-5.
-3. :func:`suppress_after_alarm` -- after a score reaches the alarm threshold, the next ``hold`` points are
-   reported as 0 so one event raises one alarm (NAB counts every extra detection as a false positive).
+1. :func:`raw_anomaly_features` -- how surprising each value is given only the values before it: robust
+   z-scores of the value, of its short mean, of its first difference and of its seasonal difference against
+   trailing medians, squashed into [0, 1]; every feature is 1 when the value leaves the range seen so far by
+   a margin (Numenta's "spatial anomaly"). :func:`raw_anomaly_scores` is their maximum.
+2. :func:`anomaly_likelihood` -- Numenta's anomaly likelihood: the short-window mean of the raw scores
+   against a Gaussian fitted to the same means over a long trailing window, reported as ``1 - tail``;
+   :func:`log_likelihood` rescales it so that 0.5 means a tail probability of 1e-5.
+3. :func:`suppress_after_alarm` -- after an alarm the next ``hold`` points are reported as 0, so one event
+   raises one alarm (NAB, like an on-call engineer, counts every extra alarm as a false positive).
 
-Every rolling statistic at time ``t`` uses points strictly before ``t`` (or up to ``t`` for the value being
-scored), so the score of a point never changes when later points change.
+:class:`StreamingAnomalyScorer` chains them with one set of hyper-parameters. Every statistic used for the
+point at ``t`` is computed from points up to ``t`` (location and scale from points strictly before ``t``), so
+the score of a point never changes when later points change; scoring a prefix gives the prefix of the scores.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from detectors.errors import InvalidSeriesError
+
 __all__ = [
     "StreamingAnomalyScorer",
     "anomaly_likelihood",
     "log_likelihood",
+    "raw_anomaly_features",
     "raw_anomaly_scores",
     "robust_zscores",
     "suppress_after_alarm",
@@ -37,7 +41,7 @@ _IQR_TO_SIGMA = 1.349
 _LOG_FLOOR = math.log(1e-10)
 
 
-def _trailing(values: np.ndarray, window: int, min_periods: int) -> pd.core.window.Rolling:
+def _trailing(values: np.ndarray, window: int, min_periods: int) -> pd.api.typing.Rolling:
     """Rolling window over the ``window`` points *before* each point (the point itself excluded)."""
     return pd.Series(values).shift(1).rolling(window, min_periods=min_periods)
 
@@ -45,7 +49,7 @@ def _trailing(values: np.ndarray, window: int, min_periods: int) -> pd.core.wind
 def robust_zscores(
     values: np.ndarray, *, window: int, min_periods: int, scale_floor: np.ndarray | float
 ) -> np.ndarray:
-    """Robust z-score of each value against the trailing ``window`` points before it.
+    """Robust z-score of each value against the ``window`` points before it.
 
     ``z_t = (x_t - median) / max(IQR / 1.349, scale_floor)`` over ``x_{t-window} .. x_{t-1}``; 0 until
     ``min_periods`` past points exist and wherever ``x_t`` is missing.
@@ -54,77 +58,85 @@ def robust_zscores(
     median = rolling.median().to_numpy()
     iqr = (rolling.quantile(0.75) - rolling.quantile(0.25)).to_numpy()
     scale = np.maximum(iqr / _IQR_TO_SIGMA, scale_floor)
-    z = (values - median) / scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (values - median) / scale
     return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def raw_anomaly_scores(
+def raw_anomaly_features(
     values: np.ndarray,
     *,
-    windows: tuple[int, ...] = (64, 512),
-    short_window: int = 6,
-    z_scale: float = 6.0,
+    window: int = 1024,
+    min_periods: int = 256,
+    short_window: int = 3,
+    z_scale: float = 10.0,
+    std_weight: float = 1.0,
+    seasonal_lag: int | None = None,
+    seasonal_slack: int | None = 0,
     spatial_tolerance: float = 0.05,
     spatial_warmup: int = 64,
     relative_floor: float = 1e-3,
-    seasonal_lags: tuple[int, ...] = (),
-    std_weight: float = 0.0,
-    seasonal_slack: int = -1,
 ) -> np.ndarray:
-    """Raw surprise in [0, 1] of each value given the values before it.
+    """Raw surprise in [0, 1] of each value given the values before it, one column per feature.
+
+    Columns: the value, its ``short_window`` mean, its first difference and (with ``seasonal_lag``) its
+    seasonal difference ``x_t - x_{t-lag}``, each as ``1 - exp(-|z| / z_scale)`` of its robust z-score against
+    the ``window`` points before it. Every column is 1 where the value leaves the range seen so far by more
+    than ``spatial_tolerance`` of that range, and 0 where the value is missing.
 
     Args:
-        values: the series (NaN = missing; scored 0).
-        windows: trailing horizons (in points) of the robust z-scores.
-        short_window: points averaged for the "short mean" z-score, which catches level shifts buried in noise.
-        z_scale: z-score mapped to ``1 - exp(-1) ~ 0.63``; the squash is ``1 - exp(-|z| / z_scale)``.
-        spatial_tolerance: margin, as a fraction of the range seen so far, beyond which a new minimum or
-            maximum scores 1.
+        values: the series (NaN = missing).
+        window: trailing points of the median and scale of every z-score.
+        min_periods: past points needed before a z-score is computed (capped by ``window``).
+        short_window: points averaged by the "short mean" feature, which catches level shifts within noise.
+        z_scale: |z| mapped to ``1 - 1/e``.
+        std_weight: the scale is at least ``std_weight`` times the trailing standard deviation, so that
+            heavy-tailed or discrete series (counts of a few units) do not saturate.
+        seasonal_lag: points per season (a day), or None for no seasonal feature.
+        seasonal_slack: with a seasonal lag, each |z| is reduced by the largest |z| of the same feature within
+            ``seasonal_slack`` points one season earlier, so an event that recurs every day (a nightly job)
+            stops scoring while a new one keeps its score. None disables it.
+        spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
         spatial_warmup: points needed before the range test applies.
-        relative_floor: floor of every scale, as a fraction of the range seen so far (flat series).
-        seasonal_lags: lags (in points) of seasonal differences ``x_t - x_{t-lag}`` whose z-scores are added.
-        std_weight: the scale is at least ``std_weight`` times the trailing standard deviation, which keeps
-            heavy-tailed or discrete series from saturating.
-        seasonal_slack: when ``>= 0`` and a seasonal lag is given, each |z| is reduced by the largest |z| of the
-            same feature within ``seasonal_slack`` points of one season ago, so events that recur every
-            season (a nightly batch job) stop scoring while new ones keep their score.
+        relative_floor: floor of every scale, as a fraction of the range so far (flat series).
     """
     x = np.asarray(values, dtype=float)
+    n = len(x)
     series = pd.Series(x)
     past_max = series.shift(1).expanding().max().to_numpy()
     past_min = series.shift(1).expanding().min().to_numpy()
     span = np.nan_to_num(past_max - past_min, nan=0.0)
     floor = np.maximum(relative_floor * span, 1e-9)
-    short_mean = series.rolling(short_window, min_periods=1).mean().to_numpy()
-    diff = series.diff().to_numpy()
-    signals = [x, short_mean, diff]
-    for lag in seasonal_lags:
-        if 0 < lag < len(x):
-            signals.append((series - series.shift(lag)).to_numpy())
-    z = np.zeros_like(x)
-    for window in windows:
-        min_periods = max(8, window // 4)
-        for signal in signals:
-            sig_floor = floor
-            if std_weight > 0:
-                trailing_std = _trailing(signal, window, min_periods).std().to_numpy()
-                sig_floor = np.maximum(floor, std_weight * np.nan_to_num(trailing_std, nan=0.0))
-            zs = np.abs(robust_zscores(signal, window=window, min_periods=min_periods, scale_floor=sig_floor))
-            if seasonal_slack >= 0:
-                for lag in seasonal_lags:
-                    if seasonal_slack < lag < len(x):
-                        recent_max = pd.Series(zs).rolling(2 * seasonal_slack + 1, min_periods=1).max()
-                        before = recent_max.shift(lag - seasonal_slack).to_numpy()
-                        zs = np.maximum(zs - np.nan_to_num(before, nan=0.0), 0.0)
-            z = np.maximum(z, zs)
-    raw = 1.0 - np.exp(-z / z_scale)
-    count = np.arange(len(x))
-    tolerance = spatial_tolerance * span
+    signals = [x, series.rolling(short_window, min_periods=1).mean().to_numpy(), series.diff().to_numpy()]
+    lag = seasonal_lag if seasonal_lag is not None and 0 < seasonal_lag < n else None
+    if lag is not None:
+        signals.append((series - series.shift(lag)).to_numpy())
+    needed = max(2, min(min_periods, window))
+    columns: list[np.ndarray] = []
+    for signal in signals:
+        scale_floor: np.ndarray = floor
+        if std_weight > 0:
+            trailing_std = np.nan_to_num(_trailing(signal, window, needed).std().to_numpy(), nan=0.0)
+            scale_floor = np.maximum(floor, std_weight * trailing_std)
+        z = np.abs(robust_zscores(signal, window=window, min_periods=needed, scale_floor=scale_floor))
+        if lag is not None and seasonal_slack is not None and seasonal_slack < lag:
+            nearby_max = pd.Series(z).rolling(2 * seasonal_slack + 1, min_periods=1).max()
+            season_ago = np.nan_to_num(nearby_max.shift(lag - seasonal_slack).to_numpy(), nan=0.0)
+            z = np.maximum(z - season_ago, 0.0)
+        columns.append(z)
+    raw = 1.0 - np.exp(-np.column_stack(columns) / z_scale)
     with np.errstate(invalid="ignore"):
-        spatial = (count >= spatial_warmup) & (span > 0) & ((x > past_max + tolerance) | (x < past_min - tolerance))
-    raw[spatial] = 1.0
-    raw[np.isnan(x)] = 0.0
+        outside = (x > past_max + spatial_tolerance * span) | (x < past_min - spatial_tolerance * span)
+    spatial = (np.arange(n) >= spatial_warmup) & (span > 0) & outside
+    raw[spatial, :] = 1.0
+    raw[np.isnan(x), :] = 0.0
     return raw
+
+
+def raw_anomaly_scores(values: np.ndarray, **params: object) -> np.ndarray:
+    """Raw surprise in [0, 1] of each value: the largest of :func:`raw_anomaly_features` (same parameters)."""
+    features = raw_anomaly_features(values, **params)  # type: ignore[arg-type]
+    return np.asarray(features.max(axis=1), dtype=float)
 
 
 def anomaly_likelihood(
@@ -132,52 +144,41 @@ def anomaly_likelihood(
     *,
     learning_period: int = 288,
     historic_window: int = 8640,
-    short_window: int = 10,
-    min_std: float = 0.03,
+    short_window: int = 5,
+    min_std: float = 0.01,
 ) -> np.ndarray:
-    """Numenta's anomaly likelihood of each raw score, in [0, 1] (1 = the recent scores are very unusual).
+    """Numenta's anomaly likelihood of each raw score, in [0, 1] (1 = the recent raw scores are very unusual).
 
-    The short-window mean of the raw scores at ``t`` is compared with a Gaussian fitted to the short-window
-    means of the ``historic_window`` points before ``t``; the result is ``1 - tail probability``. Points of
-    the learning period get 0.5 (no opinion), as in Numenta's implementation.
+    The ``short_window`` mean of the raw scores at ``t`` is compared with a Gaussian fitted to those means over
+    the ``historic_window`` points before ``t`` (standard deviation at least ``min_std``); the result is
+    ``1 - tail probability``. The first ``learning_period`` points get 0.5 (no opinion), as in Numenta's
+    implementation.
     """
     avg = pd.Series(np.asarray(raw, dtype=float)).rolling(short_window, min_periods=1).mean()
     history = avg.shift(1).rolling(historic_window, min_periods=2)
     mean = history.mean().to_numpy()
     std = np.maximum(np.nan_to_num(history.std().to_numpy(), nan=min_std), min_std)
-    z = (avg.to_numpy() - mean) / std
-    likelihood = ndtr(np.nan_to_num(z, nan=0.0))
+    likelihood = np.asarray(ndtr(np.nan_to_num((avg.to_numpy() - mean) / std, nan=0.0)), dtype=float)
     likelihood[: min(learning_period, len(likelihood))] = 0.5
-    return np.asarray(likelihood, dtype=float)
-
-
-def rank_likelihood(raw: np.ndarray, *, historic_window: int = 8640, short_window: int = 10) -> np.ndarray:
-    """Share of the ``historic_window`` previous short-window means of ``raw`` that the current one exceeds.
-
-    A non-parametric companion of :func:`anomaly_likelihood`: 1 means the recent raw scores are the highest
-    seen in the trailing window (a record), whatever the shape of their distribution.
-    """
-    avg = pd.Series(np.asarray(raw, dtype=float)).rolling(short_window, min_periods=1).mean()
-    rank = avg.rolling(historic_window + 1, min_periods=1).rank(method="max", pct=True)
-    return np.asarray(rank.to_numpy(), dtype=float)
+    return likelihood
 
 
 def log_likelihood(likelihood: np.ndarray) -> np.ndarray:
-    """Numenta's log scaling: ``log(1.0000000001 - L) / log(1e-10)``, so a tail of 1e-5 maps to 0.5."""
+    """Numenta's log scaling ``log(1.0000000001 - L) / log(1e-10)``: a tail of 1e-5 maps to 0.5."""
     return np.clip(np.log(1.0000000001 - np.asarray(likelihood, dtype=float)) / _LOG_FLOOR, 0.0, 1.0)
 
 
 def suppress_after_alarm(scores: np.ndarray, *, threshold: float, hold: int) -> np.ndarray:
-    """Zero the ``hold`` points that follow each alarm (score >= ``threshold``) that was not itself suppressed.
+    """Set to 0 the ``hold`` points that follow each alarm (a score at or above ``threshold``).
 
-    Causal: whether point ``t`` is suppressed depends only on scores before ``t``.
+    Alarms inside a hold are silenced too and do not extend it. Causal: the output at ``t`` depends only on
+    the scores up to ``t``.
     """
     out = np.asarray(scores, dtype=float).copy()
     if hold <= 0:
         return out
-    candidates = np.flatnonzero(out >= threshold)
     free_from = 0
-    for i in candidates:
+    for i in np.flatnonzero(out >= threshold):
         if i < free_from:
             continue
         out[i + 1 : i + 1 + hold] = 0.0
@@ -186,70 +187,96 @@ def suppress_after_alarm(scores: np.ndarray, *, threshold: float, hold: int) -> 
 
 
 class StreamingAnomalyScorer:
-    """One configuration of the causal chain raw score -> anomaly likelihood -> log scale -> suppression.
+    """Causal chain raw features -> anomaly likelihood -> log scale -> alarm suppression.
+
+    The defaults are the configuration measured on the Numenta Anomaly Benchmark (``benchmarks/nab.py``).
 
     Args:
-        windows: trailing horizons (points) of the robust z-scores of :func:`raw_anomaly_scores`.
-        short_window: points of the short-mean z-score.
-        z_scale: squash scale of the z-scores.
-        spatial_tolerance: range margin of the spatial (new min / max) test.
+        window: trailing points of every robust z-score.
+        min_periods: past points needed before a z-score is computed.
+        short_window: points of the short-mean feature.
+        z_scale: |z| mapped to a raw score of ``1 - 1/e``.
+        std_weight: the z-score scale is at least this multiple of the trailing standard deviation.
+        seasonal_period: length of a season (e.g. one day); with timestamps, adds the seasonal-difference
+            feature and discounts events that recur one season apart. None disables both.
+        seasonal_slack: points of timing jitter tolerated by the seasonal discount; None disables it.
+        spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
+        spatial_alarm: a spatial anomaly is reported as 1 directly, bypassing the likelihood (as Numenta does).
         learning_period: points before the likelihood has an opinion.
         historic_window: points of the likelihood's trailing Gaussian.
         likelihood_window: points of the short-window mean of raw scores.
         min_std: floor of the likelihood's standard deviation.
-        alarm_threshold: log-likelihood at which an alarm is raised (for suppression).
+        alarm_threshold: score at which an alarm is raised (starts a hold).
         hold: points reported as 0 after an alarm.
     """
 
     def __init__(
         self,
         *,
-        windows: tuple[int, ...] = (64, 512),
-        short_window: int = 6,
-        z_scale: float = 6.0,
+        window: int = 1024,
+        min_periods: int = 256,
+        short_window: int = 3,
+        z_scale: float = 10.0,
+        std_weight: float = 1.0,
+        seasonal_period: pd.Timedelta | None = pd.Timedelta("1D"),
+        seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
+        spatial_alarm: bool = True,
         learning_period: int = 288,
         historic_window: int = 8640,
-        likelihood_window: int = 10,
-        min_std: float = 0.03,
-        alarm_threshold: float = 0.5,
-        hold: int = 300,
-        seasonal_period: pd.Timedelta | None = None,
-        std_weight: float = 0.0,
-        seasonal_slack: int = -1,
-        rank_gate: float = 0.0,
+        likelihood_window: int = 5,
+        min_std: float = 0.01,
+        alarm_threshold: float = 0.6,
+        hold: int = 75,
     ) -> None:
-        self.windows = windows
+        self.window = window
+        self.min_periods = min_periods
         self.short_window = short_window
         self.z_scale = z_scale
+        self.std_weight = std_weight
+        self.seasonal_period = seasonal_period
+        self.seasonal_slack = seasonal_slack
         self.spatial_tolerance = spatial_tolerance
+        self.spatial_alarm = spatial_alarm
         self.learning_period = learning_period
         self.historic_window = historic_window
         self.likelihood_window = likelihood_window
         self.min_std = min_std
         self.alarm_threshold = alarm_threshold
         self.hold = hold
-        self.seasonal_period = seasonal_period
-        self.std_weight = std_weight
-        self.seasonal_slack = seasonal_slack
-        self.rank_gate = rank_gate
 
-    def score_stream(self, values: np.ndarray, timestamps: pd.DatetimeIndex | None = None) -> np.ndarray:
-        """Anomaly score in [0, 1] of every point, each computed from that point and the ones before it."""
-        lags: tuple[int, ...] = ()
-        if self.seasonal_period is not None and timestamps is not None and len(timestamps) > 2:
-            step = pd.Series(timestamps[:11]).diff().median()
-            lags = (round(pd.Timedelta(self.seasonal_period) / step),)
-        raw = raw_anomaly_scores(
-            np.asarray(values, dtype=float),
-            windows=self.windows,
+    def score_stream(
+        self, values: np.ndarray, timestamps: pd.DatetimeIndex | None = None, *, series_id: str = "series"
+    ) -> np.ndarray:
+        """Anomaly score in [0, 1] of every point, each computed from that point and the ones before it.
+
+        Args:
+            values: the series, oldest first (NaN = missing).
+            timestamps: one per value, in the order of ``values``; needed for the seasonal feature (the
+                sampling step is the median spacing of the first ten intervals, known long before one season
+                has passed). Points are scored in the given order, so a repeated or out-of-order timestamp
+                (daylight-saving artefacts) is scored as it arrives.
+            series_id: name used in error messages.
+
+        Raises:
+            InvalidSeriesError: values are not one-dimensional numbers, contain infinity, or do not match the
+                timestamps in number.
+        """
+        x = self._validate(values, timestamps, series_id)
+        if len(x) == 0:
+            return np.zeros(0)
+        features = raw_anomaly_features(
+            x,
+            window=self.window,
+            min_periods=self.min_periods,
             short_window=self.short_window,
             z_scale=self.z_scale,
-            spatial_tolerance=self.spatial_tolerance,
-            seasonal_lags=lags,
             std_weight=self.std_weight,
+            seasonal_lag=self._seasonal_lag(timestamps),
             seasonal_slack=self.seasonal_slack,
+            spatial_tolerance=self.spatial_tolerance,
         )
+        raw = features.max(axis=1)
         likelihood = anomaly_likelihood(
             raw,
             learning_period=self.learning_period,
@@ -258,7 +285,31 @@ class StreamingAnomalyScorer:
             min_std=self.min_std,
         )
         scores = log_likelihood(likelihood)
-        if self.rank_gate > 0:
-            rank = rank_likelihood(raw, historic_window=self.historic_window, short_window=self.likelihood_window)
-            scores = np.where(rank >= self.rank_gate, scores, np.minimum(scores, 0.5 * self.alarm_threshold))
+        if self.spatial_alarm:
+            scores = np.where(raw >= 1.0, 1.0, scores)
         return suppress_after_alarm(scores, threshold=self.alarm_threshold, hold=self.hold)
+
+    def _seasonal_lag(self, timestamps: pd.DatetimeIndex | None) -> int | None:
+        if self.seasonal_period is None or timestamps is None or len(timestamps) < 3:
+            return None
+        step = pd.Series(timestamps[:11]).diff().median()
+        if pd.isna(step) or step <= pd.Timedelta(0):
+            return None
+        lag = round(pd.Timedelta(self.seasonal_period) / step)
+        return lag if lag >= 2 else None
+
+    @staticmethod
+    def _validate(values: np.ndarray, timestamps: pd.DatetimeIndex | None, series_id: str) -> np.ndarray:
+        try:
+            x = np.asarray(values, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise InvalidSeriesError(f"series {series_id!r}: values are not numeric ({exc})") from exc
+        if x.ndim != 1:
+            raise InvalidSeriesError(f"series {series_id!r}: values must be one-dimensional, got shape {x.shape}")
+        if np.isinf(x).any():
+            raise InvalidSeriesError(f"series {series_id!r}: values contain infinity; replace with NaN (missing)")
+        if timestamps is not None and len(timestamps) != len(x):
+            raise InvalidSeriesError(
+                f"series {series_id!r}: {len(x)} values for {len(timestamps)} timestamps; pass one per value"
+            )
+        return x

@@ -74,8 +74,12 @@ def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option("--log-level", default="WARNING", show_default=True, help="Log level (logs go to stderr).")
+def cli(debug: bool, log_level: str) -> None:
     """livewatch: anomaly and incident detection for trust-and-safety metrics."""
+    from monitor.logging import configure_logging
+
+    configure_logging(log_level)
 
 
 @cli.command("check-config")
@@ -129,6 +133,73 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     incidents = {i.incident for i in demo_incidents(end)}
     click.echo(f"wrote {rows:,} rows of live_safety_hourly and {len(incidents)} ground-truth incidents "
                f"to {db_path} (data ends {end:%Y-%m-%d %H:%M} UTC)")
+
+
+@cli.command("run")
+@with_config
+@click.option("--once", is_flag=True, help="Run one tick and exit (otherwise start the daemon).")
+@click.option("--at", "at_text", default=None, help="Evaluate as of this UTC time (default: now).")
+def run(config_path: Path, once: bool, at_text: str | None) -> None:
+    """Score new buckets, alert and deliver: one tick (--once) or the scheduled daemon."""
+    import os
+
+    from monitor.wiring import build_monitor
+
+    config = load_config(config_path)
+    ensure_demo_warehouse(config)
+    if not once:
+        raise click.UsageError("the scheduled daemon is not available yet; use --once")
+    monitor = build_monitor(config, os.environ)
+    now = parse_time(at_text, now=utc_now())
+    report = monitor.tick(now)
+    for problem in report.problems:
+        click.echo(f"data: {problem}", err=True)
+    for metric, error in report.metric_errors.items():
+        click.echo(f"error: metric {metric}: {error}", err=True)
+    for outcome in report.outcomes:
+        if outcome.error:
+            click.echo(f"error: {outcome.metric}/{outcome.series}: {outcome.error}", err=True)
+    delivered = report.delivery.delivered if report.delivery else 0
+    click.echo(
+        f"tick {report.run_id} at {now:%Y-%m-%d %H:%M} UTC: {report.series_scored} series scored, "
+        f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, {delivered} delivered"
+    )
+    if report.errors:
+        sys.exit(1)
+
+
+def ensure_demo_warehouse(config: Config) -> None:
+    """Build the demo warehouse when the config points at a missing ``livewatch-demo.db``."""
+    import sqlalchemy as sa
+
+    url = sa.make_url(config.database.url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    path = Path(url.database)
+    if path.name == "livewatch-demo.db" and not path.exists():
+        from monitor.demo import build_demo
+
+        end = pd.Timestamp(utc_now()).floor("h").to_pydatetime()
+        click.echo(f"building the demo warehouse {path} (first run, about 30 s)...", err=True)
+        engine = sa.create_engine(f"sqlite:///{path}")
+        build_demo(engine, end=end)
+        engine.dispose()
+
+
+@cli.group()
+def db() -> None:
+    """The state database (incidents, outbox, watermarks, models, silences)."""
+
+
+@db.command("upgrade")
+@with_config
+def db_upgrade(config_path: Path) -> None:
+    """Create or migrate the state database to the latest schema (idempotent)."""
+    from monitor.store import make_engine, upgrade
+
+    config = load_config(config_path)
+    upgrade(make_engine(config.state.url))
+    click.echo("ok: state database is at the latest schema")
 
 
 def main() -> None:

@@ -460,30 +460,68 @@ def _alembic_config(connection: Connection | None = None) -> Any:
     return config
 
 
+#: Key of the PostgreSQL advisory lock that serialises concurrent upgrades ("lwstore" in ASCII).
+_UPGRADE_LOCK = 0x6C7773746F7265
+
+
 def upgrade(engine_or_url: Engine | str | sa.URL, revision: str = "head") -> None:
     """Run ``alembic upgrade <revision>`` with the migration scripts shipped inside the package.
 
-    Idempotent: an up-to-date database is left untouched. No ``alembic.ini`` is needed.
+    Idempotent: an up-to-date database is left untouched, so it is safe to call on every start. No
+    ``alembic.ini`` is needed. On PostgreSQL concurrent callers (two daemons starting, or
+    ``livewatch db upgrade`` during a start) are serialised by an advisory lock, and DDL is transactional,
+    so a failed upgrade leaves the schema as it was.
 
     Args:
-        engine_or_url: An engine (ideally from :func:`make_engine`) or a database URL.
+        engine_or_url: An engine (ideally from :func:`make_engine`) or a database URL. For an in-memory
+            SQLite database pass the engine: a URL gets its own engine, disposed afterwards.
         revision: Target revision; ``head`` (the default) is what the running code expects.
+
+    Raises:
+        MigrationError: the database is at a revision these scripts do not know (a newer livewatch
+            migrated it).
     """
     from alembic import command
+    from alembic.util.exc import CommandError
 
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str | sa.URL) else engine_or_url
     try:
+        _check_known(engine)
         with engine.begin() as connection:
-            command.upgrade(_alembic_config(connection), revision)
+            if connection.dialect.name == "postgresqlX":
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
+            try:
+                command.upgrade(_alembic_config(connection), revision)
+            except CommandError as exc:
+                raise MigrationError(f"cannot upgrade {_url(engine)} to {revision}: {exc}") from exc
     finally:
         if engine is not engine_or_url:
             engine.dispose()
 
 
-def _heads() -> set[str]:
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _script_directory() -> Any:
     from alembic.script import ScriptDirectory
 
-    return set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _heads() -> set[str]:
+    return set(_script_directory().get_heads())
+
+
+def _check_known(engine: Engine) -> None:
+    known = {script.revision for script in _script_directory().walk_revisions()}
+    unknown = current_revisions(engine) - known
+    if unknown:
+        raise MigrationError(
+            f"database {_url(engine)} is at revision {sorted(unknown)}, which this livewatch does not "
+            f"know (it knows up to {sorted(_heads())}): it was migrated by a newer livewatch; upgrade "
+            "livewatch, or restore a backup taken before that migration"
+        )
 
 
 def current_revisions(engine: Engine) -> set[str]:
@@ -500,12 +538,18 @@ def is_up_to_date(engine: Engine) -> bool:
 
 
 def check_up_to_date(engine: Engine) -> None:
-    """Raise :class:`MigrationError` naming both revisions unless :func:`is_up_to_date`."""
+    """Raise :class:`MigrationError` saying what to do unless :func:`is_up_to_date`.
+
+    Raises:
+        MigrationError: the database is behind (run ``livewatch db upgrade``) or ahead (a newer
+            livewatch migrated it) of this code.
+    """
+    _check_known(engine)
     current, heads = current_revisions(engine), _heads()
     if current != heads:
         raise MigrationError(
-            f"database {engine.url.render_as_string(hide_password=True)} is at revision "
-            f"{sorted(current) or 'none'}, this livewatch needs {sorted(heads)}; run `livewatch db upgrade`"
+            f"database {_url(engine)} is at revision {sorted(current) or 'none'}, this livewatch needs "
+            f"{sorted(heads)}; run `livewatch db upgrade`"
         )
 
 
@@ -605,6 +649,9 @@ def _dialect_insert(connection: Connection, table: sa.Table) -> Any:
 
 class SqlIncidentRepository(_SqlBase):
     """:class:`alerts.ports.IncidentRepository` on SQL: one JSON row per incident plus key columns."""
+
+    #: Incidents whose events :meth:`incident_history` loads per query.
+    history_batch = 500
 
     def get(self, incident_id: str) -> Incident | None:
         """The incident with ``incident_id``, or ``None``."""
@@ -722,17 +769,17 @@ class SqlIncidentRepository(_SqlBase):
         found = self.list_incidents(
             states=states, metric=metric, region=region, since=since, until=until, limit=limit
         )
-        if not found:
-            return []
         events: dict[str, list[LifecycleEvent]] = {incident.id: [] for incident in found}
-        query = (
-            sa.select(incident_events)
-            .where(incident_events.c.incident_id.in_(list(events)))
-            .order_by(incident_events.c.seq)
-        )
+        ids = list(events)
         with self._read() as connection:
-            for row in connection.execute(query):
-                events[row.incident_id].append(_event(row))
+            for start in range(0, len(ids), self.history_batch):  # bounded IN lists
+                query = (
+                    sa.select(incident_events)
+                    .where(incident_events.c.incident_id.in_(ids[start : start + self.history_batch]))
+                    .order_by(incident_events.c.seq)
+                )
+                for row in connection.execute(query):
+                    events[row.incident_id].append(_event(row))
         return [IncidentHistory.build(incident, events[incident.id]) for incident in found]
 
     @staticmethod

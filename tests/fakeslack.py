@@ -4,7 +4,8 @@
 shapes: ``auth.test``, ``chat.postMessage`` (top level and thread replies, with message metadata),
 ``chat.update``, ``conversations.history`` (``include_all_metadata``), ``conversations.join``,
 ``files.getUploadURLExternal``, the upload URL it hands out (``POST /upload/<file id>``),
-``files.completeUploadExternal``, and an incoming webhook at ``POST /webhook``.
+``files.completeUploadExternal``, and an incoming webhook at ``POST /webhook`` (any other
+``/webhook/...`` path answers 404 ``no_service`` like a revoked webhook).
 
 Every request is recorded (:class:`RecordedRequest`: API method, HTTP verb, headers, parsed JSON / form
 body or raw bytes). Faults can be queued for the next N API calls: HTTP 429 with ``Retry-After``, 5xx,
@@ -98,7 +99,9 @@ class FakeSlack:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-slack", daemon=True
+        )
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeSlack:
@@ -155,6 +158,11 @@ class FakeSlack:
     def error_next(self, count: int, error: str, *, methods: set[str] | None = None) -> None:
         """The next ``count`` API calls answer HTTP 200 ``{"ok": false, "error": error}``."""
         self._add(Fault(count, status=200, error=error, methods=frozenset(methods) if methods else None))
+
+    def reset_faults(self) -> None:
+        """Drop queued faults (Slack is back)."""
+        with self._lock:
+            self._state.faults.clear()
 
     def remove_channel(self, name: str) -> None:
         """Posting to ``name`` answers ``channel_not_found``."""
@@ -230,9 +238,10 @@ class FakeSlack:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        body: Any
         if split.path.startswith("/upload/"):
             method, body = "upload", raw
-        elif split.path == "/webhook":
+        elif split.path.startswith("/webhook"):
             method, body = "webhook", json.loads(raw or b"{}")
         else:
             method = split.path.removeprefix("/api/")
@@ -262,6 +271,9 @@ class FakeSlack:
             self._reply_text(handler, 200, f"OK - {len(raw)}")
             return
         if method == "webhook":
+            if split.path != "/webhook":  # like a deleted or mistyped webhook URL
+                self._reply_text(handler, 404, "no_service")
+                return
             with self._lock:
                 self._state.webhook_messages.append(body)
             self._reply_text(handler, 200, "ok")

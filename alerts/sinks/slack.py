@@ -30,6 +30,7 @@ logged or included in messages; the caller reads it (e.g. from ``SLACK_BOT_TOKEN
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -57,6 +59,7 @@ __all__ = [
     "METADATA_EVENT_TYPE",
     "PERMANENT_ERRORS",
     "CappedRateLimitRetryHandler",
+    "ProportionalJitter",
     "SlackCheck",
     "SlackSink",
     "classify_error",
@@ -127,11 +130,21 @@ class CappedRateLimitRetryHandler(RateLimitErrorRetryHandler):
         return True
 
 
+class ProportionalJitter(Jitter):
+    """Sleep between 1x and 2x the backoff interval (slack_sdk's default adds up to a fixed second)."""
+
+    def recalculate(self, duration: float) -> float:
+        return duration * (1.0 + random.random())
+
+
 def retry_handlers(
     *, max_retries: int = 2, max_retry_after: float = 30.0, backoff_factor: float = 0.5
 ) -> list[RetryHandler]:
-    """slack_sdk retry handlers for 429 (capped ``Retry-After``), 500/503 and connection resets."""
-    backoff = BackoffRetryIntervalCalculator(backoff_factor=backoff_factor)
+    """slack_sdk retry handlers for 429 (capped ``Retry-After``), 500/503 and connection resets.
+
+    5xx and connection errors back off ``backoff_factor * 2**attempt`` seconds (1x-2x jitter).
+    """
+    backoff = BackoffRetryIntervalCalculator(backoff_factor=backoff_factor, jitter=ProportionalJitter())
     return [
         CappedRateLimitRetryHandler(max_retry_count=max_retries, max_wait=max_retry_after),
         ServerErrorRetryHandler(max_retry_count=max_retries, interval_calculator=backoff),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from alerts.incidents import group_signals
@@ -91,7 +90,3 @@ def notification(
         incident=inc,
         annotation=annotation,
     )
-
-
-def with_state(inc: Incident, **changes: object) -> Incident:
-    return replace(inc, **changes)  # type: ignore[arg-type]

@@ -98,3 +98,18 @@ def test_incident_views_derive_from_members() -> None:
 def test_chart_rejects_naive_timestamps() -> None:
     with pytest.raises(AlertDataError, match=r"timestamps\[0\]"):
         ChartData((datetime(2026, 1, 1),), (1.0,), (1.0,), (0.0,), (2.0,), (False,))
+
+
+def test_non_finite_numbers_survive_strict_json() -> None:
+    nan, inf = float("nan"), float("inf")
+    c = chart(3)
+    sig = replace(
+        signal(change_pct=inf, causes=(RootCause("a", 0.5, mix=nan, rate=None),)),
+        chart=replace(c, observed=(nan, 1.0, 2.0)),
+    )
+    text = json.dumps(sig.to_dict(), allow_nan=False)  # raises if a NaN/Infinity leaked
+    back = AlertSignal.from_dict(json.loads(text))
+    assert (
+        back.change_pct == inf and back.chart is not None and back.chart.observed[0] != back.chart.observed[0]
+    )
+    assert back.root_causes[0].mix != back.root_causes[0].mix and back.root_causes[0].rate is None

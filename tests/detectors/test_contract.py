@@ -78,7 +78,7 @@ def test_score_frame_has_the_contract_columns(
     scores = _fitted(cls, history).score(window)
     assert tuple(scores.columns) == SCORE_COLUMNS
     assert scores.index.equals(window.index)
-    assert str(scores.index.tz) == "UTC"
+    assert str(pd.DatetimeIndex(scores.index).tz) == "UTC"
 
 
 @pytest.mark.parametrize("cls", _classes())

@@ -23,6 +23,7 @@ def test_unknown_country_is_named() -> None:
         ProphetDetector(country="XX").fit(make_series(72), series_id="s")
 
 
+@pytest.mark.filterwarnings("ignore:.*inplace.*")  # pandas deprecations inside prophet.make_holidays
 def test_holiday_names_match_prophet_make_holidays_df() -> None:
     from prophet.make_holidays import make_holidays_df
 

@@ -58,7 +58,7 @@ def test_short_history_falls_back_to_hour_of_day_and_still_detects() -> None:
     assert np.isfinite(detector.expected_.to_numpy()).all()  # every hour-of-week slot has a value
     # Slots never seen fall back to the hour of day: Thursday 10:00 expects what 10:00 looked like.
     thursday_10 = detector.expected_.loc[("short", 3 * 24 + 10)]
-    assert thursday_10 == pytest.approx(history["value"][history.index.hour == 10].median())
+    assert thursday_10 == pytest.approx(history["value"][pd.DatetimeIndex(history.index).hour == 10].median())
     assert detector.detect(window) == []
     spiked, labels = inject_spike(window, 30, magnitude=15.0)
     assert [a.start for a in detector.detect(spiked)] == [labels[0].start]

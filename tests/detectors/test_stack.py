@@ -62,7 +62,7 @@ def test_counts_get_a_poisson_floor() -> None:
 
 def test_detect_keywords_reach_the_post_rules(hourly_short: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     history, window = hourly_short
-    spiked, labels = inject_spike(window, 10, magnitude=12.0)
+    spiked, _ = inject_spike(window, 10, magnitude=12.0)
     stack = DetectorStack(granularity="1h").fit(history, series_id="s")
     assert [a.kind for a in stack.detect(spiked)] == ["spike"]
     assert stack.detect(spiked, direction="down") == []

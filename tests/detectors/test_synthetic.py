@@ -17,7 +17,7 @@ def test_same_seed_same_series_other_seed_other_series() -> None:
 def test_series_shape_and_index() -> None:
     frame = make_series(30, "5m", seed=0)
     assert list(frame.columns) == ["value", "volume"]
-    assert str(frame.index.tz) == "UTC"
+    assert str(pd.DatetimeIndex(frame.index).tz) == "UTC"
     assert (frame.index[1] - frame.index[0]) == pd.Timedelta(minutes=5)
     assert frame["volume"].isna().all()
     assert abs(frame["value"].mean() - 100.0) < 15

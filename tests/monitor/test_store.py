@@ -381,6 +381,7 @@ def test_lifecycle_events_in_insertion_order_and_history_durations(store: SqlSto
     ]
     assert store.list_events("missing") == []
 
+    store.history_batch = 2  # 3 incidents: events load in two queries
     history = {h.incident.id: h for h in store.incident_history()}
     assert (history[fast.id].time_to_acknowledge, history[fast.id].time_to_resolve) == (4 * MIN, 20 * MIN)
     assert (history[slow.id].time_to_acknowledge, history[slow.id].time_to_resolve) == (30 * MIN, 60 * MIN)
@@ -534,6 +535,70 @@ def test_outbox_matches_the_reference_outbox_step_by_step(store: SqlStore) -> No
         assert got == want, f"step {step} differs"
 
 
+# -- transactions ---------------------------------------------------------------------------------
+def test_transaction_commits_a_bucket_and_its_consequences_together(store: SqlStore) -> None:
+    incident = make_incident()
+    with store.transaction() as tx:
+        assert tx.in_transaction and not store.in_transaction
+        assert tx.advance_watermark("reports", "br", T0, None, now=T0)
+        tx.save(incident)
+        assert tx.enqueue(make_notification(incident))
+        assert tx.get_watermark("reports", "br") == T0  # the bound store reads its own writes
+        assert store.get_watermark("reports", "br") is None  # others do not, until commit
+    assert store.get_watermark("reports", "br") == T0
+    assert store.get(incident.id) == incident
+    assert len(store.pending()) == 1
+
+
+def test_transaction_rolls_everything_back_on_error(store: SqlStore) -> None:
+    incident = make_incident()
+    with pytest.raises(RuntimeError, match="crash"), store.transaction() as tx:
+        tx.advance_watermark("reports", "br", T0, None, now=T0)
+        tx.save(incident)
+        tx.enqueue(make_notification(incident))
+        raise RuntimeError("crash after writing, before commit")
+    assert store.get_watermark("reports", "br") is None  # the bucket will be scored again
+    assert store.get(incident.id) is None
+    assert store.entries() == []
+
+
+def test_losing_compare_and_set_leaves_the_transaction_usable(store: SqlStore) -> None:
+    # PostgreSQL aborts a transaction on any failed statement; the store must report losses without one.
+    store.advance_watermark("reports", "br", T0, None, now=T0)
+    store.start_run("r1", now=T0)
+    incident = make_incident()
+    store.enqueue(make_notification(incident))
+    with store.transaction() as tx:
+        assert not tx.advance_watermark("reports", "br", T0 + MIN, None, now=T0)
+        assert not tx.advance_watermark("reports", "br", T0 + MIN, T0 - MIN, now=T0)
+        assert not tx.enqueue(make_notification(incident))
+        with pytest.raises(StoreError, match="already exists"):
+            tx.start_run("r1", now=T0)
+        tx.save(incident)
+    assert store.get(incident.id) == incident
+
+
+def test_transactions_do_not_nest(store: SqlStore) -> None:
+    with store.transaction() as tx, pytest.raises(StoreError, match="does not nest"), tx.transaction():
+        pass
+
+
+def test_concurrent_transactions_only_the_watermark_winner_writes(store: SqlStore) -> None:
+    store.advance_watermark("reports", "br", T0, None, now=T0)
+    candidates = [make_incident("reports", "br", T0 + (i + 1) * MIN) for i in range(3)]
+
+    def tick(i: int) -> bool:
+        with store.transaction() as tx:
+            won = tx.advance_watermark("reports", "br", T0 + (i + 1) * MIN, T0, now=T0)
+            if won:
+                tx.save(candidates[i])
+            return won
+
+    won = run_concurrently(3, tick)
+    assert won.count(True) == 1
+    assert store.list_incidents() == [candidates[won.index(True)]]
+
+
 # -- silences -------------------------------------------------------------------------------------
 def make_silence(silence_id: str, created: datetime, expires: datetime) -> Silence:
     return Silence(
@@ -597,6 +662,24 @@ def test_downgrade_to_base_removes_every_table(blank_engine: Engine) -> None:
         command.downgrade(store_module._alembic_config(connection), "base")
     assert set(sa.inspect(blank_engine).get_table_names()) <= {"alembic_version"}
     assert not is_up_to_date(blank_engine)
+
+
+def test_database_migrated_by_a_newer_livewatch_is_refused(blank_engine: Engine) -> None:
+    upgrade(blank_engine)
+    with blank_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = :future"), {"future": "9999"})
+    assert not is_up_to_date(blank_engine)
+    for call in (check_up_to_date, upgrade):
+        with pytest.raises(MigrationError, match=r"\['9999'\].*newer livewatch"):
+            call(blank_engine)
+
+
+def test_concurrent_upgrades_are_serialised(blank_engine: Engine) -> None:
+    if blank_engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL serialises upgrades (advisory lock); SQLite has one daemon per file")
+    run_concurrently(3, lambda _: upgrade(blank_engine))
+    assert is_up_to_date(blank_engine)
+    assert _schema_diff(blank_engine) == []
 
 
 def test_upgrade_accepts_a_url(tmp_path: Any) -> None:

@@ -1,0 +1,73 @@
+"""Feeds the root-cause slicer: sliced leaves of an anomalous window and their expectations.
+
+Expected leaf values come from a *seasonal baseline*: the same hours of the week over the previous
+``baseline_weeks`` weeks. The region's expected total is the detector's forecast (counts), or, for ratios,
+the baseline's denominator with the forecast rate on top; :func:`detectors.slicer.expected_from_baseline`
+then spreads the total over leaves by their baseline shares (see its docstring for why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from detectors.slicer import RootCause, expected_from_baseline, localize
+from monitor.config import MetricConfig
+from monitor.source import MetricSource
+
+__all__ = ["explain_window"]
+
+
+def explain_window(
+    source: MetricSource,
+    metric: MetricConfig,
+    series: str,
+    timestamps: Sequence[pd.Timestamp],
+    expected_values: Sequence[float],
+    *,
+    baseline_weeks: int = 4,
+    top_k: int = 5,
+) -> list[RootCause]:
+    """Root causes of ``metric`` in ``series`` over the buckets ``timestamps`` (UTC, ascending).
+
+    Args:
+        source: Where sliced aggregates come from.
+        metric: The metric; its ``slice_dimensions`` are the candidate dimensions.
+        series: The series value (region).
+        timestamps: Anomalous bucket starts.
+        expected_values: The detector's expected metric value at each of ``timestamps``.
+        baseline_weeks: Weeks of same-hour-of-week history forming the baseline.
+        top_k: Maximum number of segments.
+    """
+    dims = list(metric.slice_dimensions or ())
+    if not dims or not timestamps:
+        return []
+    step = metric.granularity or timedelta(hours=1)
+    first, last = pd.Timestamp(timestamps[0]), pd.Timestamp(timestamps[-1])
+    week = pd.Timedelta(days=7)
+    start: datetime = (first - baseline_weeks * week).to_pydatetime()
+    end: datetime = (last + pd.Timedelta(step)).to_pydatetime()
+    frame = source.fetch(metric, start, end, slices=True, series=[series]).frame
+    wanted = set(pd.DatetimeIndex(timestamps))
+    baseline_times = {t - k * week for t in wanted for k in range(1, baseline_weeks + 1)}
+    current = frame[frame["ts"].isin(wanted)]
+    baseline = frame[frame["ts"].isin(baseline_times)]
+    weeks_seen = max(1, baseline["ts"].nunique() / max(1, len(wanted)))
+    if current.empty or baseline.empty:
+        return []
+    if metric.kind == "count":
+        leaves = expected_from_baseline(
+            current.rename(columns={"num": "actual"}), baseline.rename(columns={"num": "actual"}), dims,
+            expected_totals={"actual": float(sum(expected_values))},
+        )
+        return localize(leaves, dims, top_k=top_k)
+    renamed = {"num": "actual_num", "den": "actual_den"}
+    expected_den = float(baseline["den"].sum()) / weeks_seen
+    mean_rate = float(pd.Series(expected_values, dtype=float).mean()) / metric.scale
+    leaves = expected_from_baseline(
+        current.rename(columns=renamed), baseline.rename(columns=renamed), dims,
+        expected_totals={"actual_num": mean_rate * expected_den, "actual_den": expected_den},
+    )
+    return localize(leaves, dims, top_k=top_k)

@@ -1,0 +1,59 @@
+"""Webhook (over HTTP to the fake), console and JSON-lines sinks."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from alerts.model import NotifyReason, RootCause
+from alerts.render import render_message
+from alerts.sinks.console import ConsoleSink
+from alerts.sinks.jsonl import JsonlSink
+from alerts.sinks.webhook import WebhookSink
+from tests.alerts.factories import incident, notification, signal
+from tests.fakeslack import FakeSlack
+
+NOTE = notification(incident(signal(causes=(RootCause("lang=es", 0.5, mix=0.3, rate=0.2),))))
+
+
+def test_webhook_posts_the_rendered_message(fake_slack: FakeSlack) -> None:
+    sink = WebhookSink.from_url(fake_slack.webhook_url, timeout=2, backoff_factor=0.001)
+    result = sink.send(NOTE)
+    assert result.ok and result.ts is None and result.channel == "webhook"
+    (posted,) = fake_slack.webhook_messages
+    assert posted["blocks"] == render_message(NOTE).blocks
+    assert "127.0.0.1" not in repr(sink)
+
+
+def test_webhook_5xx_is_retryable_and_404_is_not(fake_slack: FakeSlack) -> None:
+    sink = WebhookSink.from_url(fake_slack.webhook_url, timeout=2, max_retries=0)
+    fake_slack.fail_next(1, status=502, error="bad_gateway", methods={"webhook"})
+    down = sink.send(NOTE)
+    assert not down.ok and down.retryable
+    gone = WebhookSink.from_url(fake_slack.webhook_url + "/revoked", timeout=2, max_retries=0).send(NOTE)
+    assert not gone.ok and not gone.retryable
+    assert gone.error is not None and "create a new webhook URL" in gone.error
+
+
+def test_console_is_plain_readable_text_without_control_characters() -> None:
+    stream = io.StringIO()
+    hostile = notification(incident(signal(region="EU\x1b[2J")), NotifyReason.FIRST)
+    assert ConsoleSink(stream).send(hostile).ok
+    assert ConsoleSink(stream).send(NOTE).ok
+    text = stream.getvalue()
+    assert "\x1b" not in text and "EU?[2J" in text
+    assert "[WARNING] reports in EU (first: new incident) -> #tns-alerts" in text
+    assert "cause: lang=es: 50% of the deviation (mix 30%, rate 20%)" in text
+    assert "investigate: livewatch investigate reports --region EU --at 2026-02-02T11:45Z" in text
+
+
+def test_jsonl_appends_one_replayable_line_per_notification(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "alerts.jsonl"
+    sink = JsonlSink(path)
+    assert sink.send(NOTE).ok and sink.send(NOTE).ok
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    record = json.loads(lines[0])
+    assert record["notification"]["id"] == NOTE.id
+    assert record["message"]["blocks"] == render_message(NOTE).blocks
