@@ -17,6 +17,7 @@ The metrics follow TCPD's ``analysis/scripts/metrics.py``:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ def f_measure(annotations: dict[str, list[int]], predictions: Sequence[int], mar
 
 def _segments(cps: Iterable[int], n: int) -> list[tuple[int, int]]:
     bounds = [0, *sorted({c for c in cps if 0 < c < n}), n]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 def _cover_single(truth: list[tuple[int, int]], predicted: list[tuple[int, int]], n: int) -> float:
@@ -95,10 +96,11 @@ def covering(annotations: dict[str, list[int]], predictions: Sequence[int], n: i
 
 # -- building blocks -----------------------------------------------------------------------------------
 def _change_points(rng: Rng, n: int, count: int, gap: int) -> list[int]:
-    """``count`` sorted changepoints at least ``gap`` apart and from both ends."""
+    """``count`` sorted changepoints ``gap`` apart and from both ends (gap capped for short series)."""
+    gap = min(gap, max(2, n // (count + 2)))
     for _ in range(200):
         cps = sorted(rng.choice(np.arange(gap, n - gap), size=count, replace=False).tolist())
-        if all(b - a >= gap for a, b in zip(cps[:-1], cps[1:], strict=False)):
+        if all(b - a >= gap for a, b in itertools.pairwise(cps)):
             return [int(c) for c in cps]
     return [n // 2]
 

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in result.profiles.items():
         print(
             f"{name:20s} score {res.normalised:6.2f}  threshold {res.threshold:.4f}  raw {res.raw:8.2f}  "
-            f"windows detected {res.detected_windows}/{res.n_windows}  false-positive rows {res.false_positives}"
+            f"windows detected {res.detected_windows}/{res.n_windows}  "
+            f"false-positive rows {res.false_positives}"
         )
     print(f"NAB standard: {result.profiles['standard'].normalised:.2f}")
     return 0

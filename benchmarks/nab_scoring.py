@@ -3,11 +3,11 @@
 NAB scores a *streaming* detector that emits an ``anomaly_score`` in [0, 1] for every row of every file:
 
 * rows before the probationary period ``P = min(floor(0.15 n), 0.15 * 5000)`` are ignored (NAB's ``Sweeper``);
-* one threshold is chosen for the whole corpus (per profile); rows whose score is at or above it are detections;
+* one threshold is chosen for the whole corpus (per profile); rows scoring at or above it are detections;
 * in each labelled window ``[l, r]`` of width ``w`` only the earliest detection ``i`` counts, worth
   ``A_TP * sigma(y) / sigma(-1)`` with ``y = -(r - i + 1) / w``; a window without detection costs ``-A_FN``;
-* a detection outside every window costs ``A_FP * sigma(y)`` with ``y = |r' - i| / (w' - 1)`` measured from the
-  end ``r'`` of the last window (of width ``w'``) before it, or ``-A_FP`` when no window precedes it;
+* a detection outside every window costs ``A_FP * sigma(y)`` with ``y = |r' - i| / (w' - 1)`` measured from
+  the end ``r'`` of the last window (of width ``w'``) before it, or ``-A_FP`` when no window precedes it;
 * ``sigma(y) = 2 / (1 + exp(5 y)) - 1``, and ``-1`` for ``y > 3``;
 * the corpus total is normalised as ``100 (S - S_null) / (S_perfect - S_null)`` with ``S_perfect = A_TP * N``
   and ``S_null = -A_FN * N`` for ``N`` windows (the null detector never fires).
@@ -116,7 +116,8 @@ def load_profiles(path: str | Path) -> dict[str, CostProfile]:
             )
         except KeyError as exc:
             raise NabScoringError(
-                f"profile {name!r} in {path} lacks CostMatrix key {exc}; expected tpWeight, fpWeight, fnWeight"
+                f"profile {name!r} in {path} lacks CostMatrix key {exc}; "
+                "expected tpWeight, fpWeight and fnWeight"
             ) from exc
     return profiles
 
@@ -141,7 +142,7 @@ def probationary_length(n_rows: int, probation_percent: float = PROBATION_PERCEN
 
 
 def window_indices(
-    timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex | np.ndarray,
+    timestamps: pd.DatetimeIndex,
     windows: Sequence[tuple[pd.Timestamp, pd.Timestamp]],
     *,
     name: str = "file",
@@ -198,7 +199,9 @@ def sweep_file(n_rows: int, windows: Sequence[tuple[int, int]], profile: CostPro
     return FileSweep(rows=idx[keep], weights=weights[keep], window=window[keep], n_windows=len(spans))
 
 
-def file_score(scores: np.ndarray, sweep: FileSweep, threshold: float, fn_weight: float) -> tuple[float, int, int]:
+def file_score(
+    scores: np.ndarray, sweep: FileSweep, threshold: float, fn_weight: float
+) -> tuple[float, int, int]:
     """Score of one file at ``threshold``: ``(score, detected_windows, false_positive_rows)``."""
     detected = np.asarray(scores, dtype=float)[sweep.rows] >= threshold
     fp_mask = detected & (sweep.window < 0)
@@ -207,7 +210,8 @@ def file_score(scores: np.ndarray, sweep: FileSweep, threshold: float, fn_weight
     for k in range(sweep.n_windows):
         in_window = detected & (sweep.window == k)
         if in_window.any():
-            total += float(sweep.weights[in_window][0])  # earliest detection: weights decrease inside a window
+            # The earliest detection counts: weights decrease along a window.
+            total += float(sweep.weights[in_window][0])
             hits += 1
         else:
             total -= fn_weight
@@ -219,8 +223,8 @@ def optimise_threshold(
 ) -> tuple[float, float]:
     """Corpus-optimal threshold and its total score, exact over every distinct score value.
 
-    Mirrors ``Sweeper.calcScoreByThreshold``: rows are swept by decreasing score; a row outside windows adds its
-    FP weight, a row inside a window raises that window's value to the best (earliest) detection so far.
+    Mirrors ``Sweeper.calcScoreByThreshold``: rows are swept by decreasing score; a row outside windows adds
+    its FP weight, a row inside a window raises that window's value to the best (earliest) detection so far.
     Ties are resolved by recording a total only after the last row of a group of equal scores. When no
     threshold beats "never fire", the threshold returned is just above 1 (``1.1`` as in NAB).
     """

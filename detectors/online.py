@@ -3,7 +3,7 @@
 :func:`online_cusum` is the pure core: it runs over standardised residuals (any detector's ``score`` column,
 or ``(value - baseline) / scale``) of one series, shape ``(n,)``, or of many series at once, shape
 ``(n, m)`` (the loop is over time only, vectorised across series). :class:`CusumDetector` wraps it in the
-Detector contract with a baseline learned in ``fit``.
+Detector contract over the residuals of a robust seasonal baseline learned in ``fit``.
 
 The statistic (Page's CUSUM, per side)::
 
@@ -11,12 +11,15 @@ The statistic (Page's CUSUM, per side)::
     c_t  = clip(z_t - level, -clip, +clip)
 
 A shift is *confirmed* when ``S > threshold``. Clipping each residual at ``clip`` sigmas means an isolated
-spike cannot confirm a shift: with the defaults (``drift=0.5, threshold=8, clip=3``) it takes at least four
-consecutive points beyond 3 sigmas. The one-sided in-control average run length is about 19,000 points
-(Siegmund's approximation), the delay about 6 points for a 2-sigma shift and 18 for a 1-sigma shift.
+spike cannot confirm a shift: with the defaults (``drift=0.5, threshold=10, clip=3``) it takes, from a zero
+statistic, five consecutive points beyond 3 sigmas. On Gaussian residuals the two-sided in-control run length
+to a first false alarm is about 70,000 points (Siegmund's approximation; measured: 2.6 alarms per 100,000
+points, some of them the return after a false alarm), and the median delay is 6 points for a 2-sigma shift,
+9 for 1.5 sigmas and 17 for 1 sigma (``benchmarks/changepoint.py``).
 
-**Re-baselining.** At a confirmation the baseline jumps to the median residual of the run that confirmed it
-(from the last time the statistic was 0), both statistics restart from 0, and for the next ``settle`` points
+**Re-baselining.** At a confirmation the start of the shift is estimated inside the run that confirmed it
+(from the last time the statistic was 0) by maximum likelihood, the baseline jumps to the median residual
+since that start, both statistics restart from 0, and for the next ``settle`` points
 the level keeps being refined as a running mean (each point clipped at ``clip`` around the current level),
 so a permanent new level alerts once and then falls quiet.
 
@@ -24,26 +27,26 @@ so a permanent new level alerts once and then falls quiet.
 ``sum(c over the run) / sqrt(run length)``, signed by the side with the larger statistic: the z-score of the
 mean shift since the run began (0 right after a re-baseline and while both statistics are 0). At a
 confirmation ``sum(c) = S + drift * N >= threshold + drift * N``, hence
-``score >= (threshold + drift * N) / sqrt(N) >= 2 * sqrt(threshold * drift)``: 4 sigmas with the defaults, the
-default threshold of every other detector, so "confirmed" and "|score| >= 4" agree.
+``score >= (threshold + drift * N) / sqrt(N) >= 2 * sqrt(threshold * drift)``: 4.47 sigmas with the defaults,
+above the default threshold (4) of every other detector, so a confirmed shift always passes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import Anomaly, Detector, register
-from detectors.changepoint import find_changepoints, robust_noise
+from detectors.base import SIGMA_COLUMN, Anomaly, Detector, Direction, register
 from detectors.errors import InvalidSeriesError
+from detectors.postrules import evaluate
+from detectors.robust import RobustSeasonalDetector, Season
+from detectors.validation import SeriesLike
 
 __all__ = ["CusumDetector", "CusumResult", "online_cusum"]
-
-#: Half-width of the score frame's ``lower``/``upper`` band, in sigmas (the default detection threshold).
-_BAND_SIGMAS = 4.0
 
 
 @dataclass(frozen=True)
@@ -79,13 +82,27 @@ def _check_params(drift: float, threshold: float, clip: float, settle: int) -> N
         )
 
 
+def _locate_shift(run: np.ndarray, level: float) -> tuple[int, float, float]:
+    """Where in ``run`` the shift began, the new level, and how many points support it.
+
+    The start maximises ``(sum of run[tau:] - level)^2 / len(run[tau:])``, the likelihood-ratio estimate of a
+    change from a known level to an unknown one; the new level is the median of ``run[tau:]``.
+    """
+    seen = np.flatnonzero(~np.isnan(run))
+    deviations = run[seen] - level
+    tail_sums = np.cumsum(deviations[::-1])[::-1]
+    tail_counts = np.arange(seen.size, 0, -1)
+    best = int(np.argmax(tail_sums**2 / tail_counts))
+    return int(seen[best]), float(np.median(run[seen[best:]])), float(seen.size - best)
+
+
 def online_cusum(
     residuals: np.ndarray,
     *,
     drift: float = 0.5,
     threshold: float = 10.0,
     clip: float = 3.0,
-    settle: int = 30,
+    settle: int = 100,
     level: float | np.ndarray = 0.0,
 ) -> CusumResult:
     """Run the re-baselining two-sided CUSUM over standardised residuals.
@@ -150,11 +167,11 @@ def online_cusum(
 
         fired = seen & ((s_pos > threshold) | (s_neg > threshold))
         for j in np.flatnonzero(fired):
-            first = int(start_pos[j] if s_pos[j] > threshold else start_neg[j])
-            run = z2[first : t + 1, j]
-            base[j] = float(np.median(run[~np.isnan(run)]))
-            starts[t, j] = first
-            settle_left[j], settle_count[j] = settle, float(np.count_nonzero(~np.isnan(run)))
+            run_start = int(start_pos[j] if s_pos[j] > threshold else start_neg[j])
+            first, new_level, count = _locate_shift(z2[run_start : t + 1, j], base[j])
+            base[j] = new_level
+            starts[t, j] = run_start + first
+            settle_left[j], settle_count[j] = settle, count
         alarms[t] = fired
         s_pos[fired], s_neg[fired] = 0.0, 0.0
         sum_pos[fired], sum_neg[fired] = 0.0, 0.0
@@ -177,102 +194,135 @@ def online_cusum(
 
 @register
 class CusumDetector(Detector):
-    """Two-sided CUSUM over values standardised against a baseline learned in ``fit``.
+    """Two-sided re-baselining CUSUM over the residuals of a robust seasonal baseline learned in ``fit``.
 
-    ``fit`` learns the current regime of the history: its level is the median of the last segment found by
-    :func:`detectors.changepoint.find_changepoints` (``model="level"``), its noise scale the robust
-    difference-based sigma of :func:`detectors.changepoint.robust_noise`, and the CUSUM runs on
-    ``(value - level) / long_run_scale`` where ``long_run_scale = scale * sqrt((1 + phi) / (1 - phi))``
-    accounts for autocorrelation (sums of correlated noise wander further than white noise). A constant
-    history gets a scale of 5% of its level (at least 1 unit of the metric).
+    ``fit`` learns a :class:`detectors.robust.RobustSeasonalDetector` (median per season slot, robust sigma);
+    its score, ``(value - expected) / sigma``, is the standardised residual fed to :func:`online_cusum`.
+    In the score frame ``expected`` (and the ``lower``/``upper`` band) follow the re-baselined level, i.e.
+    the seasonal expectation plus the confirmed shift, and ``score`` is the run's equivalent z (signed
+    sigmas). ``detect`` returns one ``level_shift`` per confirmed shift, from its estimated start to its
+    confirmation; the usual post-rules (threshold, direction, noise floors, suppression) apply to the
+    confirmation point, whose ``observed`` is the new level and ``expected`` the old one.
 
-    ``score`` follows :func:`online_cusum`: ``expected`` is the (re-baselined) level, the band is
-    ``expected ± 4 * scale`` and ``score`` the run's equivalent z. ``detect`` returns one ``level_shift``
-    anomaly per confirmed shift, from its estimated start to its confirmation.
+    Args:
+        drift: CUSUM allowance per point, in sigmas.
+        threshold: CUSUM decision interval (not the score threshold of ``detect``).
+        clip: residuals are clipped at this many sigmas before accumulating.
+        settle: points after a confirmation during which the new level is refined.
+        granularity: bucket size of the baseline (inferred when ``None``).
+        season: season slots of the baseline (chosen from the granularity when ``None``).
+        weeks: weeks of history the baseline looks back.
     """
 
     name: ClassVar[str] = "cusum"
     min_history: ClassVar[int] = 10
+    detects: ClassVar[frozenset[str]] = frozenset({"level_shift"})
 
-    level_: float
-    scale_: float
-    long_run_scale_: float
-    phi_: float
+    baseline_: RobustSeasonalDetector
 
-    def __init__(self, *, drift: float = 0.5, threshold: float = 10.0, clip: float = 3.0, settle: int = 30) -> None:
+    def __init__(
+        self,
+        *,
+        drift: float = 0.5,
+        threshold: float = 10.0,
+        clip: float = 3.0,
+        settle: int = 100,
+        granularity: str | None = None,
+        season: Season | None = None,
+        weeks: int = 4,
+    ) -> None:
         self.drift = drift
         self.threshold = threshold
         self.clip = clip
         self.settle = settle
+        self.granularity = granularity
+        self.season = season
+        self.weeks = weeks
 
     def _fit(self, frame: pd.DataFrame) -> None:
         _check_params(self.drift, self.threshold, self.clip, self.settle)
-        values = frame["value"].to_numpy(dtype=float)
-        observed = values[~np.isnan(values)]
-        breaks = find_changepoints(values, model="level")
-        last_start = breaks[-1] if breaks else 0
-        current = values[last_start:]
-        level = float(np.median(current[~np.isnan(current)]))
-        sigma, phi = robust_noise(observed)
-        scale = sigma / np.sqrt(1 - phi)
-        if scale == 0:
-            scale = max(0.05 * abs(level), 1.0)
-        self.level_ = level
-        self.scale_ = float(scale)
-        self.phi_ = phi
-        self.long_run_scale_ = float(scale * np.sqrt((1 + phi) / (1 - phi)))
-
-    def _run(self, values: np.ndarray) -> CusumResult:
-        residuals = (values - self.level_) / self.long_run_scale_
-        return online_cusum(
-            residuals, drift=self.drift, threshold=self.threshold, clip=self.clip, settle=self.settle
-        )
+        baseline = RobustSeasonalDetector(granularity=self.granularity, season=self.season, weeks=self.weeks)
+        self.baseline_ = baseline.fit(frame, series_id=self.series_id_)
 
     def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        result = self._run(frame["value"].to_numpy(dtype=float))
-        expected = self.level_ + result.expected * self.long_run_scale_
-        band = _BAND_SIGMAS * self.scale_
+        base = self.baseline_._validated_score(frame)
+        sigma = base[SIGMA_COLUMN].to_numpy(dtype=float)
+        result = online_cusum(
+            base["score"].to_numpy(dtype=float),
+            drift=self.drift, threshold=self.threshold, clip=self.clip, settle=self.settle,
+        )
+        shift = result.expected * sigma
         return pd.DataFrame(
             {
-                "observed": frame["value"].to_numpy(dtype=float),
-                "expected": expected,
-                "lower": expected - band,
-                "upper": expected + band,
+                "observed": base["observed"].to_numpy(dtype=float),
+                "expected": base["expected"].to_numpy(dtype=float) + shift,
+                "lower": base["lower"].to_numpy(dtype=float) + shift,
+                "upper": base["upper"].to_numpy(dtype=float) + shift,
                 "score": result.score,
+                SIGMA_COLUMN: sigma,
+                "alarm": result.alarms,
+                "shift_start": result.starts,
+                "new_expected": base["expected"].to_numpy(dtype=float) + result.level * sigma,
             },
             index=frame.index,
         )
 
-    def detect(self, window: pd.Series | pd.DataFrame, *, threshold: float = 4.0) -> list[Anomaly]:
-        """One ``level_shift`` per confirmed shift whose ``|score| >= threshold``.
+    def detect(
+        self,
+        window: SeriesLike,
+        *,
+        threshold: float | None = None,
+        direction: Direction | None = None,
+        min_volume: float | None = None,
+        min_abs_effect: float | None = None,
+        min_rel_effect: float | None = None,
+        k: int | None = None,
+        n: int | None = None,
+        suppress: Sequence[tuple[Any, Any]] | None = None,
+    ) -> list[Anomaly]:
+        """Confirmed level shifts of ``window`` that pass the post-rules (see :meth:`Detector.detect`).
 
-        With the default hyper-parameters every confirmed shift has ``|score| >= 4`` (module docstring),
-        so the default threshold keeps them all.
+        The rules see only the confirmation points; with the default hyper-parameters every confirmed
+        shift has ``|score| >= 4.47`` (module docstring), so the default threshold keeps them all.
         """
-        scores = self.score(window)
-        result = self._run(scores["observed"].to_numpy(dtype=float))
+        overrides = {
+            "threshold": threshold, "direction": direction, "min_volume": min_volume,
+            "min_abs_effect": min_abs_effect, "min_rel_effect": min_rel_effect, "k": k, "n": n,
+            "suppress": tuple(suppress) if suppress is not None else None,
+        }
+        rules = self.default_rules().replace(**{key: v for key, v in overrides.items() if v is not None})
+        scored = self._validated_score(window)
+        alarm = scored["alarm"].to_numpy(dtype=bool)
+        at_alarms = scored.assign(
+            observed=np.where(alarm, scored["new_expected"], scored["observed"]),
+            score=np.where(alarm, scored["score"], np.nan),
+        )
+        decisions = evaluate(at_alarms, rules)
         anomalies: list[Anomaly] = []
-        for t in result.alarm_positions():
-            score = float(result.score[t])
-            if abs(score) < threshold:
-                continue
-            first = int(result.starts[t])
+        for t in (int(i) for i in np.flatnonzero(decisions["flag"].to_numpy(dtype=bool))):
+            first = int(scored["shift_start"].iloc[t])
+            row = at_alarms.iloc[t]
+            score = float(row["score"])
             anomalies.append(
                 Anomaly(
-                    start=scores.index[first], end=scores.index[t], kind="level_shift",
-                    observed=float(self.level_ + result.level[t] * self.long_run_scale_),
-                    expected=float(scores["expected"].iloc[first]), score=score, detector=self.name,
+                    start=pd.Timestamp(scored.index[first]), end=pd.Timestamp(scored.index[t]),
+                    kind="level_shift", observed=float(row["observed"]), expected=float(row["expected"]),
+                    score=score, detector=self.name,
+                    reason=(
+                        f"CUSUM confirmed a level shift ({score:+.1f} sigmas since {scored.index[first]}); "
+                        f"re-baselined to {float(row['observed']):.4g}"
+                    ),
                 )
             )
         return anomalies
 
     def _state_to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level_, "scale": self.scale_, "long_run_scale": self.long_run_scale_, "phi": self.phi_,
-        }
+        return {"baseline": self.baseline_.to_dict()}
 
     def _state_from_dict(self, state: dict[str, Any]) -> None:
-        self.level_ = float(state["level"])
-        self.scale_ = float(state["scale"])
-        self.long_run_scale_ = float(state["long_run_scale"])
-        self.phi_ = float(state["phi"])
+        baseline = RobustSeasonalDetector.from_dict(state["baseline"])
+        if not isinstance(baseline, RobustSeasonalDetector):
+            raise InvalidSeriesError(
+                f"series {self.series_id_!r}: cusum state holds no robust baseline; refit the detector"
+            )
+        self.baseline_ = baseline

@@ -89,6 +89,9 @@ _NORMAL_Q_Z = 0.385  # P(|Z| < 0.385) = 0.3 for a standard normal Z
 _ROWS = 5  # tracked sums per measure: weighted signal, expected, observed, noise variance, weighted cutoff
 _SATURATION_Z = 2.0  # a leaf deviating by this many noise scales counts as fully abnormal
 _DEVIATION_FLOOR = 0.02  # ... and never less than 2 % (noise-free data)
+_REST_Z = 2.0  # significance of the rest of an ancestor (a single test)
+_SIBLING_Z = 1.0  # a sibling "moved like the pick" when its deviation is beyond 1 noise sd in that direction
+_SIBLING_AGREEMENT = 0.6  # ... and that many of them (capped-volume weight) must have, to name the parent
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
 _MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
 
@@ -386,7 +389,7 @@ class _Search:
         gains[ok] = gain[ok]
         return gains, risk
 
-    def _qualities(self, st: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _qualities(self, st: np.ndarray, z: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Support, significance and risk of elements from their stats columns.
 
         Risk is the element's weighted mean saturated leaf signal divided by the signal a pure ripple of the
@@ -402,7 +405,7 @@ class _Search:
             signal, f, v, variance, cutoff = st[1 + _ROWS * i: 1 + _ROWS * (i + 1)]
             support = np.maximum(support, (f + v) / (2.0 * scale))
             sd = np.sqrt(np.clip(variance, 0.0, None))
-            moved = np.abs(v - f) > self.noise_z * sd + 1e-9 * scale
+            moved = np.abs(v - f) > (self.noise_z if z is None else z) * sd + 1e-9 * scale
             significant |= moved
             with np.errstate(divide="ignore", invalid="ignore"):
                 ripple = np.where(v + f > 0, 2.0 * np.abs(v - f) / (v + f), 0.0)
@@ -425,14 +428,17 @@ class _Search:
         return gain, float(risk[0]), bool(support[0] >= self.min_support and significant[0])
 
     def _succinct(self, pick: _Pick) -> _Pick:
-        """Name the shallowest ancestor that explains at least (almost) as much as ``pick``.
+        """Name the shallowest ancestor of ``pick`` that moved as a whole.
 
-        When a whole parent moved, its children qualify too and one of them may come out first (their own
-        noise can make them look more consistent); the parent explains more, so it replaces the child. The
-        ancestor needs half the usual risk only: a parent of several moved children has a low risk and a
-        lower gain, so it is still rejected.
+        When a whole parent moved, its children qualify too and, with noise, one of them can come out first.
+        An ancestor replaces ``pick`` when it qualifies (with half the usual risk) and either explains at
+        least (almost) as much, or the rest of it (ancestor minus ``pick``) moved on its own significantly,
+        consistently and in the same direction: then naming children one by one would only be longer. A
+        parent of one moved child keeps a normal rest and is rejected; a parent of several moved children
+        among normal ones has a rest of low risk and is rejected too.
         """
         target = pick.cuboid.values(pick.group)
+        own = pick.cuboid.stats[:, pick.group: pick.group + 1]
         by_dims = {cub.dims: cub for cub in self.cuboids}
         dims = tuple(sorted(target))
         for layer in range(1, len(dims)):
@@ -445,12 +451,48 @@ class _Search:
                     continue
                 group = int(found[0])
                 gain, risk, ok = self._score_one(cub, group)
-                if ok and risk >= self.min_risk / 2 and gain >= (1.0 - _ANCESTOR_TOLERANCE) * pick.gain and (
-                        best is None or gain > best.gain):
+                if not ok or risk < self.min_risk / 2 or (best is not None and gain <= best.gain):
+                    continue
+                rest = cub.stats[:, group: group + 1] - own
+                if gain >= (1.0 - _ANCESTOR_TOLERANCE) * pick.gain or self._moved_alike(
+                        rest, own, pick, {d: target[d] for d in sub}):
                     best = _Pick(cub, group, gain, risk)
             if best is not None:
                 return best
         return pick
+
+    def _moved_alike(self, rest: np.ndarray, own: np.ndarray, pick: _Pick, ancestor: dict[int, int]) -> bool:
+        """Whether the rest of ``ancestor`` moved like ``pick``: significantly, consistently, same way.
+
+        ``rest`` and ``own`` are the stats columns of the ancestor minus ``pick`` and of ``pick``. Besides
+        the aggregate, most siblings of ``pick`` inside the ancestor (by capped volume) must each have moved
+        beyond one noise sd in its direction: one other moved sibling among normal ones is no whole parent.
+        """
+        # One test about one known element: an ordinary two-sigma bar, not the search-wide Bonferroni one.
+        _, significant, risk = self._qualities(rest, z=_REST_Z)
+        if not (significant[0] and risk[0] >= self.min_risk):
+            return False
+        # Direction of the measure that moved most (relative to its total) in ``own``.
+        moves = [(own[3 + _ROWS * i, 0] - own[2 + _ROWS * i, 0]) / scale for i, scale in enumerate(self.scales)]
+        i = int(np.argmax(np.abs(moves)))
+        direction = np.sign(moves[i])
+        if np.sign(rest[3 + _ROWS * i, 0] - rest[2 + _ROWS * i, 0]) != direction:
+            return False
+        cub = pick.cuboid
+        codes = np.unravel_index(cub.keys, cub.shape)
+        siblings = np.ones(cub.size, dtype=bool)
+        for pos, d in enumerate(cub.dims):
+            if d in ancestor:
+                siblings &= codes[pos] == ancestor[d]
+        siblings[pick.group] = False
+        st = cub.stats[:, siblings]
+        f, v = st[2 + _ROWS * i], st[3 + _ROWS * i]
+        sd = np.sqrt(np.clip(st[4 + _ROWS * i], 0.0, None))
+        weight = st[0]
+        if weight.sum() <= self.tiny_weight:
+            return False
+        moved_alike = direction * (v - f) > _SIBLING_Z * sd
+        return bool(weight[moved_alike].sum() >= _SIBLING_AGREEMENT * weight.sum())
 
     def _remove(self, leaves: np.ndarray) -> None:
         self.alive[leaves] = False

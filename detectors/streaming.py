@@ -28,6 +28,7 @@ from scipy.special import ndtr
 from detectors.errors import InvalidSeriesError
 
 __all__ = [
+    "DEFAULT_SEASON",
     "StreamingAnomalyScorer",
     "anomaly_likelihood",
     "log_likelihood",
@@ -36,6 +37,9 @@ __all__ = [
     "robust_zscores",
     "suppress_after_alarm",
 ]
+
+#: Default season of :class:`StreamingAnomalyScorer`: one day.
+DEFAULT_SEASON = pd.Timedelta("1D")
 
 _IQR_TO_SIGMA = 1.349
 _LOG_FLOOR = math.log(1e-10)
@@ -147,10 +151,10 @@ def anomaly_likelihood(
     short_window: int = 5,
     min_std: float = 0.01,
 ) -> np.ndarray:
-    """Numenta's anomaly likelihood of each raw score, in [0, 1] (1 = the recent raw scores are very unusual).
+    """Numenta's anomaly likelihood of each raw score, in [0, 1] (1 = recent raw scores are very unusual).
 
-    The ``short_window`` mean of the raw scores at ``t`` is compared with a Gaussian fitted to those means over
-    the ``historic_window`` points before ``t`` (standard deviation at least ``min_std``); the result is
+    The ``short_window`` mean of the raw scores at ``t`` is compared with a Gaussian fitted to those means
+    over the ``historic_window`` points before ``t`` (standard deviation at least ``min_std``); the result is
     ``1 - tail probability``. The first ``learning_period`` points get 0.5 (no opinion), as in Numenta's
     implementation.
     """
@@ -178,7 +182,7 @@ def suppress_after_alarm(scores: np.ndarray, *, threshold: float, hold: int) -> 
     if hold <= 0:
         return out
     free_from = 0
-    for i in np.flatnonzero(out >= threshold):
+    for i in np.flatnonzero(out >= threshold).tolist():
         if i < free_from:
             continue
         out[i + 1 : i + 1 + hold] = 0.0
@@ -190,6 +194,9 @@ class StreamingAnomalyScorer:
     """Causal chain raw features -> anomaly likelihood -> log scale -> alarm suppression.
 
     The defaults are the configuration measured on the Numenta Anomaly Benchmark (``benchmarks/nab.py``).
+    Warm-up: z-scores start after ``min_periods`` points and the seasonal feature one season later; alarms
+    in roughly the first ``learning_period + min_periods`` points (about two days of 5-minute data) come from
+    the model settling, not from the data (NAB does not score its first 15 %).
 
     Args:
         window: trailing points of every robust z-score.
@@ -201,8 +208,9 @@ class StreamingAnomalyScorer:
             feature and discounts events that recur one season apart. None disables both.
         seasonal_slack: points of timing jitter tolerated by the seasonal discount; None disables it.
         spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
-        spatial_alarm: a spatial anomaly is reported as 1 directly, bypassing the likelihood (as Numenta does).
-        learning_period: points before the likelihood has an opinion.
+        spatial_alarm: a spatial anomaly is reported as 1, bypassing the likelihood (as Numenta does).
+        learning_period: points before the likelihood has an opinion and before the range test applies
+            (early on, every new value is a new minimum or maximum).
         historic_window: points of the likelihood's trailing Gaussian.
         likelihood_window: points of the short-window mean of raw scores.
         min_std: floor of the likelihood's standard deviation.
@@ -218,7 +226,7 @@ class StreamingAnomalyScorer:
         short_window: int = 3,
         z_scale: float = 10.0,
         std_weight: float = 1.0,
-        seasonal_period: pd.Timedelta | None = pd.Timedelta("1D"),
+        seasonal_period: pd.Timedelta | None = DEFAULT_SEASON,
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
         spatial_alarm: bool = True,
@@ -275,6 +283,7 @@ class StreamingAnomalyScorer:
             seasonal_lag=self._seasonal_lag(timestamps),
             seasonal_slack=self.seasonal_slack,
             spatial_tolerance=self.spatial_tolerance,
+            spatial_warmup=self.learning_period,
         )
         raw = features.max(axis=1)
         likelihood = anomaly_likelihood(
@@ -305,9 +314,9 @@ class StreamingAnomalyScorer:
         except (TypeError, ValueError) as exc:
             raise InvalidSeriesError(f"series {series_id!r}: values are not numeric ({exc})") from exc
         if x.ndim != 1:
-            raise InvalidSeriesError(f"series {series_id!r}: values must be one-dimensional, got shape {x.shape}")
+            raise InvalidSeriesError(f"series {series_id!r}: values must be 1-D, got shape {x.shape}")
         if np.isinf(x).any():
-            raise InvalidSeriesError(f"series {series_id!r}: values contain infinity; replace with NaN (missing)")
+            raise InvalidSeriesError(f"series {series_id!r}: values contain infinity; use NaN for missing")
         if timestamps is not None and len(timestamps) != len(x):
             raise InvalidSeriesError(
                 f"series {series_id!r}: {len(x)} values for {len(timestamps)} timestamps; pass one per value"

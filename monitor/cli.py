@@ -55,6 +55,10 @@ class LivewatchGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             _maybe_traceback(ctx)
             sys.exit(1)
+        except Exception as exc:  # the last resort: still one line, the traceback on --debug
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True)
+            _maybe_traceback(ctx)
+            sys.exit(1)
 
 
 def _maybe_traceback(ctx: click.Context) -> None:

@@ -187,7 +187,7 @@ def _facts(end: datetime, days: int, seed: int) -> pd.DataFrame:
     seconds_per_review[latency] *= 3.0
     raid = _in_window(frame, incidents["mx_bullying_raid"])
     report_rate[raid] *= 4.0
-    violation_p[raid] = np.minimum(0.95, violation_p[raid] * 1.5)
+    violation_p[raid] = np.minimum(0.95, violation_p[raid] * 2.5)
     ban_p[raid] *= 3.0
     burst = _in_window(frame, incidents["sa_noise_burst"])
     report_rate[burst] *= 3.0

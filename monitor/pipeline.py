@@ -23,6 +23,7 @@ context and reported in the :class:`TickReport`; the others go on.
 
 from __future__ import annotations
 
+import shlex
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,9 @@ log = structlog.get_logger(__name__)
 
 DETECTOR_NAME = "stack"
 CHART_CONTEXT_BUCKETS = 48
+#: Buckets of already-scored history the online CUSUM re-reads each tick (its state is re-derived from the
+#: stored model's residuals, so nothing extra needs persisting and a refit restarts it cleanly).
+CUSUM_CONTEXT_BUCKETS = 168
 
 
 @dataclass(frozen=True)
@@ -206,12 +210,13 @@ class Monitor:
         window = values.reindex(grid)  # buckets that never arrived are NaN: missing, not zero
         history = values[values.index < start]
         model, refitted = self._model(metric, series, history, now)
-        context_start = start - CHART_CONTEXT_BUCKETS * step
+        context_start = start - CUSUM_CONTEXT_BUCKETS * step
         context = model.score(history[history.index >= context_start]) if len(history) else pd.DataFrame()
         scores = model.score(window)
         # Noise floors compare against the denominator of a ratio and the expected count of a count.
         scores["volume"] = window["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
         decisions = evaluate(scores, self._rules(metric))
+        decisions = level_shifts(decisions, context, self._rules(metric))
         decisions = holiday_floor(decisions, self.config.regions.get(series), history.index)
         outcome = SeriesOutcome(
             metric.name, series, scored=len(grid), missing=int(window["value"].isna().sum()),
@@ -272,6 +277,11 @@ class Monitor:
         return signals, notifications
 
     def _explain(self, item: _ScoredSeries, run: pd.DataFrame) -> tuple[AlertRootCause, ...]:
+        # A confirmed level shift is explained over everything since its estimated start.
+        shift_start = run["shift_start"].dropna()
+        if len(shift_start):
+            trail = pd.concat([f.loc[:, ["expected"]] for f in (item.context, item.decisions) if len(f)])
+            run = trail[(trail.index >= shift_start.iloc[0]) & (trail.index <= run.index[-1])]
         try:
             causes = explain_window(
                 self.source, item.metric, item.series, list(run.index), run["expected"].tolist()
@@ -288,21 +298,24 @@ class Monitor:
         expected = float(last["expected"])
         observed = float(last["observed"])
         start = pd.Timestamp(run.index[0]).to_pydatetime()
+        shift_start = run["shift_start"].dropna()
+        if len(shift_start):
+            kind, start = "level_shift", min(start, pd.Timestamp(shift_start.iloc[0]).to_pydatetime())
         volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
         return AlertSignal(
             metric=item.metric.name, region=item.series, kind=kind, observed=observed, expected=expected,
-            change_pct=100.0 * (observed - expected) / expected if expected else float("inf"),
+            change_pct=100.0 * (observed - expected) / expected if expected else float("nan"),
             score=float(last["score"]), volume=volume, start=start,
             end=pd.Timestamp(run.index[-1]).to_pydatetime(), root_causes=causes,
             chart=_chart(item, run.index[-1]),
-            investigate=f"livewatch investigate {item.metric.name} --region {item.series} "
-                        f"--at {start:%Y-%m-%dT%H:%MZ}",
+            investigate=f"livewatch investigate {shlex.quote(item.metric.name)} --region "
+                        f"{shlex.quote(item.series)} --at {start:%Y-%m-%dT%H:%MZ}",
         )
 
 
 #: On a public holiday absent from the training history the model cannot know the holiday's effect, so an
 #: anomaly there must move the metric by at least this much (relative) to flag.
-HOLIDAY_MIN_REL_EFFECT = 0.35
+HOLIDAY_MIN_REL_EFFECT = 0.5
 
 
 def holiday_floor(
@@ -340,6 +353,38 @@ def holiday_floor(
     reasons = [f"holiday unseen in training ({', '.join(sorted(n))}): effect < {min_rel_effect:.0%}" for n, u in
                zip(names, unflag, strict=True) if u]
     out.loc[unflag, "reason"] = reasons
+    return out
+
+
+def level_shifts(decisions: pd.DataFrame, context: pd.DataFrame, rules: PostRules) -> pd.DataFrame:
+    """Flag confirmed level shifts: an online CUSUM over the residuals (in sigmas) of the context and window.
+
+    A persistent deviation too small to cross the per-point threshold (say +1.5 sigma for hours) is
+    confirmed by the CUSUM; it re-baselines afterwards, so a permanent new level alerts once and stops.
+    The shift must still pass the direction filter and the relative-effect floor, measured as the mean
+    deviation since the estimated start. Adds ``shift_start`` (NaT unless a shift was confirmed there).
+    """
+    from detectors.online import online_cusum
+
+    out = decisions.copy()
+    out["shift_start"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
+    frames = [f for f in (context, decisions) if len(f)]
+    trail = pd.concat([f.loc[:, ["observed", "expected", "score"]] for f in frames])
+    result = online_cusum(trail["score"].to_numpy(dtype=float))
+    offset = len(trail) - len(decisions)
+    for position in np.flatnonzero(result.alarms[offset:]):
+        begin = int(result.starts[offset + position])
+        since = trail.iloc[max(begin, 0) : offset + position + 1]
+        deviation = float((since["observed"] - since["expected"]).mean())
+        expected = float(since["expected"].mean())
+        if rules.direction == "up" and deviation < 0 or rules.direction == "down" and deviation > 0:
+            continue
+        if expected and abs(deviation) / abs(expected) < rules.min_rel_effect:
+            continue
+        bucket = out.index[position]
+        out.loc[bucket, "flag"] = True
+        out.loc[bucket, "reason"] = f"level shift confirmed by CUSUM ({deviation / expected:+.0%} since start)"
+        out.loc[bucket, "shift_start"] = trail.index[max(begin, 0)]
     return out
 
 

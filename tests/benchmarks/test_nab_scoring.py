@@ -89,7 +89,10 @@ def test_fp_after_window_grows_with_distance() -> None:
 
 def test_perfect_and_null_normalise_to_100_and_0() -> None:
     stamps = _stamps()
-    windows = {"a.csv": [(stamps[100], stamps[119])], "b.csv": [(stamps[40], stamps[59]), (stamps[150], stamps[169])]}
+    windows = {
+        "a.csv": [(stamps[100], stamps[119])],
+        "b.csv": [(stamps[40], stamps[59]), (stamps[150], stamps[169])],
+    }
     perfect = {name: np.zeros(N) for name in windows}
     perfect["a.csv"][100] = 1.0
     perfect["b.csv"][[40, 150]] = 1.0

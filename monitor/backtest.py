@@ -1,0 +1,752 @@
+"""Backtest: replay history as the daemon would and put numbers on the alerting tradeoff.
+
+Three stages, so the expensive one runs once per series and the sweep is cheap:
+
+1. :func:`score_history` (expensive, parallel): for every (metric, series), walk the replay range in steps of
+   the configured ``refit_every``. At each refit time ``t`` a :class:`~detectors.stack.DetectorStack` is fitted
+   on the ``history`` before ``t`` only (expanding window, no look-ahead) and scores the buckets up to the next
+   refit. Each bucket is then decided as a steady-state daemon tick would (one tick per bucket): the online
+   CUSUM of :func:`monitor.pipeline.level_shifts` re-reads the previous :data:`~monitor.pipeline.
+   CUSUM_CONTEXT_BUCKETS` buckets scored by the model in force, and the unseen-holiday floor of
+   :func:`monitor.pipeline.holiday_floor` is precomputed as a mask. Everything that does not depend on the
+   threshold is kept per bucket: ``observed, expected, score, volume, shift, shift_start, holiday_block``.
+2. :func:`sweep`: for each threshold, the daemon's post-rules (:func:`detectors.postrules.evaluate`) give
+   the flags, and the flagged buckets are replayed bucket by bucket through
+   :func:`alerts.incidents.group_signals` (the daemon's grouping and auto-resolution), giving the incidents
+   the daemon would have opened. They are compared with labelled incidents: per metric and overall
+   precision (share of opened incidents with a member on a labelled window), recall (labelled rows whose
+   metric and region flagged within their window), F1, median and p90 time to detect (from the labelled
+   start to the end of the first flagged bucket plus the completeness delay), and alerts per week.
+3. :func:`recommend`: the threshold meeting an alert budget with the best recall, or minimising
+   ``cost_ratio * missed + false alerts``, or (neither given) maximising F1.
+
+Labels (:func:`load_labels`) are the demo's ``demo_incidents`` table (its ``should_alert = false`` rows are
+not counted in recall: alerting on them is a false alert) or a CSV with ``metric, region, start, end``.
+
+Parallelism: :func:`score_history` maps series over any :class:`concurrent.futures.Executor`;
+:func:`make_executor` gives a process pool over all cores, or a Dask ``distributed`` executor when the
+config says ``executor: {type: dask, address: ...}`` (falling back to the local pool, with the reason, when
+Dask is not installed or unreachable).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from alerts.incidents import GroupingConfig, group_signals
+from alerts.model import AlertSignal, Incident
+from detectors.errors import DetectorError
+from detectors.postrules import PostRules, evaluate
+from monitor.config import Config, MetricConfig
+from monitor.errors import LivewatchError
+from monitor.investigate import fit_stack, post_rules, series_frame
+from monitor.pipeline import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts
+from monitor.source import MetricSource, floor_time
+
+__all__ = [
+    "DEFAULT_SWEEP",
+    "Backtest",
+    "BacktestError",
+    "Label",
+    "Recommendation",
+    "Score",
+    "SeriesScores",
+    "SettingResult",
+    "evaluate_setting",
+    "executor_for",
+    "flags_for",
+    "load_labels",
+    "make_executor",
+    "recommend",
+    "replay_incidents",
+    "run_backtest",
+    "score_history",
+    "score_series",
+    "sweep",
+]
+
+#: Thresholds (|score| in sigmas) tried when none are given; the configured ones are added.
+DEFAULT_SWEEP: tuple[float, ...] = (2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0)
+#: Default replay length when ``--from`` is not given.
+DEFAULT_SPAN = timedelta(days=14)
+#: A labelled incident still counts as detected this many buckets after its labelled end.
+DETECT_GRACE_BUCKETS = 6
+#: Columns of a labels CSV.
+LABEL_COLUMNS = ("metric", "region", "start", "end")
+
+
+class BacktestError(LivewatchError):
+    """The backtest cannot run as asked (bad labels, empty range...); the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """One labelled incident on one metric and region: ``[start, end)`` in UTC."""
+
+    metric: str
+    region: str
+    start: datetime
+    end: datetime
+    should_alert: bool = True
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class SeriesTask:
+    """Everything one worker needs to score one series (picklable)."""
+
+    metric: MetricConfig
+    config: Config
+    series: str
+    frame: pd.DataFrame
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class SeriesScores:
+    """Threshold-independent per-bucket results of one series (see the module docstring)."""
+
+    metric: str
+    series: str
+    scores: pd.DataFrame
+    refits: int
+    errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Score:
+    """Precision, recall and timing of one setting, overall or for one metric.
+
+    Attributes:
+        incidents: Incidents opened (alerts).
+        true_incidents: Opened incidents with a member on a labelled window.
+        labels: Labelled rows that should alert.
+        detected: Of those, the ones flagged in time.
+        ttd_median: Median time to detect (``None`` when nothing was detected).
+        ttd_p90: 90th percentile of the time to detect.
+        alerts_per_week: ``incidents`` per 7 days of replay.
+    """
+
+    incidents: int
+    true_incidents: int
+    labels: int
+    detected: int
+    ttd_median: timedelta | None
+    ttd_p90: timedelta | None
+    alerts_per_week: float
+
+    @property
+    def false_alerts(self) -> int:
+        return self.incidents - self.true_incidents
+
+    @property
+    def missed(self) -> int:
+        return self.labels - self.detected
+
+    @property
+    def precision(self) -> float:
+        return self.true_incidents / self.incidents if self.incidents else math.nan
+
+    @property
+    def recall(self) -> float:
+        return self.detected / self.labels if self.labels else math.nan
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        if math.isnan(p) or math.isnan(r) or p + r == 0:
+            return 0.0 if (p == 0 or r == 0) else math.nan
+        return 2 * p * r / (p + r)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incidents": self.incidents, "true_incidents": self.true_incidents,
+            "false_alerts": self.false_alerts, "labels": self.labels, "detected": self.detected,
+            "precision": _json(self.precision), "recall": _json(self.recall), "f1": _json(self.f1),
+            "ttd_median_minutes": _minutes(self.ttd_median), "ttd_p90_minutes": _minutes(self.ttd_p90),
+            "alerts_per_week": _json(self.alerts_per_week),
+        }
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """One sensitivity setting: overall and per-metric scores."""
+
+    threshold: float
+    overall: Score
+    per_metric: Mapping[str, Score]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold, "overall": self.overall.to_dict(),
+            "per_metric": {name: score.to_dict() for name, score in self.per_metric.items()},
+        }
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The recommended threshold and why (``met`` is False when no setting meets the budget)."""
+
+    threshold: float
+    rule: str
+    reason: str
+    met: bool = True
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """A whole backtest: the replay range, the sweep and the recommendation."""
+
+    start: datetime
+    end: datetime
+    metrics: tuple[str, ...]
+    series: int
+    refits: int
+    labels: tuple[Label, ...]
+    settings: tuple[SettingResult, ...]
+    recommendation: Recommendation
+    configured: Mapping[str, float]
+    errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def weeks(self) -> float:
+        return (self.end - self.start) / timedelta(days=7)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": _iso(self.start), "end": _iso(self.end), "weeks": round(self.weeks, 3),
+            "metrics": list(self.metrics), "series": self.series, "refits": self.refits,
+            "labels": [
+                {"metric": lb.metric, "region": lb.region, "start": _iso(lb.start), "end": _iso(lb.end),
+                 "should_alert": lb.should_alert, "name": lb.name}
+                for lb in self.labels
+            ],
+            "configured_thresholds": dict(self.configured),
+            "settings": [s.to_dict() for s in self.settings],
+            "recommendation": {
+                "threshold": self.recommendation.threshold, "rule": self.recommendation.rule,
+                "reason": self.recommendation.reason, "met": self.recommendation.met,
+            },
+            "errors": list(self.errors),
+            "notes": list(self.notes),
+        }
+
+
+# -- labels ---------------------------------------------------------------------------------------------------
+def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
+    """Labelled incidents from a CSV path (``metric, region, start, end``) or a table of ``engine``.
+
+    A table must have those columns; a ``should_alert`` column (the demo's ``demo_incidents``) is honoured,
+    and ``incident`` names the rows.
+
+    Raises:
+        BacktestError: the file or table is missing, a column is missing, or a time does not parse.
+    """
+    path = Path(spec)
+    if path.suffix.lower() == ".csv" or path.exists():
+        if not path.exists():
+            raise BacktestError(f"labels file {spec!r} does not exist; give a CSV with columns "
+                                f"{', '.join(LABEL_COLUMNS)} or a table name")
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        fields = set(rows[0]) if rows else set()
+        where = f"labels file {spec}"
+    else:
+        if engine is None:
+            raise BacktestError(f"labels {spec!r}: not a file, and no database to read a table from")
+        try:
+            table = sa.Table(spec, sa.MetaData(), autoload_with=engine)
+        except sa.exc.NoSuchTableError:
+            known = sa.inspect(engine).get_table_names()
+            raise BacktestError(
+                f"labels {spec!r} is neither a CSV file nor a table; tables: {', '.join(known) or 'none'}"
+            ) from None
+        with engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(sa.select(table)).mappings()]
+        fields = set(table.c.keys())
+        where = f"labels table {spec}"
+    missing = [c for c in LABEL_COLUMNS if c not in fields] if rows or where.startswith("labels table") else []
+    if missing:
+        raise BacktestError(f"{where}: missing column(s) {', '.join(missing)}; need {', '.join(LABEL_COLUMNS)}")
+    labels = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            start, end = _utc(row["start"]), _utc(row["end"])
+        except (ValueError, TypeError) as exc:
+            raise BacktestError(f"{where} row {number}: bad time ({exc}); use ISO 8601 UTC") from None
+        alert = row.get("should_alert", True)
+        should = alert if isinstance(alert, bool) else str(alert).strip().lower() not in ("0", "false", "no", "")
+        labels.append(Label(str(row["metric"]), str(row["region"]), start, end, bool(should),
+                            str(row.get("incident") or row.get("name") or "")))
+    return labels
+
+
+# -- stage 1: scores --------------------------------------------------------------------------------------------
+def score_series(task: SeriesTask) -> SeriesScores:
+    """Replay one series (runs in a worker process); see the module docstring, stage 1."""
+    metric, config = task.metric, task.config
+    step = pd.Timedelta(metric.granularity or timedelta(hours=1))
+    refit = pd.Timedelta(config.scheduler.refit_every)
+    span = pd.Timedelta(metric.history or timedelta(days=56))
+    rules = post_rules(metric)
+    country = config.regions.get(task.series)
+    frame = task.frame
+    start, end = pd.Timestamp(task.start), pd.Timestamp(task.end)
+    parts: list[pd.DataFrame] = []
+    errors: list[str] = []
+    refits = 0
+    moment = start
+    while moment < end:
+        until = min(moment + refit, end)
+        training = frame[(frame.index >= moment - span) & (frame.index < moment)]
+        try:
+            model = fit_stack(metric, config, task.series, training)
+        except (DetectorError, ValueError) as exc:
+            errors.append(f"{metric.name}/{task.series} at {_iso(moment)}: {exc}")
+            moment = until
+            continue
+        refits += 1
+        grid = pd.date_range(moment, until, freq=step, inclusive="left")
+        window = frame.reindex(grid)
+        context_rows = frame[(frame.index >= moment - CUSUM_CONTEXT_BUCKETS * step) & (frame.index < moment)]
+        scores = model.score(pd.concat([context_rows, window]))
+        scores["volume"] = (
+            pd.concat([context_rows, window])["volume"].to_numpy() if metric.kind == "ratio"
+            else scores["expected"]
+        )
+        parts.append(_decide_ticks(scores, grid, step, rules, country, training.index))
+        moment = until
+    columns = ["observed", "expected", "score", "volume", "shift", "shift_start", "holiday_block"]
+    scores = pd.concat(parts) if parts else pd.DataFrame(columns=columns)
+    return SeriesScores(metric.name, task.series, scores, refits, tuple(errors))
+
+
+def _decide_ticks(
+    scores: pd.DataFrame, grid: pd.DatetimeIndex, step: pd.Timedelta, rules: PostRules, country: str | None,
+    trained_on: pd.DatetimeIndex,
+) -> pd.DataFrame:
+    """Per bucket of ``grid``: what a one-bucket daemon tick decides, minus the threshold step."""
+    window = scores.loc[grid]
+    no_flags = window.assign(flag=False, reason="")
+    shift = np.zeros(len(grid), dtype=bool)
+    shift_start = pd.Series(pd.NaT, index=grid, dtype="datetime64[us, UTC]")
+    observed_rows = scores.index[scores["observed"].notna()]
+    for i, bucket in enumerate(grid):
+        if not np.isfinite(window["score"].iloc[i]):
+            continue
+        lo = bucket - CUSUM_CONTEXT_BUCKETS * step
+        context = scores.loc[(scores.index >= lo) & (scores.index < bucket)]
+        context = context[context.index.isin(observed_rows)]
+        tick = level_shifts(no_flags.iloc[i : i + 1], context, rules)
+        if bool(tick["flag"].iloc[0]):
+            shift[i] = True
+            shift_start.iloc[i] = tick["shift_start"].iloc[0]
+    # The unseen-holiday floor only ever unflags: precompute where it would, as if everything flagged.
+    everything = window.assign(flag=True, reason="")
+    holiday_block = ~holiday_floor(everything, country, trained_on)["flag"].to_numpy(dtype=bool)
+    out = window.loc[:, ["observed", "expected", "score", "volume"]].copy()
+    out["shift"] = shift
+    out["shift_start"] = shift_start
+    out["holiday_block"] = holiday_block
+    return out
+
+
+def make_executor(config: Config, *, workers: int | None = None) -> tuple[Executor | None, str]:
+    """The executor for :func:`score_history` and a line saying which one it is.
+
+    ``workers=1`` (or one core) gives ``None``: score inline, no pool.
+    """
+    if config.executor.type == "dask":
+        try:
+            from distributed import Client  # type: ignore[import-not-found]
+        except ImportError:
+            note = ("executor.type is dask but the 'distributed' package is not installed "
+                    "(pip install distributed); using the local process pool")
+        else:
+            try:
+                client = Client(config.executor.address, timeout="10s")
+            except (OSError, TimeoutError) as exc:
+                note = f"cannot reach the Dask scheduler {config.executor.address} ({exc}); using the local pool"
+            else:
+                return client.get_executor(), f"Dask scheduler {config.executor.address}"
+    else:
+        note = ""
+    count = workers or config.executor.workers or os.cpu_count() or 1
+    if count <= 1:
+        return None, "; ".join(filter(None, [note, "scoring in this process"]))
+    return ProcessPoolExecutor(max_workers=count), "; ".join(filter(None, [note, f"local pool of {count} processes"]))
+
+
+def score_history(
+    config: Config,
+    source: MetricSource,
+    metrics: Sequence[MetricConfig],
+    start: datetime,
+    end: datetime,
+    *,
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[SeriesScores], list[str]]:
+    """Stage 1 for every series of ``metrics`` over ``[start, end)``.
+
+    Args:
+        executor: Where to run :func:`score_series` (``None``: in this process).
+        progress: Called with (done, total) after each series.
+
+    Returns:
+        The scored series, and data problems / fetch failures as lines.
+    """
+    tasks: list[SeriesTask] = []
+    problems: list[str] = []
+    for metric in metrics:
+        span = pd.Timedelta(metric.history or timedelta(days=56))
+        step = metric.granularity or timedelta(hours=1)
+        lo = floor_time(pd.Timestamp(start) - span - CUSUM_CONTEXT_BUCKETS * pd.Timedelta(step), step)
+        result = source.fetch(metric, lo.to_pydatetime(), end)
+        problems += [str(p) for p in result.problems]
+        for series, tidy in result.frame.groupby("series", sort=True):
+            tasks.append(SeriesTask(metric, config, str(series), series_frame(metric, tidy), start, end))
+    done: list[SeriesScores] = []
+    if progress is not None:
+        progress(0, len(tasks))
+    for item in _map(score_series, tasks, executor):
+        done.append(item)
+        if progress is not None:
+            progress(len(done), len(tasks))
+    done.sort(key=lambda s: (s.metric, s.series))
+    return done, problems
+
+
+def _map(func: Callable[[SeriesTask], SeriesScores], tasks: Sequence[SeriesTask],
+         executor: Executor | None) -> Iterator[SeriesScores]:
+    if executor is None:
+        for task in tasks:
+            yield func(task)
+        return
+    from concurrent.futures import as_completed
+
+    futures: list[Future[SeriesScores]] = [executor.submit(func, task) for task in tasks]
+    for future in as_completed(futures):
+        yield future.result()
+
+
+# -- stage 2: incidents and scores ---------------------------------------------------------------------------
+@dataclass
+class _Opened:
+    """An incident the replay opened: when, and which (metric, region, bucket) signals joined it."""
+
+    id: str
+    opened_at: datetime
+    members: list[tuple[str, str, pd.Timestamp]] = field(default_factory=list)
+
+
+def flags_for(scored: SeriesScores, rules: PostRules) -> pd.DataFrame:
+    """The daemon's final per-bucket flags of one series at ``rules`` (threshold step + shifts + holiday)."""
+    scores = scored.scores
+    if scores.empty:
+        return scores.assign(flag=pd.Series(dtype=bool))
+    base = scores.loc[:, ["observed", "expected", "score", "volume"]].assign(
+        lower=np.nan, upper=np.nan
+    )
+    decided = evaluate(base, rules)
+    flag = (decided["flag"].to_numpy(dtype=bool) | scores["shift"].to_numpy(dtype=bool)) & ~scores[
+        "holiday_block"
+    ].to_numpy(dtype=bool)
+    return scores.assign(flag=flag)
+
+
+def replay_incidents(
+    flagged: Mapping[tuple[str, str], pd.DataFrame], step: timedelta, resolve_after: int
+) -> list[_Opened]:
+    """Replay flagged buckets through the daemon's grouping, one evaluation per bucket, in time order."""
+    by_bucket: dict[pd.Timestamp, list[AlertSignal]] = {}
+    for (metric, region), frame in flagged.items():
+        hits = frame[frame["flag"]]
+        for bucket, row in hits.iterrows():
+            by_bucket.setdefault(pd.Timestamp(bucket), []).append(_signal(metric, region, pd.Timestamp(bucket), row))
+    if not by_bucket:
+        return []
+    grouping = GroupingConfig(resolve_after_clean=resolve_after)
+    buckets = pd.date_range(min(by_bucket), max(by_bucket) + resolve_after * pd.Timedelta(step),
+                            freq=pd.Timedelta(step))
+    active: list[Incident] = []
+    opened: dict[str, _Opened] = {}
+    for bucket in buckets:
+        signals = by_bucket.get(bucket, [])
+        if not signals and not active:
+            continue
+        now = (bucket + pd.Timedelta(step)).to_pydatetime()
+        result = group_signals(active, signals, now, config=grouping)
+        active = [change.incident for change in result.changes if change.incident.active]
+        for change in result.changes:
+            incident = change.incident
+            if incident.id not in opened:
+                opened[incident.id] = _Opened(incident.id, incident.opened_at)
+            for member in incident.signals:
+                if member.end == bucket:
+                    opened[incident.id].members.append((member.metric, member.region, bucket))
+    return sorted(opened.values(), key=lambda o: (o.opened_at, o.id))
+
+
+def _signal(metric: str, region: str, bucket: pd.Timestamp, row: pd.Series) -> AlertSignal:
+    observed, expected = float(row["observed"]), float(row["expected"])
+    shift_start = row.get("shift_start")
+    if bool(row.get("shift")) and shift_start is not None and not pd.isna(shift_start):
+        kind, start = "level_shift", min(bucket, pd.Timestamp(shift_start))
+    else:
+        kind, start = ("spike" if observed >= expected else "dip"), bucket
+    volume = float(row["volume"]) if np.isfinite(float(row["volume"])) else observed
+    return AlertSignal(
+        metric=metric, region=region, kind=kind, observed=observed, expected=expected,
+        change_pct=100.0 * (observed - expected) / expected if expected else math.nan,
+        score=float(row["score"]) if np.isfinite(float(row["score"])) else 0.0, volume=volume,
+        start=start.to_pydatetime(), end=bucket.to_pydatetime(),
+    )
+
+
+def evaluate_setting(
+    threshold: float,
+    scored: Sequence[SeriesScores],
+    metrics: Sequence[MetricConfig],
+    labels: Sequence[Label],
+    *,
+    start: datetime,
+    end: datetime,
+    resolve_after: int,
+) -> SettingResult:
+    """Stage 2 for one threshold (applied to every metric)."""
+    by_name = {m.name: m for m in metrics}
+    flagged = {
+        (s.metric, s.series): flags_for(s, post_rules(by_name[s.metric], threshold=threshold)) for s in scored
+    }
+    step = min((m.granularity or timedelta(hours=1)) for m in metrics)
+    incidents = replay_incidents(flagged, step, resolve_after)
+    weeks = (pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(days=7)
+    wanted = [lb for lb in labels if lb.should_alert and lb.metric in by_name]
+    per_metric = {
+        name: _score(incidents, flagged, [lb for lb in wanted if lb.metric == name], by_name, weeks, only=name)
+        for name in by_name
+    }
+    return SettingResult(threshold, _score(incidents, flagged, wanted, by_name, weeks), per_metric)
+
+
+def _score(
+    incidents: Sequence[_Opened],
+    flagged: Mapping[tuple[str, str], pd.DataFrame],
+    labels: Sequence[Label],
+    metrics: Mapping[str, MetricConfig],
+    weeks: float,
+    *,
+    only: str | None = None,
+) -> Score:
+    def on_label(metric: str, region: str, bucket: pd.Timestamp) -> bool:
+        grace = DETECT_GRACE_BUCKETS * pd.Timedelta(metrics[metric].granularity or timedelta(hours=1))
+        return any(
+            lb.metric == metric and lb.region == region and lb.start <= bucket < pd.Timestamp(lb.end) + grace
+            for lb in labels
+        )
+
+    counted = [i for i in incidents if only is None or any(m == only for m, _, _ in i.members)]
+    true = sum(
+        1 for i in counted if any(on_label(m, r, b) for m, r, b in i.members if only is None or m == only)
+    )
+    delays: list[timedelta] = []
+    for label in labels:
+        metric = metrics[label.metric]
+        step = pd.Timedelta(metric.granularity or timedelta(hours=1))
+        frame = flagged.get((label.metric, label.region))
+        if frame is None or frame.empty:
+            continue
+        grace = DETECT_GRACE_BUCKETS * step
+        hits = frame[frame["flag"] & (frame.index >= label.start) & (frame.index < pd.Timestamp(label.end) + grace)]
+        if len(hits):
+            seen = hits.index[0] + step + pd.Timedelta(metric.completeness_delay or 0)
+            delays.append((seen - pd.Timestamp(label.start)).to_pytimedelta())
+    seconds = np.array([d.total_seconds() for d in delays])
+    return Score(
+        incidents=len(counted), true_incidents=true, labels=len(labels), detected=len(delays),
+        ttd_median=timedelta(seconds=float(np.median(seconds))) if len(seconds) else None,
+        ttd_p90=timedelta(seconds=float(np.percentile(seconds, 90))) if len(seconds) else None,
+        alerts_per_week=len(counted) / weeks if weeks > 0 else math.nan,
+    )
+
+
+def sweep(
+    scored: Sequence[SeriesScores],
+    metrics: Sequence[MetricConfig],
+    labels: Sequence[Label],
+    thresholds: Iterable[float],
+    *,
+    start: datetime,
+    end: datetime,
+    resolve_after: int,
+) -> list[SettingResult]:
+    """:func:`evaluate_setting` for each threshold, ascending."""
+    return [
+        evaluate_setting(t, scored, metrics, labels, start=start, end=end, resolve_after=resolve_after)
+        for t in sorted(set(thresholds))
+    ]
+
+
+# -- stage 3: the recommendation ----------------------------------------------------------------------------
+def recommend(
+    settings: Sequence[SettingResult], *, budget: float | None = None, cost_ratio: float | None = None
+) -> Recommendation:
+    """Pick a threshold (pure): budget first, else cost ratio, else best F1 (ties: the higher threshold).
+
+    Args:
+        budget: Maximum alerts per week: the best recall within it (then precision, then fewer alerts).
+        cost_ratio: Cost of a missed labelled incident over the cost of a false alert: the least
+            ``cost_ratio * missed + false_alerts``.
+    """
+    if not settings:
+        raise BacktestError("no sensitivity settings to choose from; give at least one threshold")
+    if budget is not None and cost_ratio is not None:
+        raise BacktestError("give either --budget or --cost-ratio, not both")
+
+    def value(number: float) -> float:
+        return -math.inf if math.isnan(number) else number
+
+    if budget is not None:
+        within = [s for s in settings if s.overall.alerts_per_week <= budget]
+        if not within:
+            quietest = min(settings, key=lambda s: (s.overall.alerts_per_week, -s.threshold))
+            return Recommendation(
+                quietest.threshold, "budget",
+                f"no setting stays within {budget:g} alerts/week; the quietest, threshold "
+                f"{quietest.threshold:g}, gives {quietest.overall.alerts_per_week:.1f}", met=False,
+            )
+        best = max(within, key=lambda s: (value(s.overall.recall), value(s.overall.precision), s.threshold))
+        return Recommendation(
+            best.threshold, "budget",
+            f"best recall ({_pct(best.overall.recall)}) within {budget:g} alerts/week "
+            f"({best.overall.alerts_per_week:.1f}/week, precision {_pct(best.overall.precision)})",
+        )
+    if cost_ratio is not None:
+        def cost(s: SettingResult) -> float:
+            return cost_ratio * s.overall.missed + s.overall.false_alerts
+
+        best = min(settings, key=lambda s: (cost(s), -s.threshold))
+        return Recommendation(
+            best.threshold, "cost",
+            f"least expected cost {cost(best):g} = {cost_ratio:g} x {best.overall.missed} missed + "
+            f"{best.overall.false_alerts} false alerts",
+        )
+    best = max(settings, key=lambda s: (value(s.overall.f1), s.threshold))
+    return Recommendation(
+        best.threshold, "f1",
+        f"best F1 {best.overall.f1:.2f} (precision {_pct(best.overall.precision)}, recall "
+        f"{_pct(best.overall.recall)}, {best.overall.alerts_per_week:.1f} alerts/week)",
+    )
+
+
+# -- all together -------------------------------------------------------------------------------------------
+def run_backtest(
+    config: Config,
+    source: MetricSource,
+    labels: Sequence[Label],
+    *,
+    metrics: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime,
+    thresholds: Sequence[float] | None = None,
+    budget: float | None = None,
+    cost_ratio: float | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[Backtest, list[SeriesScores]]:
+    """Score, sweep and recommend (see the module docstring).
+
+    Args:
+        metrics: Metric names (default: all configured).
+        start: Replay start (default ``end - 14 days``).
+        end: Replay end (exclusive); the caller passes the data end or ``--to``.
+        thresholds: Sensitivity settings (default :data:`DEFAULT_SWEEP` plus the configured thresholds).
+
+    Raises:
+        BacktestError: unknown metric or an empty range.
+    """
+    names = [m.name for m in config.metrics]
+    chosen = list(metrics or names)
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise BacktestError(f"unknown metric(s) {', '.join(unknown)}; configured metrics: {', '.join(names)}")
+    specs = [config.metric(n) for n in chosen]
+    step = min((m.granularity or timedelta(hours=1)) for m in specs)
+    end_at = floor_time(end, step)
+    start_at = floor_time(start if start is not None else end_at - pd.Timedelta(DEFAULT_SPAN), step)
+    if start_at >= end_at:
+        raise BacktestError(f"empty replay range {_iso(start_at)}..{_iso(end_at)}: --from must be before --to")
+    configured = {m.name: float(m.threshold or 4.0) for m in specs}
+    sweep_values = sorted(set(thresholds or DEFAULT_SWEEP) | set(configured.values()))
+    scored, problems = score_history(
+        config, source, specs, start_at.to_pydatetime(), end_at.to_pydatetime(), executor=executor,
+        progress=progress,
+    )
+    in_range = tuple(
+        lb for lb in labels if lb.metric in chosen and lb.start < end_at.to_pydatetime() and lb.end > start_at
+    )
+    settings = sweep(scored, specs, in_range, sweep_values, start=start_at.to_pydatetime(),
+                     end=end_at.to_pydatetime(), resolve_after=config.alerts.resolve_after)
+    notes = []
+    if not any(lb.should_alert for lb in in_range):
+        notes.append("no labelled incident falls in the replay range: recall is undefined, precision counts "
+                     "every alert as false")
+    result = Backtest(
+        start=start_at.to_pydatetime(), end=end_at.to_pydatetime(), metrics=tuple(chosen), series=len(scored),
+        refits=sum(s.refits for s in scored), labels=in_range, settings=tuple(settings),
+        recommendation=recommend(settings, budget=budget, cost_ratio=cost_ratio), configured=configured,
+        errors=tuple(problems) + tuple(e for s in scored for e in s.errors), notes=tuple(notes),
+    )
+    return result, scored
+
+
+@contextmanager
+def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tuple[Executor | None, str]]:
+    """:func:`make_executor` as a context manager that shuts the pool down."""
+    executor, note = make_executor(config, workers=workers)
+    try:
+        yield executor, note
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+# -- helpers --------------------------------------------------------------------------------------------------
+def _utc(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def _iso(moment: datetime | pd.Timestamp | None) -> str | None:
+    if moment is None:
+        return None
+    return pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _json(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+
+
+def _minutes(value: timedelta | None) -> float | None:
+    return None if value is None else round(value.total_seconds() / 60.0, 1)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.0%}"

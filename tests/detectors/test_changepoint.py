@@ -1,0 +1,218 @@
+"""Offline changepoints: tiny literal series with known answers, invariants over a grid of seeds."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detectors.changepoint import CostTrend, find_changepoints, robust_noise, seasonal_period
+from detectors.errors import InvalidSeriesError
+
+NAN = float("nan")
+STEP = [0.0] * 10 + [5.0] * 10
+
+
+def _noisy_step(seed: int, n: int = 200, at: int = 120, size: float = 4.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0.0, 1.0, n)
+    values[at:] += size
+    return values
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # a clean step is found exactly, by both models
+        (STEP, [10]),
+        # two clean steps
+        ([1.0] * 8 + [9.0] * 8 + [3.0] * 8, [8, 16]),
+        # a constant series has no changepoint
+        ([3.0] * 50, []),
+        # too short for two segments of min_size (5): nothing, whatever the values
+        ([0.0, 0.0, 0.0, 9.0, 9.0, 9.0], []),
+        # empty and all-missing inputs
+        ([], []),
+        ([NAN] * 30, []),
+        # NaNs inside segments are interpolated; positions stay those of the input
+        ([0.0, NAN, 0.0, 0.0, NAN, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 5.0, NAN, 5.0, 5.0, 5.0, NAN, 5.0], [10]),
+        # leading and trailing NaNs are filled from the nearest value
+        ([NAN, NAN, *STEP, NAN], [12]),
+        # +-inf is missing, not a value (else it would open a segment of its own)
+        ([0.0] * 5 + [float("inf")] + [0.0] * 4 + [5.0] * 6 + [-float("inf")] + [5.0] * 3, [10]),
+        # a straight line (steady trend) is one segment, not a staircase
+        (list(np.arange(40.0) * 2.5), []),
+        # a kink in a noiseless trend opens a segment at the kink
+        (list(np.r_[np.arange(20.0), 20.0 - 3 * np.arange(1.0, 21.0)]), [20]),
+    ],
+)
+def test_literal_series(values: list[float], expected: list[int]) -> None:
+    assert find_changepoints(np.asarray(values, dtype=float)) == expected
+
+
+@pytest.mark.parametrize("model", ["trend", "level"])
+def test_clean_step_found_exactly_by_each_model(model: str) -> None:
+    # Proves both costs locate a clean step at the first point of the new level.
+    assert find_changepoints(np.asarray(STEP), model=model) == [10]  # type: ignore[arg-type]
+
+
+def test_series_input_matches_array_input() -> None:
+    # Proves a pandas Series (any index, even datetimes) gives the same 0-based positions as its values.
+    values = _noisy_step(0)
+    index = pd.date_range("2026-01-01", periods=values.size, freq="D", tz="UTC")
+    assert find_changepoints(pd.Series(values, index=index)) == find_changepoints(values)
+    assert find_changepoints(values) == [120]
+
+
+def test_nullable_series_with_missing_values() -> None:
+    # Proves a Float64 Series with pd.NA is read as floats with NaN.
+    series = pd.Series([*STEP[:3], pd.NA, *STEP[4:]], dtype="Float64")
+    assert find_changepoints(series) == [10]
+
+
+def test_single_outlier_is_not_a_segment() -> None:
+    # Proves winsorising: one gross outlier in white noise opens no segment.
+    rng = np.random.default_rng(5)
+    values = rng.normal(0.0, 1.0, 150)
+    values[70] = 40.0
+    assert find_changepoints(values) == []
+
+
+def test_autocorrelated_noise_is_not_cut_into_segments() -> None:
+    # Proves the long-run scale: AR(1) noise with phi=0.8 and no change gives no changepoint.
+    rng = np.random.default_rng(3)
+    eps = rng.normal(0.0, 0.6, 400)
+    values = np.zeros(400)
+    for t in range(1, 400):
+        values[t] = 0.8 * values[t - 1] + eps[t]
+    assert find_changepoints(values) == []
+
+
+def test_count_series_rate_change() -> None:
+    # Proves counts (Anscombe-stabilised) find a Poisson rate change from 4 to 12 within 3 points.
+    rng = np.random.default_rng(2)
+    counts = np.r_[rng.poisson(4.0, 100), rng.poisson(12.0, 100)].astype(float)
+    found = find_changepoints(counts)
+    assert len(found) == 1 and abs(found[0] - 100) <= 3
+
+
+def test_columns_are_segmented_alone_and_merged() -> None:
+    # Proves the 2-D path: a change in either column is reported, near-duplicates merged.
+    first, second = _noisy_step(1), _noisy_step(2, at=60)
+    found = find_changepoints(np.column_stack([first, second]))
+    assert found == sorted(set(find_changepoints(first)) | set(find_changepoints(second)))
+    assert len(found) == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "params", "message"),
+    [
+        # non-numeric values
+        (np.array(["a", "b"]), {}, "not numeric"),
+        # three dimensions
+        (np.zeros((4, 4, 4)), {}, "shape"),
+        # unknown model
+        (np.zeros(20), {"model": "spline"}, "model"),
+        # a penalty must be positive
+        (np.zeros(20), {"penalty": 0.0}, "penalty"),
+        # the trend cost needs three points per segment
+        (np.zeros(20), {"min_size": 2}, "min_size"),
+        # phi of 1 is a random walk: no long-run scale
+        (np.zeros(20), {"max_phi": 1.0}, "max_phi"),
+    ],
+)
+def test_invalid_input_raises_named_error(
+    values: np.ndarray, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidSeriesError, match=message):
+        find_changepoints(values, **params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("model", ["trend", "level"])
+@pytest.mark.parametrize("n", [7, 10, 11, 37, 150])
+@pytest.mark.parametrize("seed", range(4))
+def test_invariants(model: str, n: int, seed: int) -> None:
+    # Proves, over a grid (ruptures-style): sorted, unique, strictly inside (0, n), segments >= min_size.
+    rng = np.random.default_rng(seed)
+    values = np.cumsum(rng.normal(0.0, 1.0, n)) + rng.standard_t(2, n)
+    values[rng.random(n) < 0.1] = np.nan
+    found = find_changepoints(values, model=model)  # type: ignore[arg-type]
+    assert found == sorted(set(found))
+    assert all(0 < p < n for p in found)
+    bounds = [0, *found, n]
+    assert all(b - a >= 5 for a, b in itertools.pairwise(bounds))
+
+
+def test_noisy_step_located_within_margin_over_seeds() -> None:
+    # Proves recovery on seeded data: a 4-sigma step at 120 is found within 2 points, and only it.
+    for seed in range(10):
+        found = find_changepoints(_noisy_step(seed))
+        assert len(found) == 1 and abs(found[0] - 120) <= 2, (seed, found)
+
+
+@pytest.mark.parametrize(
+    ("values", "sigma", "phi"),
+    [
+        # a constant series has zero noise and no autocorrelation
+        ([2.0] * 10, 0.0, 0.0),
+        # one value: no differences
+        ([1.0], 0.0, 0.0),
+        # a clean step: most differences are 0, sigma falls back to their standard deviation
+        (STEP, float(np.std(np.diff(STEP)) / np.sqrt(2)), 0.0),
+    ],
+)
+def test_robust_noise_edge_cases(values: list[float], sigma: float, phi: float) -> None:
+    assert robust_noise(np.asarray(values)) == pytest.approx((sigma, phi))
+
+
+def test_robust_noise_reads_autocorrelation() -> None:
+    # Proves phi from differences: white noise reads ~0, a random walk hits the cap.
+    rng = np.random.default_rng(0)
+    assert robust_noise(rng.normal(size=2000))[1] < 0.1
+    assert robust_noise(np.cumsum(rng.normal(size=2000)))[1] == pytest.approx(0.9)
+
+
+def test_cost_trend_matches_least_squares() -> None:
+    # Proves the closed-form cost equals numpy's least-squares residual on random segments.
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=60).cumsum()
+    cost = CostTrend().fit(y)
+    for start, end in [(0, 60), (3, 9), (10, 13), (25, 58)]:
+        t = np.arange(start, end, dtype=float)
+        design = np.column_stack([np.ones_like(t), t])
+        coef = np.linalg.lstsq(design, y[start:end], rcond=None)[0]
+        assert cost.error(start, end) == pytest.approx(float(np.sum((y[start:end] - design @ coef) ** 2)))
+
+
+def _cycle(period: int, n: int, seed: int, amplitude: float) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return amplitude * np.sin(2 * np.pi * np.arange(n) / period) + rng.normal(0.0, 1.0, n)
+
+
+@pytest.mark.parametrize(
+    ("values", "period"),
+    [
+        # a monthly cycle in noise is found
+        (_cycle(12, 240, 0, 3.0), 12),
+        # a weekly cycle, with a level shift on top (differences ignore the shift)
+        (_cycle(7, 200, 1, 2.0) + np.r_[np.zeros(100), np.full(100, 6.0)], 7),
+        # white noise has no season
+        (np.random.default_rng(2).normal(size=300), None),
+        # a random walk has no season
+        (np.cumsum(np.random.default_rng(3).normal(size=300)), None),
+        # too short for three cycles of any period >= 3
+        (np.arange(8.0), None),
+    ],
+)
+def test_seasonal_period(values: np.ndarray, period: int | None) -> None:
+    assert seasonal_period(values) == period
+
+
+def test_shift_under_a_strong_cycle_is_found() -> None:
+    # Proves deseasonalising: a 4-sigma shift under a 3-sigma monthly cycle is found within 2 points, alone.
+    values = _cycle(12, 240, 4, 3.0)
+    values[150:] += 4.0
+    found = find_changepoints(values)
+    assert len(found) == 1 and abs(found[0] - 150) <= 2, found
