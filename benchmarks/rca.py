@@ -4,8 +4,9 @@ Cases follow the Squeeze / RiskLoc protocol (see :mod:`detectors.rca_synthetic`)
 cube (default 10x12x10x25x5 = 150,000 leaves), 1-3 root-cause elements at layer 1-3 with ripple changes of
 10-90 %. A prediction is right only on an exact element match (a parent or a child of the true element counts
 as wrong); F1 is micro-averaged over cases. Within a cell the cases rotate over leaf noise levels
-(:data:`NOISE_LEVELS`, relative standard deviation) and every other case observes Poisson counts. Time is the
-time of ``localize`` alone: wall clock and process CPU (the CPU figure is the one to read on a shared machine).
+(:data:`NOISE_LEVELS`, relative standard deviation), every other case observes Poisson counts, and every
+third case is sparse (70 % empty leaves, a fifth of them with stray counts against a zero forecast). Time is
+that of ``localize`` alone: wall clock and process CPU (on a shared machine, read the CPU figure).
 
 Run: ``.venv/bin/python benchmarks/rca.py --cases 8``. The last line printed is ``RCA F1: <f1>`` (all cases,
 additive and ratio together).
@@ -52,8 +53,18 @@ def run(kind: CaseKind, cases: int, cardinalities: Sequence[int], seed0: int, ve
             for i in range(cases):
                 seed = seed0 + 1000 * layer + 100 * n_causes + i
                 noise = NOISE_LEVELS[i % len(NOISE_LEVELS)]
-                case = make_case(seed, layer=layer, n_causes=n_causes, kind=kind, cardinalities=cardinalities,
-                                 noise=noise, count_noise=bool(i % 2))
+                sparse = i % 3 == 2
+                case = make_case(
+                    seed,
+                    layer=layer,
+                    n_causes=n_causes,
+                    kind=kind,
+                    cardinalities=cardinalities,
+                    noise=noise,
+                    count_noise=bool(i % 2),
+                    zero_fraction=0.7 if sparse else 0.3,
+                    stray_fraction=0.2 if sparse else 0.02,
+                )
                 start, start_cpu = time.perf_counter(), time.process_time()
                 found = localize(case.leaves, list(case.dimensions), top_k=5)
                 wall.append(time.perf_counter() - start)
@@ -64,15 +75,21 @@ def run(kind: CaseKind, cases: int, cardinalities: Sequence[int], seed0: int, ve
                 _add(cell, counts)
                 _add(by_noise[noise], counts)
                 if verbose and truth != pred:
-                    print(f"  miss seed={seed} noise={noise} counts={bool(i % 2)} effects={case.effects} "
-                          f"truth={case.label} found={format_elements(found)}")
-            print(f"  layer={layer} causes={n_causes}: F1 {f1(cell):.3f} (tp={cell[0]} fp={cell[1]} "
-                  f"fn={cell[2]})")
+                    print(
+                        f"  miss seed={seed} noise={noise} counts={bool(i % 2)} effects={case.effects} "
+                        f"truth={case.label} found={format_elements(found)}"
+                    )
+            print(
+                f"  layer={layer} causes={n_causes}: F1 {f1(cell):.3f} (tp={cell[0]} fp={cell[1]} "
+                f"fn={cell[2]})"
+            )
             _add(total, cell)
     noise_text = ", ".join(f"{noise}: {f1(c):.3f}" for noise, c in sorted(by_noise.items()))
     print(f"  {kind} F1 by noise level: {noise_text}")
-    print(f"  {kind} F1 {f1(total):.3f}; time per case: wall mean {sum(wall) / len(wall):.3f}s max "
-          f"{max(wall):.3f}s, cpu mean {sum(cpu) / len(cpu):.3f}s max {max(cpu):.3f}s")
+    print(
+        f"  {kind} F1 {f1(total):.3f}; time per case: wall mean {sum(wall) / len(wall):.3f}s max "
+        f"{max(wall):.3f}s, cpu mean {sum(cpu) / len(cpu):.3f}s max {max(cpu):.3f}s"
+    )
     return total
 
 

@@ -72,8 +72,13 @@ def _cube(cards: Sequence[int]) -> tuple[list[str], list[np.ndarray]]:
     return dims, [g.ravel() for g in grids]
 
 
-def _volumes(rng: np.random.Generator, codes: list[np.ndarray], cards: Sequence[int], zero_fraction: float,
-             total: float) -> np.ndarray:
+def _volumes(
+    rng: np.random.Generator,
+    codes: list[np.ndarray],
+    cards: Sequence[int],
+    zero_fraction: float,
+    total: float,
+) -> np.ndarray:
     n = codes[0].size
     log_vol = rng.normal(0.0, 1.0, n)
     for code, card in zip(codes, cards, strict=True):
@@ -86,8 +91,16 @@ def _volumes(rng: np.random.Generator, codes: list[np.ndarray], cards: Sequence[
 
 
 def _choose_causes(
-    rng: np.random.Generator, codes: list[np.ndarray], cards: Sequence[int], vol: np.ndarray, *, layer: int,
-    n_causes: int, min_share: float, max_share: float, same_cuboid: bool,
+    rng: np.random.Generator,
+    codes: list[np.ndarray],
+    cards: Sequence[int],
+    vol: np.ndarray,
+    *,
+    layer: int,
+    n_causes: int,
+    min_share: float,
+    max_share: float,
+    same_cuboid: bool,
 ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """Pick (dims, values) elements meeting the support, identifiability and non-nesting rules."""
     n_dims = len(cards)
@@ -183,14 +196,25 @@ def make_case(
     if same_cuboid is None:
         same_cuboid = bool(rng.random() < 0.5)
     chosen = _choose_causes(
-        rng, codes, cardinalities, traffic, layer=layer, n_causes=n_causes, min_share=min_share,
-        max_share=max_share, same_cuboid=same_cuboid,
+        rng,
+        codes,
+        cardinalities,
+        traffic,
+        layer=layer,
+        n_causes=n_causes,
+        min_share=min_share,
+        max_share=max_share,
+        same_cuboid=same_cuboid,
     )
     if len(chosen) < n_causes:
         raise ValueError(f"seed {seed}: found only {len(chosen)} of {n_causes} eligible root causes")
 
-    frame = pd.DataFrame({d: np.array([f"{d}{i + 1}" for i in range(card)])[c]
-                          for d, c, card in zip(dims, codes, cardinalities, strict=True)})
+    frame = pd.DataFrame(
+        {
+            d: np.array([f"{d}{i + 1}" for i in range(card)])[c]
+            for d, c, card in zip(dims, codes, cardinalities, strict=True)
+        }
+    )
     factor_num = np.ones(n)
     factor_den = np.ones(n)
     effects: list[str] = []
@@ -234,5 +258,6 @@ def make_case(
         {dims[d]: f"{dims[d]}{v + 1}" for d, v in sorted(zip(cdims, values, strict=True))}
         for cdims, values in chosen
     )
-    return RCACase(leaves=frame, dimensions=tuple(dims), causes=causes, kind=kind, effects=tuple(effects),
-                   seed=seed)
+    return RCACase(
+        leaves=frame, dimensions=tuple(dims), causes=causes, kind=kind, effects=tuple(effects), seed=seed
+    )

@@ -3,10 +3,10 @@
 Three stages, so the expensive one runs once per series and the sweep is cheap:
 
 1. :func:`score_history` (expensive, parallel): for every (metric, series), walk the replay range in steps of
-   the configured ``refit_every``. At each refit time ``t`` a :class:`~detectors.stack.DetectorStack` is fitted
-   on the ``history`` before ``t`` only (expanding window, no look-ahead) and scores the buckets up to the next
-   refit. Each bucket is then decided as a steady-state daemon tick would (one tick per bucket): the online
-   CUSUM of :func:`monitor.pipeline.level_shifts` re-reads the previous :data:`~monitor.pipeline.
+   the configured ``refit_every``. At each refit time ``t`` a :class:`~detectors.stack.DetectorStack` is
+   fitted on the ``history`` before ``t`` only (expanding window, no look-ahead) and scores the buckets up to
+   the next refit. Each bucket is then decided as a steady-state daemon tick would (one tick per bucket): the
+   online CUSUM of :func:`monitor.pipeline.level_shifts` re-reads the previous :data:`~monitor.pipeline.
    CUSUM_CONTEXT_BUCKETS` buckets scored by the model in force, and the unseen-holiday floor of
    :func:`monitor.pipeline.holiday_floor` is precomputed as a mask. Everything that does not depend on the
    threshold is kept per bucket: ``observed, expected, score, volume, shift, shift_start, holiday_block``.
@@ -174,10 +174,16 @@ class Score:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "incidents": self.incidents, "true_incidents": self.true_incidents,
-            "false_alerts": self.false_alerts, "labels": self.labels, "detected": self.detected,
-            "precision": _json(self.precision), "recall": _json(self.recall), "f1": _json(self.f1),
-            "ttd_median_minutes": _minutes(self.ttd_median), "ttd_p90_minutes": _minutes(self.ttd_p90),
+            "incidents": self.incidents,
+            "true_incidents": self.true_incidents,
+            "false_alerts": self.false_alerts,
+            "labels": self.labels,
+            "detected": self.detected,
+            "precision": _json(self.precision),
+            "recall": _json(self.recall),
+            "f1": _json(self.f1),
+            "ttd_median_minutes": _minutes(self.ttd_median),
+            "ttd_p90_minutes": _minutes(self.ttd_p90),
             "alerts_per_week": _json(self.alerts_per_week),
         }
 
@@ -192,7 +198,8 @@ class SettingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "threshold": self.threshold, "overall": self.overall.to_dict(),
+            "threshold": self.threshold,
+            "overall": self.overall.to_dict(),
             "per_metric": {name: score.to_dict() for name, score in self.per_metric.items()},
         }
 
@@ -229,25 +236,37 @@ class Backtest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "start": _iso(self.start), "end": _iso(self.end), "weeks": round(self.weeks, 3),
-            "metrics": list(self.metrics), "series": self.series, "refits": self.refits,
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "weeks": round(self.weeks, 3),
+            "metrics": list(self.metrics),
+            "series": self.series,
+            "refits": self.refits,
             "labels": [
-                {"metric": lb.metric, "region": lb.region, "start": _iso(lb.start), "end": _iso(lb.end),
-                 "should_alert": lb.should_alert, "name": lb.name}
+                {
+                    "metric": lb.metric,
+                    "region": lb.region,
+                    "start": _iso(lb.start),
+                    "end": _iso(lb.end),
+                    "should_alert": lb.should_alert,
+                    "name": lb.name,
+                }
                 for lb in self.labels
             ],
             "configured_thresholds": dict(self.configured),
             "settings": [s.to_dict() for s in self.settings],
             "recommendation": {
-                "threshold": self.recommendation.threshold, "rule": self.recommendation.rule,
-                "reason": self.recommendation.reason, "met": self.recommendation.met,
+                "threshold": self.recommendation.threshold,
+                "rule": self.recommendation.rule,
+                "reason": self.recommendation.reason,
+                "met": self.recommendation.met,
             },
             "errors": list(self.errors),
             "notes": list(self.notes),
         }
 
 
-# -- labels ---------------------------------------------------------------------------------------------------
+# -- labels --------------------------------------------------------------------------------------------------
 def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
     """Labelled incidents from a CSV path (``metric, region, start, end``) or a table of ``engine``.
 
@@ -260,8 +279,10 @@ def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
     path = Path(spec)
     if path.suffix.lower() == ".csv" or path.exists():
         if not path.exists():
-            raise BacktestError(f"labels file {spec!r} does not exist; give a CSV with columns "
-                                f"{', '.join(LABEL_COLUMNS)} or a table name")
+            raise BacktestError(
+                f"labels file {spec!r} does not exist; give a CSV with columns "
+                f"{', '.join(LABEL_COLUMNS)} or a table name"
+            )
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         fields = set(rows[0]) if rows else set()
@@ -280,9 +301,13 @@ def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
             rows = [dict(r) for r in conn.execute(sa.select(table)).mappings()]
         fields = set(table.c.keys())
         where = f"labels table {spec}"
-    missing = [c for c in LABEL_COLUMNS if c not in fields] if rows or where.startswith("labels table") else []
+    missing = (
+        [c for c in LABEL_COLUMNS if c not in fields] if rows or where.startswith("labels table") else []
+    )
     if missing:
-        raise BacktestError(f"{where}: missing column(s) {', '.join(missing)}; need {', '.join(LABEL_COLUMNS)}")
+        raise BacktestError(
+            f"{where}: missing column(s) {', '.join(missing)}; need {', '.join(LABEL_COLUMNS)}"
+        )
     labels = []
     for number, row in enumerate(rows, start=1):
         try:
@@ -290,13 +315,23 @@ def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
         except (ValueError, TypeError) as exc:
             raise BacktestError(f"{where} row {number}: bad time ({exc}); use ISO 8601 UTC") from None
         alert = row.get("should_alert", True)
-        should = alert if isinstance(alert, bool) else str(alert).strip().lower() not in ("0", "false", "no", "")
-        labels.append(Label(str(row["metric"]), str(row["region"]), start, end, bool(should),
-                            str(row.get("incident") or row.get("name") or "")))
+        should = (
+            alert if isinstance(alert, bool) else str(alert).strip().lower() not in ("0", "false", "no", "")
+        )
+        labels.append(
+            Label(
+                str(row["metric"]),
+                str(row["region"]),
+                start,
+                end,
+                bool(should),
+                str(row.get("incident") or row.get("name") or ""),
+            )
+        )
     return labels
 
 
-# -- stage 1: scores --------------------------------------------------------------------------------------------
+# -- stage 1: scores -----------------------------------------------------------------------------------------
 def score_series(task: SeriesTask) -> SeriesScores:
     """Replay one series (runs in a worker process); see the module docstring, stage 1."""
     metric, config = task.metric, task.config
@@ -326,10 +361,11 @@ def score_series(task: SeriesTask) -> SeriesScores:
         context_rows = frame[(frame.index >= moment - CUSUM_CONTEXT_BUCKETS * step) & (frame.index < moment)]
         scores = model.score(pd.concat([context_rows, window]))
         scores["volume"] = (
-            pd.concat([context_rows, window])["volume"].to_numpy() if metric.kind == "ratio"
+            pd.concat([context_rows, window])["volume"].to_numpy()
+            if metric.kind == "ratio"
             else scores["expected"]
         )
-        parts.append(_decide_ticks(scores, grid, step, rules, country, training.index))
+        parts.append(_decide_ticks(scores, grid, step, rules, country, pd.DatetimeIndex(training.index)))
         moment = until
     columns = ["observed", "expected", "score", "volume", "shift", "shift_start", "holiday_block"]
     scores = pd.concat(parts) if parts else pd.DataFrame(columns=columns)
@@ -337,7 +373,11 @@ def score_series(task: SeriesTask) -> SeriesScores:
 
 
 def _decide_ticks(
-    scores: pd.DataFrame, grid: pd.DatetimeIndex, step: pd.Timedelta, rules: PostRules, country: str | None,
+    scores: pd.DataFrame,
+    grid: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    rules: PostRules,
+    country: str | None,
     trained_on: pd.DatetimeIndex,
 ) -> pd.DataFrame:
     """Per bucket of ``grid``: what a one-bucket daemon tick decides, minus the threshold step."""
@@ -375,13 +415,17 @@ def make_executor(config: Config, *, workers: int | None = None) -> tuple[Execut
         try:
             from distributed import Client  # type: ignore[import-not-found]
         except ImportError:
-            note = ("executor.type is dask but the 'distributed' package is not installed "
-                    "(pip install distributed); using the local process pool")
+            note = (
+                "executor.type is dask but the 'distributed' package is not installed "
+                "(pip install distributed); using the local process pool"
+            )
         else:
             try:
                 client = Client(config.executor.address, timeout="10s")
             except (OSError, TimeoutError) as exc:
-                note = f"cannot reach the Dask scheduler {config.executor.address} ({exc}); using the local pool"
+                note = (
+                    f"cannot reach the Dask scheduler {config.executor.address} ({exc}); using the local pool"
+                )
             else:
                 return client.get_executor(), f"Dask scheduler {config.executor.address}"
     else:
@@ -389,7 +433,9 @@ def make_executor(config: Config, *, workers: int | None = None) -> tuple[Execut
     count = workers or config.executor.workers or os.cpu_count() or 1
     if count <= 1:
         return None, "; ".join(filter(None, [note, "scoring in this process"]))
-    return ProcessPoolExecutor(max_workers=count), "; ".join(filter(None, [note, f"local pool of {count} processes"]))
+    return ProcessPoolExecutor(max_workers=count), "; ".join(
+        filter(None, [note, f"local pool of {count} processes"])
+    )
 
 
 def score_history(
@@ -432,8 +478,9 @@ def score_history(
     return done, problems
 
 
-def _map(func: Callable[[SeriesTask], SeriesScores], tasks: Sequence[SeriesTask],
-         executor: Executor | None) -> Iterator[SeriesScores]:
+def _map(
+    func: Callable[[SeriesTask], SeriesScores], tasks: Sequence[SeriesTask], executor: Executor | None
+) -> Iterator[SeriesScores]:
     if executor is None:
         for task in tasks:
             yield func(task)
@@ -460,9 +507,7 @@ def flags_for(scored: SeriesScores, rules: PostRules) -> pd.DataFrame:
     scores = scored.scores
     if scores.empty:
         return scores.assign(flag=pd.Series(dtype=bool))
-    base = scores.loc[:, ["observed", "expected", "score", "volume"]].assign(
-        lower=np.nan, upper=np.nan
-    )
+    base = scores.loc[:, ["observed", "expected", "score", "volume"]].assign(lower=np.nan, upper=np.nan)
     decided = evaluate(base, rules)
     flag = (decided["flag"].to_numpy(dtype=bool) | scores["shift"].to_numpy(dtype=bool)) & ~scores[
         "holiday_block"
@@ -477,13 +522,14 @@ def replay_incidents(
     by_bucket: dict[pd.Timestamp, list[AlertSignal]] = {}
     for (metric, region), frame in flagged.items():
         hits = frame[frame["flag"]]
-        for bucket, row in hits.iterrows():
-            by_bucket.setdefault(pd.Timestamp(bucket), []).append(_signal(metric, region, pd.Timestamp(bucket), row))
+        for bucket, row in zip(pd.DatetimeIndex(hits.index), (r for _, r in hits.iterrows()), strict=True):
+            by_bucket.setdefault(bucket, []).append(_signal(metric, region, bucket, row))
     if not by_bucket:
         return []
     grouping = GroupingConfig(resolve_after_clean=resolve_after)
-    buckets = pd.date_range(min(by_bucket), max(by_bucket) + resolve_after * pd.Timedelta(step),
-                            freq=pd.Timedelta(step))
+    buckets = pd.date_range(
+        min(by_bucket), max(by_bucket) + resolve_after * pd.Timedelta(step), freq=pd.Timedelta(step)
+    )
     active: list[Incident] = []
     opened: dict[str, _Opened] = {}
     for bucket in buckets:
@@ -512,10 +558,16 @@ def _signal(metric: str, region: str, bucket: pd.Timestamp, row: pd.Series) -> A
         kind, start = ("spike" if observed >= expected else "dip"), bucket
     volume = float(row["volume"]) if np.isfinite(float(row["volume"])) else observed
     return AlertSignal(
-        metric=metric, region=region, kind=kind, observed=observed, expected=expected,
+        metric=metric,
+        region=region,
+        kind=kind,
+        observed=observed,
+        expected=expected,
         change_pct=100.0 * (observed - expected) / expected if expected else math.nan,
-        score=float(row["score"]) if np.isfinite(float(row["score"])) else 0.0, volume=volume,
-        start=start.to_pydatetime(), end=bucket.to_pydatetime(),
+        score=float(row["score"]) if np.isfinite(float(row["score"])) else 0.0,
+        volume=volume,
+        start=start.to_pydatetime(),
+        end=bucket.to_pydatetime(),
     )
 
 
@@ -539,7 +591,9 @@ def evaluate_setting(
     weeks = (pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(days=7)
     wanted = [lb for lb in labels if lb.should_alert and lb.metric in by_name]
     per_metric = {
-        name: _score(incidents, flagged, [lb for lb in wanted if lb.metric == name], by_name, weeks, only=name)
+        name: _score(
+            incidents, flagged, [lb for lb in wanted if lb.metric == name], by_name, weeks, only=name
+        )
         for name in by_name
     }
     return SettingResult(threshold, _score(incidents, flagged, wanted, by_name, weeks), per_metric)
@@ -573,13 +627,18 @@ def _score(
         if frame is None or frame.empty:
             continue
         grace = DETECT_GRACE_BUCKETS * step
-        hits = frame[frame["flag"] & (frame.index >= label.start) & (frame.index < pd.Timestamp(label.end) + grace)]
+        hits = frame[
+            frame["flag"] & (frame.index >= label.start) & (frame.index < pd.Timestamp(label.end) + grace)
+        ]
         if len(hits):
             seen = hits.index[0] + step + pd.Timedelta(metric.completeness_delay or 0)
             delays.append((seen - pd.Timestamp(label.start)).to_pytimedelta())
     seconds = np.array([d.total_seconds() for d in delays])
     return Score(
-        incidents=len(counted), true_incidents=true, labels=len(labels), detected=len(delays),
+        incidents=len(counted),
+        true_incidents=true,
+        labels=len(labels),
+        detected=len(delays),
         ttd_median=timedelta(seconds=float(np.median(seconds))) if len(seconds) else None,
         ttd_p90=timedelta(seconds=float(np.percentile(seconds, 90))) if len(seconds) else None,
         alerts_per_week=len(counted) / weeks if weeks > 0 else math.nan,
@@ -607,7 +666,8 @@ def sweep(
 def recommend(
     settings: Sequence[SettingResult], *, budget: float | None = None, cost_ratio: float | None = None
 ) -> Recommendation:
-    """Pick a threshold (pure): budget first, else cost ratio, else best F1 (ties: the higher threshold).
+    """Pick a threshold (pure): budget, else cost ratio, else best F1; ties go to the faster median detection,
+    then to the higher threshold.
 
     Args:
         budget: Maximum alerts per week: the best recall within it (then precision, then fewer alerts).
@@ -619,6 +679,10 @@ def recommend(
     if budget is not None and cost_ratio is not None:
         raise BacktestError("give either --budget or --cost-ratio, not both")
 
+    def delay(setting: SettingResult) -> float:
+        median = setting.overall.ttd_median
+        return math.inf if median is None else median.total_seconds()
+
     def value(number: float) -> float:
         return -math.inf if math.isnan(number) else number
 
@@ -627,29 +691,38 @@ def recommend(
         if not within:
             quietest = min(settings, key=lambda s: (s.overall.alerts_per_week, -s.threshold))
             return Recommendation(
-                quietest.threshold, "budget",
+                quietest.threshold,
+                "budget",
                 f"no setting stays within {budget:g} alerts/week; the quietest, threshold "
-                f"{quietest.threshold:g}, gives {quietest.overall.alerts_per_week:.1f}", met=False,
+                f"{quietest.threshold:g}, gives {quietest.overall.alerts_per_week:.1f}",
+                met=False,
             )
-        best = max(within, key=lambda s: (value(s.overall.recall), value(s.overall.precision), s.threshold))
+        best = max(
+            within,
+            key=lambda s: (value(s.overall.recall), value(s.overall.precision), -delay(s), s.threshold),
+        )
         return Recommendation(
-            best.threshold, "budget",
+            best.threshold,
+            "budget",
             f"best recall ({_pct(best.overall.recall)}) within {budget:g} alerts/week "
             f"({best.overall.alerts_per_week:.1f}/week, precision {_pct(best.overall.precision)})",
         )
     if cost_ratio is not None:
+
         def cost(s: SettingResult) -> float:
             return cost_ratio * s.overall.missed + s.overall.false_alerts
 
-        best = min(settings, key=lambda s: (cost(s), -s.threshold))
+        best = min(settings, key=lambda s: (cost(s), delay(s), -s.threshold))
         return Recommendation(
-            best.threshold, "cost",
+            best.threshold,
+            "cost",
             f"least expected cost {cost(best):g} = {cost_ratio:g} x {best.overall.missed} missed + "
             f"{best.overall.false_alerts} false alerts",
         )
-    best = max(settings, key=lambda s: (value(s.overall.f1), s.threshold))
+    best = max(settings, key=lambda s: (value(s.overall.f1), -delay(s), s.threshold))
     return Recommendation(
-        best.threshold, "f1",
+        best.threshold,
+        "f1",
         f"best F1 {best.overall.f1:.2f} (precision {_pct(best.overall.precision)}, recall "
         f"{_pct(best.overall.recall)}, {best.overall.alerts_per_week:.1f} alerts/week)",
     )
@@ -691,27 +764,50 @@ def run_backtest(
     end_at = floor_time(end, step)
     start_at = floor_time(start if start is not None else end_at - pd.Timedelta(DEFAULT_SPAN), step)
     if start_at >= end_at:
-        raise BacktestError(f"empty replay range {_iso(start_at)}..{_iso(end_at)}: --from must be before --to")
+        raise BacktestError(
+            f"empty replay range {_iso(start_at)}..{_iso(end_at)}: --from must be before --to"
+        )
     configured = {m.name: float(m.threshold or 4.0) for m in specs}
     sweep_values = sorted(set(thresholds or DEFAULT_SWEEP) | set(configured.values()))
     scored, problems = score_history(
-        config, source, specs, start_at.to_pydatetime(), end_at.to_pydatetime(), executor=executor,
+        config,
+        source,
+        specs,
+        start_at.to_pydatetime(),
+        end_at.to_pydatetime(),
+        executor=executor,
         progress=progress,
     )
     in_range = tuple(
         lb for lb in labels if lb.metric in chosen and lb.start < end_at.to_pydatetime() and lb.end > start_at
     )
-    settings = sweep(scored, specs, in_range, sweep_values, start=start_at.to_pydatetime(),
-                     end=end_at.to_pydatetime(), resolve_after=config.alerts.resolve_after)
+    settings = sweep(
+        scored,
+        specs,
+        in_range,
+        sweep_values,
+        start=start_at.to_pydatetime(),
+        end=end_at.to_pydatetime(),
+        resolve_after=config.alerts.resolve_after,
+    )
     notes = []
     if not any(lb.should_alert for lb in in_range):
-        notes.append("no labelled incident falls in the replay range: recall is undefined, precision counts "
-                     "every alert as false")
+        notes.append(
+            "no labelled incident falls in the replay range: recall is undefined, precision counts "
+            "every alert as false"
+        )
     result = Backtest(
-        start=start_at.to_pydatetime(), end=end_at.to_pydatetime(), metrics=tuple(chosen), series=len(scored),
-        refits=sum(s.refits for s in scored), labels=in_range, settings=tuple(settings),
-        recommendation=recommend(settings, budget=budget, cost_ratio=cost_ratio), configured=configured,
-        errors=tuple(problems) + tuple(e for s in scored for e in s.errors), notes=tuple(notes),
+        start=start_at.to_pydatetime(),
+        end=end_at.to_pydatetime(),
+        metrics=tuple(chosen),
+        series=len(scored),
+        refits=sum(s.refits for s in scored),
+        labels=in_range,
+        settings=tuple(settings),
+        recommendation=recommend(settings, budget=budget, cost_ratio=cost_ratio),
+        configured=configured,
+        errors=tuple(problems) + tuple(e for s in scored for e in s.errors),
+        notes=tuple(notes),
     )
     return result, scored
 
@@ -727,7 +823,7 @@ def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tupl
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-# -- helpers --------------------------------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------------------------
 def _utc(value: Any) -> datetime:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

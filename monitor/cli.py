@@ -56,7 +56,9 @@ class LivewatchGroup(click.Group):
             _maybe_traceback(ctx)
             sys.exit(1)
         except Exception as exc:  # the last resort: still one line, the traceback on --debug
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True)
+            click.echo(
+                f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
+            )
             _maybe_traceback(ctx)
             sys.exit(1)
 
@@ -67,8 +69,12 @@ def _maybe_traceback(ctx: click.Context) -> None:
 
 
 config_option = click.option(
-    "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path), help="Path of the YAML configuration.",
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path of the YAML configuration.",
 )
 
 
@@ -118,8 +124,14 @@ def demo() -> None:
 
 
 @demo.command("init")
-@click.option("--db", "db_path", default="livewatch-demo.db", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="SQLite file to (re)create.")
+@click.option(
+    "--db",
+    "db_path",
+    default="livewatch-demo.db",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite file to (re)create.",
+)
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
 @click.option("--days", default=60, show_default=True, help="Days of hourly history.")
 @click.option("--end", "end_text", default=None, help="Exclusive end of the data (default: this hour).")
@@ -135,8 +147,10 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     rows = build_demo(engine, end=end, days=days, seed=seed)
     engine.dispose()
     incidents = {i.incident for i in demo_incidents(end)}
-    click.echo(f"wrote {rows:,} rows of live_safety_hourly and {len(incidents)} ground-truth incidents "
-               f"to {db_path} (data ends {end:%Y-%m-%d %H:%M} UTC)")
+    click.echo(
+        f"wrote {rows:,} rows of live_safety_hourly and {len(incidents)} ground-truth incidents "
+        f"to {db_path} (data ends {end:%Y-%m-%d %H:%M} UTC)"
+    )
 
 
 @cli.command("run")
@@ -166,7 +180,8 @@ def run(config_path: Path, once: bool, at_text: str | None) -> None:
     delivered = report.delivery.delivered if report.delivery else 0
     click.echo(
         f"tick {report.run_id} at {now:%Y-%m-%d %H:%M} UTC: {report.series_scored} series scored, "
-        f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, {delivered} delivered"
+        f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, "
+        f"{delivered} delivered"
     )
     if report.errors:
         sys.exit(1)

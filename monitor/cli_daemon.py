@@ -19,12 +19,15 @@ import threading
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import structlog
 
 from monitor.config import Config, load_config
-from monitor.scheduler import Daemon, TickResult, build_daemon, replay, run_daemon
+
+if TYPE_CHECKING:  # the daemon's modules load on use, so other commands start fast
+    from monitor.scheduler import Daemon, TickResult
 
 __all__ = ["main", "run", "status"]
 
@@ -33,8 +36,12 @@ log = structlog.get_logger(__name__)
 DEFAULT_CONFIG = "config.yaml"
 
 config_option = click.option(
-    "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path), help="Path of the YAML configuration.",
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path of the YAML configuration.",
 )
 
 
@@ -54,17 +61,34 @@ def _time(text: str | None, *, now: datetime) -> datetime:
 @config_option
 @click.option("--once", is_flag=True, help="Run one tick of every metric and exit (otherwise: the daemon).")
 @click.option("--at", "at_text", default=None, help="With --once: evaluate as of this UTC time.")
-@click.option("--replay-from", "replay_from", default=None,
-              help="Replay: drive the daemon over historical data from this UTC time (simulated clock).")
+@click.option(
+    "--replay-from",
+    "replay_from",
+    default=None,
+    help="Replay: drive the daemon over historical data from this UTC time (simulated clock).",
+)
 @click.option("--replay-to", "replay_to", default=None, help="Replay: until this UTC time (default: now).")
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Replay speed in simulated seconds per real second (3600: an hour a second); "
-                   "default as fast as possible.")
-@click.option("--metrics-port", type=int, default=None,
-              help="Override scheduler.metrics_port (0: any free port, -1: no /metrics).")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Replay speed in simulated seconds per real second (3600: an hour a second); "
+    "default as fast as possible.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Override scheduler.metrics_port (0: any free port, -1: no /metrics).",
+)
 def run(
-    config_path: Path, once: bool, at_text: str | None, replay_from: str | None, replay_to: str | None,
-    speed: float | None, metrics_port: int | None,
+    config_path: Path,
+    once: bool,
+    at_text: str | None,
+    replay_from: str | None,
+    replay_to: str | None,
+    speed: float | None,
+    metrics_port: int | None,
 ) -> None:
     """Score, alert and deliver: the scheduled daemon (default), one tick (--once) or a replay."""
     if once and replay_from:
@@ -74,6 +98,7 @@ def run(
     if at_text and not once:
         raise click.UsageError("--at goes with --once (a replay takes --replay-from/--replay-to)")
     from monitor.cli import ensure_demo_warehouse
+    from monitor.scheduler import build_daemon, replay, run_daemon
 
     config = load_config(config_path)
     ensure_demo_warehouse(config)
@@ -98,14 +123,17 @@ def run(
         _serve(daemon, config, metrics_port)
         outcome = replay(daemon, start, end, speed=speed, stop=stop, on_tick=_echo_tick)
         fitted = sum(len(r.fitted) for r in outcome.refits)
-        click.echo(f"replay {'stopped' if outcome.stopped else 'done'}: {len(outcome.ticks)} ticks, "
-                   f"{len(outcome.refits)} refits ({fitted} models) from {start:%Y-%m-%d %H:%M} "
-                   f"to {end:%Y-%m-%d %H:%M} UTC")
+        click.echo(
+            f"replay {'stopped' if outcome.stopped else 'done'}: {len(outcome.ticks)} ticks, "
+            f"{len(outcome.refits)} refits ({fitted} models) from {start:%Y-%m-%d %H:%M} "
+            f"to {end:%Y-%m-%d %H:%M} UTC"
+        )
         return
     daemon = build_daemon(config, clock=_now)
     _serve(daemon, config, metrics_port)
-    click.echo(f"livewatch daemon started ({len(daemon.groups)} scoring job(s) + refit); stop with SIGTERM",
-               err=True)
+    click.echo(
+        f"livewatch daemon started ({len(daemon.groups)} scoring job(s) + refit); stop with SIGTERM", err=True
+    )
     run_daemon(daemon, stop)
 
 
@@ -153,16 +181,19 @@ def _echo_tick(result: TickResult) -> None:
     if result.catch_up is not None and result.catch_up.incidents:
         for line in result.catch_up.lines():
             click.echo(line)
-    for problem in result.problems:
-        click.echo(f"self-check: {problem.reason}", err=True)
+    for self_problem in result.problems:
+        click.echo(f"self-check: {self_problem.reason}", err=True)
 
 
 @click.command("status")
 @config_option
 @click.option("--at", "at_text", default=None, help="Judge watermark lag as of this UTC time (default: now).")
-@click.option("--url", default=None,
-              help="A running daemon's /metrics to add its in-memory figures (tick durations...); "
-                   "default http://127.0.0.1:<scheduler.metrics_port>/metrics when it answers.")
+@click.option(
+    "--url",
+    default=None,
+    help="A running daemon's /metrics to add its in-memory figures (tick durations...); "
+    "default http://127.0.0.1:<scheduler.metrics_port>/metrics when it answers.",
+)
 def status(config_path: Path, at_text: str | None, url: str | None) -> None:
     """Print the daemon's figures (the names /metrics uses) from the state store and the running daemon."""
     from rich.console import Console
@@ -188,8 +219,12 @@ def status(config_path: Path, at_text: str | None, url: str | None) -> None:
 
 #: In-memory figures of a running daemon that the store does not hold.
 LIVE_ONLY = (
-    "livewatch_tick_duration_seconds_count", "livewatch_tick_duration_seconds_sum", "livewatch_series_scored_total",
-    "livewatch_anomalies_total", "livewatch_errors_total", "livewatch_data_problems_total",
+    "livewatch_tick_duration_seconds_count",
+    "livewatch_tick_duration_seconds_sum",
+    "livewatch_series_scored_total",
+    "livewatch_anomalies_total",
+    "livewatch_errors_total",
+    "livewatch_data_problems_total",
     "livewatch_last_successful_tick_timestamp_seconds",
 )
 
@@ -204,7 +239,7 @@ def _scrape(url: str | None) -> dict[str, float] | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        with urlopen(url, timeout=1.0) as response:  # noqa: S310 - a URL the operator passed or our own port
+        with urlopen(url, timeout=1.0) as response:
             text = response.read().decode("utf-8")
     except (URLError, OSError, ValueError):
         return None

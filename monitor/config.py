@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -40,8 +41,8 @@ __all__ = [
     "MetricConfig",
     "MetricDefaults",
     "NoiseFloors",
-    "parse_duration",
     "load_config",
+    "parse_duration",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -51,12 +52,19 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_duration(value: Any) -> timedelta:
-    """Parse ``30s``, ``10m``, ``1h``, ``14d``, ``2w`` (or a timedelta) into a timedelta."""
+    """Parse ``30s``, ``10m``, ``1h``, ``14d``, ``2w``, ISO 8601 (``PT1H``) or a timedelta."""
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and value.strip().upper().startswith("P"):  # ISO 8601, e.g. PT1H
+        try:
+            return timedelta(seconds=pd.Timedelta(value.strip()).total_seconds())
+        except ValueError:
+            pass
     match = _DURATION.match(str(value))
     if not match:
-        raise ValueError(f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 10m, 1h)")
+        raise ValueError(
+            f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 10m, 1h)"
+        )
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
@@ -278,7 +286,9 @@ class Config(_Strict):
             wanted = match.get("metric")
             for metric in [wanted] if isinstance(wanted, str) else (wanted or []):
                 if metric not in known:
-                    raise ValueError(f"{where}.match.metric: unknown metric {metric!r} (known: {sorted(known)})")
+                    raise ValueError(
+                        f"{where}.match.metric: unknown metric {metric!r} (known: {sorted(known)})"
+                    )
         return self
 
     def _matchers(self) -> list[tuple[str, dict[str, Any]]]:
@@ -286,11 +296,14 @@ class Config(_Strict):
 
         def walk(routes: tuple[RouteConfig, ...], prefix: str) -> None:
             for i, route in enumerate(routes):
-                found.append((f"{prefix}[{i}]", dict(route.match)))
+                found.append((f"{prefix}[{i}]", {str(k): v for k, v in route.match.items()}))
                 walk(route.routes, f"{prefix}[{i}].routes")
 
         walk(self.alerts.routes, "alerts.routes")
-        found.extend((f"alerts.windows[{i}]", dict(w.match)) for i, w in enumerate(self.alerts.windows))
+        found.extend(
+            (f"alerts.windows[{i}]", {str(k): v for k, v in w.match.items()})
+            for i, w in enumerate(self.alerts.windows)
+        )
         return found
 
     def metric(self, name: str) -> MetricConfig:
@@ -298,12 +311,16 @@ class Config(_Strict):
         for metric in self.metrics:
             if metric.name == name:
                 return metric
-        raise ConfigError([f"unknown metric {name!r}; configured metrics: {', '.join(m.name for m in self.metrics)}"])
+        raise ConfigError(
+            [f"unknown metric {name!r}; configured metrics: {', '.join(m.name for m in self.metrics)}"]
+        )
 
 
 def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
     if isinstance(node, dict):
-        return {k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+        return {
+            k: _substitute_env(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_substitute_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
     if isinstance(node, str):
@@ -311,7 +328,9 @@ def _substitute_env(node: Any, path: str, env: dict[str, str], problems: list[st
         def replace(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in env:
-                problems.append(f"{path}: environment variable {name} is not set; export it or remove ${{{name}}}")
+                problems.append(
+                    f"{path}: environment variable {name} is not set; export it or remove ${{{name}}}"
+                )
                 return ""
             return env[name]
 
@@ -367,7 +386,9 @@ def load_config(path: str | Path, *, env: dict[str, str] | None = None) -> Confi
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found; pass --config PATH or run from the repo root"]) from None
+        raise ConfigError(
+            [f"{path}: config file not found; pass --config PATH or run from the repo root"]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import holidays
 import numpy as np
@@ -60,7 +61,11 @@ LANGUAGE_SHARES = (0.8, 0.2)
 # device -> (share of views, violation multiplier)
 DEVICES: dict[str, tuple[float, float]] = {"mobile": (0.8, 0.95), "web": (0.2, 1.3)}
 # creator tier -> (share of views, violation multiplier)
-TIERS: dict[str, tuple[float, float]] = {"new": (0.30, 1.6), "established": (0.50, 1.0), "partner": (0.20, 0.6)}
+TIERS: dict[str, tuple[float, float]] = {
+    "new": (0.30, 1.6),
+    "established": (0.50, 1.0),
+    "partner": (0.20, 0.6),
+}
 PROACTIVE_REVIEWS_PER_1K_VIEWS = 1.0
 BAN_PROBABILITY = 0.08
 SECONDS_PER_REVIEW = 120.0
@@ -94,28 +99,138 @@ def demo_incidents(end: datetime) -> list[DemoIncident]:
     gap = end - 3 * day + 5 * hour
     burst = end - 2 * day + 15 * hour
     rows = [
-        ("br_hate_spike", "user_reports", "BR", spike, spike + 5 * hour, "spike",
-         "category=hate_speech&language=pt", "rate", True, "coordinated hate raid in Portuguese streams"),
-        ("br_hate_spike", "report_rate_per_1k", "BR", spike, spike + 5 * hour, "spike",
-         "category=hate_speech&language=pt", "rate", True, "same raid, seen per view"),
-        ("de_policy_shift", "violation_rate", "DE", shift, end, "level_shift",
-         "category=hate_speech", "rate", True, "stricter hate-speech policy launched in DE"),
-        ("id_mix_shift", "violation_rate", "ID", mix, mix + 8 * hour, "spike",
-         "creator_tier=new", "mix", True, "traffic moves to new creators; every segment's rate is flat"),
-        ("id_mix_shift", "user_reports", "ID", mix, mix + 8 * hour, "spike",
-         "creator_tier=new", "rate", True, "more traffic on new creators brings more reports"),
-        ("de_latency", "review_latency", "DE", latency, latency + 6 * hour, "spike",
-         "language=tr", "rate", True, "Turkish-language review queue backed up"),
-        ("mx_bullying_raid", "user_reports", "MX", raid, raid + 6 * hour, "spike",
-         "category=bullying", "rate", True, "bullying raid: reports, violations and bans up together"),
-        ("mx_bullying_raid", "violation_rate", "MX", raid, raid + 6 * hour, "spike",
-         "category=bullying", "rate", True, "bullying raid"),
-        ("mx_bullying_raid", "bans", "MX", raid, raid + 6 * hour, "spike",
-         "category=bullying", "rate", True, "bullying raid"),
-        ("ph_data_gap", "user_reports", "PH", gap, gap + 3 * hour, "data_missing",
-         "", "", False, "three hours never arrived: must not read as a dip"),
-        ("sa_noise_burst", "user_reports", "SA", burst, burst + 2 * hour, "spike",
-         "category=spam", "rate", False, "a handful of extra reports in a tiny region: must NOT alert"),
+        (
+            "br_hate_spike",
+            "user_reports",
+            "BR",
+            spike,
+            spike + 5 * hour,
+            "spike",
+            "category=hate_speech&language=pt",
+            "rate",
+            True,
+            "coordinated hate raid in Portuguese streams",
+        ),
+        (
+            "br_hate_spike",
+            "report_rate_per_1k",
+            "BR",
+            spike,
+            spike + 5 * hour,
+            "spike",
+            "category=hate_speech&language=pt",
+            "rate",
+            True,
+            "same raid, seen per view",
+        ),
+        (
+            "de_policy_shift",
+            "violation_rate",
+            "DE",
+            shift,
+            end,
+            "level_shift",
+            "category=hate_speech",
+            "rate",
+            True,
+            "stricter hate-speech policy launched in DE",
+        ),
+        (
+            "id_mix_shift",
+            "violation_rate",
+            "ID",
+            mix,
+            mix + 8 * hour,
+            "spike",
+            "creator_tier=new",
+            "mix",
+            True,
+            "traffic moves to new creators; every segment's rate is flat",
+        ),
+        (
+            "id_mix_shift",
+            "user_reports",
+            "ID",
+            mix,
+            mix + 8 * hour,
+            "spike",
+            "creator_tier=new",
+            "rate",
+            True,
+            "more traffic on new creators brings more reports",
+        ),
+        (
+            "de_latency",
+            "review_latency",
+            "DE",
+            latency,
+            latency + 6 * hour,
+            "spike",
+            "language=tr",
+            "rate",
+            True,
+            "Turkish-language review queue backed up",
+        ),
+        (
+            "mx_bullying_raid",
+            "user_reports",
+            "MX",
+            raid,
+            raid + 6 * hour,
+            "spike",
+            "category=bullying",
+            "rate",
+            True,
+            "bullying raid: reports, violations and bans up together",
+        ),
+        (
+            "mx_bullying_raid",
+            "violation_rate",
+            "MX",
+            raid,
+            raid + 6 * hour,
+            "spike",
+            "category=bullying",
+            "rate",
+            True,
+            "bullying raid",
+        ),
+        (
+            "mx_bullying_raid",
+            "bans",
+            "MX",
+            raid,
+            raid + 6 * hour,
+            "spike",
+            "category=bullying",
+            "rate",
+            True,
+            "bullying raid",
+        ),
+        (
+            "ph_data_gap",
+            "user_reports",
+            "PH",
+            gap,
+            gap + 3 * hour,
+            "data_missing",
+            "",
+            "",
+            False,
+            "three hours never arrived: must not read as a dip",
+        ),
+        (
+            "sa_noise_burst",
+            "user_reports",
+            "SA",
+            burst,
+            burst + 2 * hour,
+            "spike",
+            "category=spam",
+            "rate",
+            False,
+            "a handful of extra reports in a tiny region: must NOT alert",
+        ),
     ]
     return [DemoIncident(*row) for row in rows]
 
@@ -128,11 +243,31 @@ def _leaf_grid() -> pd.DataFrame:
             for language, lang_share in zip(languages, LANGUAGE_SHARES, strict=True):
                 for device, (dev_share, dev_mult) in DEVICES.items():
                     for tier, (tier_share, tier_mult) in TIERS.items():
-                        rows.append((region, category, language, device, tier,
-                                     cat_share * lang_share * dev_share * tier_share,
-                                     report_rate, min(0.95, violation_p * dev_mult * tier_mult)))
-    return pd.DataFrame(rows, columns=["region", "category", "language", "device", "creator_tier",
-                                       "share", "report_rate", "violation_p"])
+                        rows.append(
+                            (
+                                region,
+                                category,
+                                language,
+                                device,
+                                tier,
+                                cat_share * lang_share * dev_share * tier_share,
+                                report_rate,
+                                min(0.95, violation_p * dev_mult * tier_mult),
+                            )
+                        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "region",
+            "category",
+            "language",
+            "device",
+            "creator_tier",
+            "share",
+            "report_rate",
+            "violation_p",
+        ],
+    )
 
 
 def _region_views(hours: pd.DatetimeIndex, rng: np.random.Generator) -> pd.DataFrame:
@@ -151,7 +286,9 @@ def _region_views(hours: pd.DatetimeIndex, rng: np.random.Generator) -> pd.DataF
 
 
 def _in_window(frame: pd.DataFrame, incident: DemoIncident) -> np.ndarray:
-    mask = (frame["ts"] >= incident.start) & (frame["ts"] < incident.end) & (frame["region"] == incident.region)
+    mask = (
+        (frame["ts"] >= incident.start) & (frame["ts"] < incident.end) & (frame["region"] == incident.region)
+    )
     for clause in filter(None, incident.root_cause.split("&")):
         column, value = clause.split("=")
         mask &= frame[column] == value
@@ -168,7 +305,7 @@ def _facts(end: datetime, days: int, seed: int) -> pd.DataFrame:
     frame.insert(0, "ts", np.repeat(hours.to_numpy(), n_leaves))
     frame["ts"] = frame["ts"].dt.tz_localize("UTC") if frame["ts"].dt.tz is None else frame["ts"]
     hour_index = np.repeat(np.arange(n_hours), n_leaves)
-    region_columns = region_views.columns.get_indexer(frame["region"])
+    region_columns = region_views.columns.get_indexer(pd.Index(frame["region"]))
     expected_views = region_views.to_numpy()[hour_index, region_columns] * frame["share"].to_numpy()
     report_rate = frame["report_rate"].to_numpy() * (1 + 0.05 * rng.standard_normal(len(frame)))
     violation_p = frame["violation_p"].to_numpy().copy()
@@ -201,7 +338,11 @@ def _facts(end: datetime, days: int, seed: int) -> pd.DataFrame:
         reviews > 0, rng.gamma(np.maximum(reviews, 1) * 4.0, seconds_per_review / 4.0), 0.0
     ).round(1)
     facts = frame[["ts", "region", "category", "language", "device", "creator_tier"]].assign(
-        views=views, reports=reports, reviews=reviews, violations=violations, bans=bans,
+        views=views,
+        reports=reports,
+        reviews=reviews,
+        violations=violations,
+        bans=bans,
         review_seconds=review_seconds,
     )
     gap = _in_window(facts, incidents["ph_data_gap"])
@@ -211,19 +352,23 @@ def _facts(end: datetime, days: int, seed: int) -> pd.DataFrame:
 
 def _tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     facts = sa.Table(
-        DEMO_FACT_TABLE, metadata,
+        DEMO_FACT_TABLE,
+        metadata,
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("region", sa.String(8), nullable=False),
         sa.Column("category", sa.String(32), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
         sa.Column("device", sa.String(16), nullable=False),
         sa.Column("creator_tier", sa.String(16), nullable=False),
-        *(sa.Column(name, sa.Integer, nullable=False)
-          for name in ("views", "reports", "reviews", "violations", "bans")),
+        *(
+            sa.Column(name, sa.Integer, nullable=False)
+            for name in ("views", "reports", "reviews", "violations", "bans")
+        ),
         sa.Column("review_seconds", sa.Float, nullable=False),
     )
     incidents = sa.Table(
-        DEMO_INCIDENT_TABLE, metadata,
+        DEMO_INCIDENT_TABLE,
+        metadata,
         sa.Column("incident", sa.String(64), nullable=False),
         sa.Column("metric", sa.String(64), nullable=False),
         sa.Column("region", sa.String(8), nullable=False),
@@ -251,17 +396,18 @@ def _insert_facts(conn: sa.Connection, table: sa.Table, facts: pd.DataFrame) -> 
         conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows)
         return
     if conn.dialect.driver == "psycopg":
-        with conn.connection.driver_connection.cursor() as cursor:  # type: ignore[union-attr]
-            with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in zip(utc.dt.to_pydatetime(), *(facts[c].tolist() for c in columns[1:]), strict=True):
-                    copy.write_row(row)
+        raw = conn.connection.driver_connection
+        copy_sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+            for row in zip(utc.dt.to_pydatetime(), *(facts[c].tolist() for c in columns[1:]), strict=True):
+                copy.write_row(row)
         return
-    records = facts.drop(columns="ts").to_dict("records")
+    records: list[dict[str, Any]] = facts.drop(columns="ts").to_dict("records")  # type: ignore[assignment]
     for record, stamp in zip(records, utc.dt.to_pydatetime(), strict=True):
         record["ts"] = stamp
     chunk = 50_000
     for offset in range(0, len(records), chunk):
-        conn.execute(table.insert(), records[offset:offset + chunk])
+        conn.execute(table.insert(), records[offset : offset + chunk])
 
 
 def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LivewatchError", "SourceError", "DataQualityError"]
+__all__ = ["ConfigError", "DataQualityError", "LivewatchError", "SourceError"]
 
 
 class LivewatchError(Exception):

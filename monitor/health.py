@@ -13,8 +13,8 @@ Three parts, each usable alone:
   failing) and :func:`self_signals` into :class:`alerts.model.AlertSignal` values with metrics
   ``livewatch_data_stale`` / ``livewatch_ticks_failing``. :class:`SelfMonitor` runs them through the same
   alert engine and sinks as every other alert, on its own partition of the incidents
-  (:class:`IncidentView`): the pipeline never sees self-incidents (its clean buckets must not resolve
-  them) and self-checks never count as a clean evaluation of a real incident.
+  (:class:`IncidentView`, :class:`PipelineStore`): the pipeline never sees self-incidents (its clean
+  buckets must not resolve them) and self-checks never count as a clean evaluation of a real incident.
 
 Time is always passed in (``now``); tick durations are measured by the caller.
 """
@@ -54,7 +54,7 @@ __all__ = [
     "StoreFigures",
     "assess",
     "is_self_incident",
-    "pipeline_repos",
+    "PipelineStore",
     "read_store_figures",
     "self_signals",
     "status_rows",
@@ -154,7 +154,9 @@ def status_rows(figures: StoreFigures, live: Mapping[str, float] | None = None) 
         live: Samples scraped from a running daemon's ``/metrics`` (name with labels -> value), e.g. tick
             durations, which only the daemon's memory holds; shown after the store rows.
     """
-    rows = [(f"livewatch_ticks_total", f'status="{s}"', str(n)) for s, n in sorted(figures.ticks.items())]
+    statuses = ["ok", "partial", "failed", "running"]
+    statuses += sorted(set(figures.ticks) - set(statuses))
+    rows = [("livewatch_ticks_total", f'status="{s}"', str(figures.ticks.get(s, 0))) for s in statuses]
     last = figures.last_successful_tick
     rows += [
         ("livewatch_last_successful_tick", "", "never" if last is None else f"{last:%Y-%m-%d %H:%M:%S} UTC"),
@@ -188,12 +190,16 @@ class HealthMetrics:
         r = self.registry
         self.ticks = Counter("livewatch_ticks", "Scoring ticks by outcome", ["status"], registry=r)
         self.tick_duration = Histogram(
-            "livewatch_tick_duration_seconds", "Wall time of one scoring tick", registry=r,
+            "livewatch_tick_duration_seconds",
+            "Wall time of one scoring tick",
+            registry=r,
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
         )
         self.series_scored = Counter("livewatch_series_scored", "Series scored by ticks", registry=r)
         self.anomalies = Counter("livewatch_anomalies", "Anomalous buckets (alert signals)", registry=r)
-        self.errors = Counter("livewatch_errors", "Metric or series failures in ticks", ["metric"], registry=r)
+        self.errors = Counter(
+            "livewatch_errors", "Metric or series failures in ticks", ["metric"], registry=r
+        )
         self.data_problems = Counter(
             "livewatch_data_problems", "Data-quality findings (skipped buckets)", ["metric"], registry=r
         )
@@ -206,11 +212,14 @@ class HealthMetrics:
         self.incidents_open = Gauge("livewatch_incidents_open", "Active incidents", registry=r)
         self.outbox_depth = Gauge("livewatch_outbox_depth", "Notifications waiting for delivery", registry=r)
         self.watermark_lag = Gauge(
-            "livewatch_watermark_lag_seconds", "Now minus the end of the oldest scored bucket", ["metric"],
+            "livewatch_watermark_lag_seconds",
+            "Now minus the end of the oldest scored bucket",
+            ["metric"],
             registry=r,
         )
         self.last_success = Gauge(
-            "livewatch_last_successful_tick_timestamp_seconds", "Evaluation time of the last completed tick",
+            "livewatch_last_successful_tick_timestamp_seconds",
+            "Evaluation time of the last completed tick",
             registry=r,
         )
 
@@ -333,18 +342,31 @@ def assess(
         since = state.data_seen.get(metric.name, state.started)
         age = now - since
         if age > allowed:
-            problems.append(SelfProblem(
-                DATA_STALE, metric.name, since, age.total_seconds(), allowed.total_seconds(),
-                f"no data for {metric.name} since {since:%Y-%m-%d %H:%M} UTC ({_human(age.total_seconds())}; "
-                f"allowed {_human(allowed.total_seconds())}): check the warehouse load and the daemon logs",
-            ))
+            problems.append(
+                SelfProblem(
+                    DATA_STALE,
+                    metric.name,
+                    since,
+                    age.total_seconds(),
+                    allowed.total_seconds(),
+                    f"no data for {metric.name} since {since:%Y-%m-%d %H:%M} UTC "
+                    f"({_human(age.total_seconds())}; allowed {_human(allowed.total_seconds())}): "
+                    "check the warehouse load and the daemon logs",
+                )
+            )
     if state.failures >= policy.failing_ticks:
-        problems.append(SelfProblem(
-            TICKS_FAILING, SELF_REGION_DAEMON, state.failing_since or now, float(state.failures),
-            float(policy.failing_ticks),
-            f"{state.failures} ticks in a row failed since {(state.failing_since or now):%Y-%m-%d %H:%M} UTC: "
-            "check the database connection and the daemon logs",
-        ))
+        problems.append(
+            SelfProblem(
+                TICKS_FAILING,
+                SELF_REGION_DAEMON,
+                state.failing_since or now,
+                float(state.failures),
+                float(policy.failing_ticks),
+                f"{state.failures} ticks in a row failed since "
+                f"{(state.failing_since or now):%Y-%m-%d %H:%M} UTC: "
+                "check the database connection and the daemon logs",
+            )
+        )
     return problems
 
 
@@ -353,12 +375,21 @@ def self_signals(problems: Sequence[SelfProblem], now: datetime) -> list[AlertSi
     signals = []
     for problem in problems:
         score, volume = SELF_SEVERITY[problem.check]
-        signals.append(AlertSignal(
-            metric=problem.check, region=problem.subject, kind="level_shift", observed=problem.observed,
-            expected=problem.allowed, change_pct=100.0 * (problem.observed - problem.allowed) / problem.allowed,
-            score=score, volume=volume, start=min(problem.since, now), end=now,
-            investigate="livewatch status",
-        ))
+        signals.append(
+            AlertSignal(
+                metric=problem.check,
+                region=problem.subject,
+                kind="level_shift",
+                observed=problem.observed,
+                expected=problem.allowed,
+                change_pct=100.0 * (problem.observed - problem.allowed) / problem.allowed,
+                score=score,
+                volume=volume,
+                start=min(problem.since, now),
+                end=now,
+                investigate="livewatch status",
+            )
+        )
     return signals
 
 
@@ -390,8 +421,13 @@ class IncidentView:
         return [incident for incident in self.inner.list_active() if self.keep(incident)]
 
     def list_incidents(
-        self, *, states: Collection[IncidentState] | None = None, metric: str | None = None,
-        region: str | None = None, since: datetime | None = None, until: datetime | None = None,
+        self,
+        *,
+        states: Collection[IncidentState] | None = None,
+        metric: str | None = None,
+        region: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int | None = None,
     ) -> list[Incident]:
         return self.inner.list_incidents(
@@ -408,13 +444,15 @@ class IncidentView:
         return self.inner.list_events(incident_id)
 
 
-def _not_self(incident: Incident) -> bool:
-    return not is_self_incident(incident)
+class PipelineStore(SqlStore):
+    """The state store as the pipeline sees it: active incidents exclude self-monitoring ones.
 
+    The pipeline hands its store (or the transaction-bound copy, which keeps this type) to the alert
+    engine; with this store its clean buckets never resolve an incident of :class:`SelfMonitor`.
+    """
 
-def pipeline_repos(store: SqlStore) -> AlertRepos:
-    """The repos the pipeline should use: every incident except self-monitoring ones."""
-    return AlertRepos(incidents=IncidentView(store, _not_self), outbox=store, silences=store)
+    def list_active(self) -> list[Incident]:
+        return [incident for incident in super().list_active() if not is_self_incident(incident)]
 
 
 # -- self-monitoring: the stateful runner ------------------------------------------------------------------
@@ -427,8 +465,15 @@ class SelfMonitor:
     """
 
     def __init__(
-        self, config: Config, store: SqlStore, sinks: Mapping[str, AlertSink], routes: Route, *,
-        windows: Sequence[MaintenanceWindow] = (), started: datetime, policy: HealthPolicy | None = None,
+        self,
+        config: Config,
+        store: SqlStore,
+        sinks: Mapping[str, AlertSink],
+        routes: Route,
+        *,
+        windows: Sequence[MaintenanceWindow] = (),
+        started: datetime,
+        policy: HealthPolicy | None = None,
         engine_config: EngineConfig | None = None,
     ) -> None:
         self.config = config
@@ -453,10 +498,18 @@ class SelfMonitor:
         """
         problems = assess(self.state, now, self.config.metrics, self.policy)
         for problem in problems:
-            log.warning("self_check_failed", check=problem.check, subject=problem.subject, reason=problem.reason)
+            log.warning(
+                "self_check_failed", check=problem.check, subject=problem.subject, reason=problem.reason
+            )
         signals = self_signals(problems, now)
         if signals or self.repos.incidents.list_active():
-            process(signals, now, repos=self.repos, routes=self.routes, windows=self.windows,
-                    config=self.engine_config)
+            process(
+                signals,
+                now,
+                repos=self.repos,
+                routes=self.routes,
+                windows=self.windows,
+                config=self.engine_config,
+            )
             deliver_pending(self.store, self.sinks, now)
         return problems

@@ -26,6 +26,8 @@ Bad requests raise :class:`InvestigationError` subclasses whose one-line message
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import NormalDist
@@ -37,13 +39,13 @@ import pandas as pd
 from alerts.model import Matcher, matches_all
 from detectors.changepoint import find_changepoints
 from detectors.errors import DetectorError
-from detectors.postrules import PostRules, classify_run, evaluate
+from detectors.postrules import FLAGGED, PostRules, classify_run, evaluate
 from detectors.slicer import RootCause
 from detectors.stack import DetectorStack
-from detectors.volume import rescore
+from detectors.volume import MetricKind, rescore
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
-from monitor.pipeline import DETECTOR_NAME, holiday_floor
+from monitor.pipeline import DETECTOR_NAME, holiday_floor, level_shifts
 from monitor.rca import explain_window
 from monitor.source import MetricSource, floor_time
 from monitor.store import SqlStore
@@ -53,8 +55,8 @@ __all__ = [
     "MAX_RUN",
     "Cover",
     "DetectorVerdict",
-    "InvestigationError",
     "Investigation",
+    "InvestigationError",
     "OutOfRangeError",
     "RelatedMetric",
     "UnknownMetricError",
@@ -73,6 +75,8 @@ CONTEXT_AFTER = 24
 MAX_RUN = 72
 #: A model needs at least this much history before the window.
 MIN_HISTORY = timedelta(days=3)
+#: The stack's own default: Prophet joins the robust baseline from this much history.
+PROPHET_MIN_DAYS = 14.0
 #: ``prophet_min_days`` that no history reaches: the robust baseline alone.
 NEVER_PROPHET_DAYS = 36500.0
 #: History of the quick robust fits of related metrics.
@@ -204,8 +208,14 @@ class Investigation:
             exp = float(expected[ok].mean()) if ok.any() else math.nan
         change = 100.0 * (obs - exp) / exp if exp else math.nan
         peak = _peak(window["score"])
-        return {"observed": obs, "expected": exp, "change_pct": change, "peak_score": peak,
-                "flagged": float(self.flagged), "buckets": float(len(window))}
+        return {
+            "observed": obs,
+            "expected": exp,
+            "change_pct": change,
+            "peak_score": peak,
+            "flagged": float(self.flagged),
+            "buckets": float(len(window)),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary (ISO-8601 times, ``null`` for NaN)."""
@@ -222,7 +232,7 @@ class Investigation:
             "summary": {k: _json_float(v) for k, v in self.summary().items()},
             "series": [
                 {
-                    "ts": _iso(ts),
+                    "ts": _iso(pd.Timestamp(str(ts))),
                     **{c: _json_float(row[c]) for c in ("observed", "expected", "lower", "upper", "score")},
                     "flag": bool(row["flag"]),
                     "in_window": bool(row["in_window"]),
@@ -230,7 +240,12 @@ class Investigation:
                 for ts, row in self.scores.iterrows()
             ],
             "detectors": [
-                {"name": d.name, "peak_score": _json_float(d.peak_score), "flagged": d.flagged, "fired": d.fired}
+                {
+                    "name": d.name,
+                    "peak_score": _json_float(d.peak_score),
+                    "flagged": d.flagged,
+                    "fired": d.fired,
+                }
                 for d in self.detectors
             ],
             "changepoints": [_iso(t) for t in self.changepoints],
@@ -250,15 +265,26 @@ class Investigation:
             ],
             "related": [
                 {
-                    "metric": r.metric, "peak_score": _json_float(r.peak_score),
-                    "observed": _json_float(r.observed), "expected": _json_float(r.expected),
-                    "flagged": r.flagged, "anomalous": r.anomalous, "model": r.model, "error": r.error,
+                    "metric": r.metric,
+                    "peak_score": _json_float(r.peak_score),
+                    "observed": _json_float(r.observed),
+                    "expected": _json_float(r.expected),
+                    "flagged": r.flagged,
+                    "anomalous": r.anomalous,
+                    "model": r.model,
+                    "error": r.error,
                 }
                 for r in self.related
             ],
             "covers": [
-                {"kind": c.kind, "id": c.id, "description": c.description, "start": _iso(c.start),
-                 "end": _iso(c.end), "state": c.state}
+                {
+                    "kind": c.kind,
+                    "id": c.id,
+                    "description": c.description,
+                    "start": _iso(c.start),
+                    "end": _iso(c.end),
+                    "state": c.state,
+                }
                 for c in self.covers
             ],
             "problems": list(self.problems),
@@ -272,8 +298,11 @@ def post_rules(metric: MetricConfig, *, threshold: float | None = None) -> PostR
     if floors is None or metric.direction is None or metric.threshold is None:
         raise InvestigationError(f"metric {metric.name!r} is not resolved against the config defaults")
     return PostRules(
-        threshold=metric.threshold if threshold is None else threshold, direction=metric.direction,
-        min_volume=floors.min_volume, min_abs_effect=floors.min_abs_effect, min_rel_effect=floors.min_rel_effect,
+        threshold=metric.threshold if threshold is None else threshold,
+        direction=metric.direction,
+        min_volume=floors.min_volume,
+        min_abs_effect=floors.min_abs_effect,
+        min_rel_effect=floors.min_rel_effect,
     )
 
 
@@ -293,26 +322,34 @@ def fit_stack(
         prophet: ``False`` fits the robust baseline only (fast, for quick looks).
     """
     return DetectorStack(
-        kind="count" if metric.kind == "count" else "rate", rate_per=metric.scale,
-        granularity=_granularity_text(metric.granularity), country=config.regions.get(series),
+        kind="count" if metric.kind == "count" else "rate",
+        rate_per=metric.scale,
+        granularity=_granularity_text(metric.granularity),
+        country=config.regions.get(series),
         interval_width=metric.interval_width or 0.99,
-        **({} if prophet else {"prophet_min_days": NEVER_PROPHET_DAYS}),
+        prophet_min_days=PROPHET_MIN_DAYS if prophet else NEVER_PROPHET_DAYS,
     ).fit(history, series_id=f"{metric.name}/{series}")
 
 
 def score_frame(
-    model: DetectorStack, metric: MetricConfig, frame: pd.DataFrame, rules: PostRules, country: str | None,
+    model: DetectorStack,
+    metric: MetricConfig,
+    frame: pd.DataFrame,
+    rules: PostRules,
+    country: str | None,
     trained_on: pd.DatetimeIndex,
 ) -> pd.DataFrame:
-    """Score ``frame`` (on its regular grid) and apply the daemon's post-rules and holiday floor.
+    """Score ``frame`` (on its regular grid) and decide like the daemon: post-rules, the CUSUM level-shift
+    confirmation (run over the whole frame, oldest bucket first) and the unseen-holiday floor.
 
     Returns:
-        ``observed, expected, lower, upper, score, volume, flag, reason`` per bucket.
+        ``observed, expected, lower, upper, score, volume, flag, reason, shift_start`` per bucket.
     """
     scores = model.score(frame)
     # Noise floors compare against the denominator of a ratio and the expected count of a count.
     scores["volume"] = frame["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
     decisions = evaluate(scores, rules)
+    decisions = level_shifts(decisions, decisions.iloc[:0], rules)
     return holiday_floor(decisions, country, trained_on)
 
 
@@ -379,7 +416,7 @@ def investigate(
     grid_end = min(probe_end, frame.index.max() + step)
     grid = pd.date_range(first - CONTEXT_BEFORE * step, max(grid_end, last), freq=step, inclusive="left")
     grid = grid[grid >= frame.index.min()]
-    scored = score_frame(model, spec, frame.reindex(grid), rules, country, history.index)
+    scored = score_frame(model, spec, frame.reindex(grid), rules, country, pd.DatetimeIndex(history.index))
     if end is None:
         first, last = _widen(scored, first, step)
         keep_until = last + CONTEXT_AFTER * step
@@ -388,8 +425,12 @@ def investigate(
     window = scored[scored["in_window"]]
     deviation = (window["observed"] - window["expected"]).dropna().to_numpy(dtype=float)
     kind = "none"
-    if window["flag"].any():
-        flagged = window[window["flag"]]
+    # Buckets past the threshold are classified by their run; a shift only the CUSUM confirmed is a shift.
+    beyond = window["flag"] & (window["reason"] == FLAGGED)
+    if window["flag"].any() and not beyond.any():
+        kind = "level_shift"
+    elif beyond.any():
+        flagged = window[beyond]
         kind, _ = classify_run(
             (flagged["observed"] - flagged["expected"]).to_numpy(dtype=float), min_points=6, max_spread=0.5
         )
@@ -397,16 +438,35 @@ def investigate(
         kind = classify_run(deviation, min_points=6, max_spread=0.5)[0]
     verdicts = _verdicts(model, spec, frame.reindex(window.index), rules, window)
     changepoints = _changepoints(scored)
-    causes = _root_causes(source, spec, region, window)
-    others = _related(config, source, store, spec, region, first, last) if related else ()
+    # The slicer and the related metrics each wait mostly on the warehouse: ask both at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending_causes = pool.submit(_root_causes, source, spec, region, window, whole=not beyond.any())
+        pending_others = (
+            pool.submit(_related, config, source, store, spec, region, first, last) if related else None
+        )
+        causes = pending_causes.result()
+        others = pending_others.result() if pending_others is not None else []
     labels = {"metric": metric, "region": region, "kind": kind}
     covers = _covers(config, store, labels, first.to_pydatetime(), last.to_pydatetime(), now)
     return Investigation(
-        metric=metric, region=region, metric_kind=spec.kind, unit=spec.unit, start=first.to_pydatetime(),
-        end=last.to_pydatetime(), at=None if end is not None else pd.Timestamp(start).to_pydatetime(),
-        threshold=rules.threshold, direction=rules.direction, model=model_note, kind=kind, scores=scored,
-        detectors=verdicts, changepoints=changepoints, root_causes=tuple(causes), related=tuple(others),
-        covers=tuple(covers), problems=tuple(str(p) for p in result.problems),
+        metric=metric,
+        region=region,
+        metric_kind=spec.kind,
+        unit=spec.unit,
+        start=first.to_pydatetime(),
+        end=last.to_pydatetime(),
+        at=None if end is not None else pd.Timestamp(start).to_pydatetime(),
+        threshold=rules.threshold,
+        direction=rules.direction,
+        model=model_note,
+        kind=kind,
+        scores=scored,
+        detectors=verdicts,
+        changepoints=changepoints,
+        root_causes=tuple(causes),
+        related=tuple(others),
+        covers=tuple(covers),
+        problems=tuple(str(p) for p in result.problems),
     )
 
 
@@ -418,8 +478,14 @@ def _metric(config: Config, name: str) -> MetricConfig:
 
 
 def _where_is_data(
-    source: MetricSource, metric: MetricConfig, region: str, first: pd.Timestamp, last: pd.Timestamp,
-    step: pd.Timedelta, *, known_empty: bool,
+    source: MetricSource,
+    metric: MetricConfig,
+    region: str,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    step: pd.Timedelta,
+    *,
+    known_empty: bool,
 ) -> InvestigationError:
     """The error for a window without data: unknown region, or the span that has data."""
     probe_start = (first - pd.Timedelta(SPAN_PROBE)).to_pydatetime()
@@ -435,12 +501,17 @@ def _where_is_data(
         )
     lo, hi = found["ts"].min(), found["ts"].max() + step
     return OutOfRangeError(
-        f"{metric.name}/{region} has no data in {_iso(first)}..{_iso(last)}; data covers {_iso(lo)}..{_iso(hi)}"
+        f"{metric.name}/{region} has no data in {_iso(first)}..{_iso(last)}; "
+        f"data covers {_iso(lo)}..{_iso(hi)}"
     )
 
 
 def _model(
-    config: Config, metric: MetricConfig, region: str, history: pd.DataFrame, first: pd.Timestamp,
+    config: Config,
+    metric: MetricConfig,
+    region: str,
+    history: pd.DataFrame,
+    first: pd.Timestamp,
     store: SqlStore,
 ) -> tuple[DetectorStack, str]:
     stored = store.load_model_state(metric.name, region, DETECTOR_NAME)
@@ -462,8 +533,12 @@ def _fitted(
     try:
         model = fit_stack(metric, config, region, training)
     except DetectorError as exc:
-        raise OutOfRangeError(f"{metric.name}/{region}: cannot fit a model before {_iso(first)}: {exc}") from exc
-    days = (training.index.max() - training.index.min() + pd.Timedelta(metric.granularity or timedelta(hours=1)))
+        raise OutOfRangeError(
+            f"{metric.name}/{region}: cannot fit a model before {_iso(first)}: {exc}"
+        ) from exc
+    days = (
+        training.index.max() - training.index.min() + pd.Timedelta(metric.granularity or timedelta(hours=1))
+    )
     return model, f"fitted now on {days.days} days before the window ({', '.join(_members(model))})"
 
 
@@ -471,13 +546,33 @@ def _members(model: DetectorStack) -> list[str]:
     return ["prophet" if m is model.prophet_ else "robust" for m in model.members_]
 
 
-def _widen(scored: pd.DataFrame, first: pd.Timestamp, step: pd.Timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The flagged run of one sign around ``first`` (just ``first`` when it is not flagged)."""
-    if first not in scored.index or not bool(scored.at[first, "flag"]):
+def _widen(
+    scored: pd.DataFrame, first: pd.Timestamp, step: pd.Timedelta
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The flagged run of one sign around ``first``.
+
+    When ``first`` itself is not flagged but a level shift confirmed within :data:`MAX_RUN` buckets after it
+    is estimated to start at or before ``first`` (the daemon's alert points ``--at`` the shift start), the
+    window runs from ``first`` to the end of that confirmation. Otherwise it is ``first``'s bucket alone.
+    """
+    if first not in scored.index:
         return first, first + step
     flags = scored["flag"].to_numpy(dtype=bool)
     signs = np.sign(scored["score"].to_numpy(dtype=float))
-    at = int(scored.index.get_loc(first))
+    at = int(np.flatnonzero(scored.index == first)[0])
+    if not flags[at]:
+        starts = scored["shift_start"] if "shift_start" in scored else pd.Series(pd.NaT, index=scored.index)
+        confirmed = [
+            i
+            for i in range(at + 1, min(len(flags), at + MAX_RUN + 1))
+            if flags[i] and pd.notna(starts.iloc[i]) and pd.Timestamp(starts.iloc[i]) <= first
+        ]
+        if not confirmed:
+            return first, first + step
+        hi = confirmed[0]
+        while hi + 1 < len(flags) and hi + 1 - at < MAX_RUN and flags[hi + 1] and signs[hi + 1] == signs[hi]:
+            hi += 1
+        return first, scored.index[hi] + step
     lo = hi = at
     while lo - 1 >= 0 and at - (lo - 1) <= MAX_RUN and flags[lo - 1] and signs[lo - 1] == signs[at]:
         lo -= 1
@@ -499,14 +594,16 @@ def _verdicts(
     """The stack's verdict and each member's alone (member bands made volume-aware like the stack's)."""
     verdicts = [DetectorVerdict("stack", _peak(window["score"]), int(window["flag"].sum()))]
     z = float(NormalDist().inv_cdf(0.5 + model.interval_width / 2))
-    kind = "count" if metric.kind == "count" else "rate"
+    kind: MetricKind = "count" if metric.kind == "count" else "rate"
     for name, member in zip(_members(model), model.members_, strict=True):
         scores = member.score(frame)
         scores["sigma"] = (scores["upper"] - scores["lower"]) / (2 * z)
         scores["volume"] = frame["volume"].to_numpy()
         scores = rescore(scores, kind=kind, z=z, per=model.rate_per)
         scores["volume"] = frame["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
-        decided = evaluate(scores.loc[:, ["observed", "expected", "lower", "upper", "score", "volume"]], rules)
+        decided = evaluate(
+            scores.loc[:, ["observed", "expected", "lower", "upper", "score", "volume"]], rules
+        )
         verdicts.append(DetectorVerdict(name, _peak(decided["score"]), int(decided["flag"].sum())))
     return tuple(verdicts)
 
@@ -521,9 +618,10 @@ def _changepoints(scored: pd.DataFrame) -> tuple[datetime, ...]:
 
 
 def _root_causes(
-    source: MetricSource, metric: MetricConfig, region: str, window: pd.DataFrame
+    source: MetricSource, metric: MetricConfig, region: str, window: pd.DataFrame, *, whole: bool
 ) -> list[RootCause]:
-    rows = window[window["flag"]] if window["flag"].any() else window
+    """Causes over the flagged buckets, or the whole window (a CUSUM-confirmed shift, or nothing flagged)."""
+    rows = window if whole else window[window["flag"]]
     rows = rows[rows["observed"].notna() & rows["expected"].notna()]
     if rows.empty:
         return []
@@ -531,8 +629,13 @@ def _root_causes(
 
 
 def _related(
-    config: Config, source: MetricSource, store: SqlStore | None, metric: MetricConfig, region: str,
-    first: pd.Timestamp, last: pd.Timestamp,
+    config: Config,
+    source: MetricSource,
+    store: SqlStore | None,
+    metric: MetricConfig,
+    region: str,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
 ) -> list[RelatedMetric]:
     found = []
     for other in config.metrics:
@@ -542,12 +645,19 @@ def _related(
             found.append(_related_one(config, source, store, other, region, first, last))
         except (SourceError, DetectorError, ValueError) as exc:
             found.append(RelatedMetric(other.name, math.nan, math.nan, math.nan, 0, "none", error=str(exc)))
-    return sorted(found, key=lambda r: (not r.anomalous, -abs(r.peak_score) if np.isfinite(r.peak_score) else 0))
+    return sorted(
+        found, key=lambda r: (not r.anomalous, -abs(r.peak_score) if np.isfinite(r.peak_score) else 0)
+    )
 
 
 def _related_one(
-    config: Config, source: MetricSource, store: SqlStore | None, metric: MetricConfig, region: str,
-    first: pd.Timestamp, last: pd.Timestamp,
+    config: Config,
+    source: MetricSource,
+    store: SqlStore | None,
+    metric: MetricConfig,
+    region: str,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
 ) -> RelatedMetric:
     step = pd.Timedelta(metric.granularity or timedelta(hours=1))
     span = pd.Timedelta(metric.history or timedelta(days=56))
@@ -568,18 +678,33 @@ def _related_one(
     if model is None:
         model = fit_stack(metric, config, region, history, prophet=False)
     grid = pd.date_range(first, last, freq=step, inclusive="left")
-    scored = score_frame(model, metric, frame.reindex(grid), post_rules(metric), config.regions.get(region),
-                         history.index)
+    scored = score_frame(
+        model,
+        metric,
+        frame.reindex(grid),
+        post_rules(metric),
+        config.regions.get(region),
+        pd.DatetimeIndex(history.index),
+    )
     peak = _peak(scored["score"])
     at = int(np.nanargmax(np.abs(scored["score"].fillna(0).to_numpy(dtype=float)))) if len(scored) else 0
     return RelatedMetric(
-        metric.name, peak, float(scored["observed"].iloc[at]), float(scored["expected"].iloc[at]),
-        int(scored["flag"].sum()), note,
+        metric.name,
+        peak,
+        float(scored["observed"].iloc[at]),
+        float(scored["expected"].iloc[at]),
+        int(scored["flag"].sum()),
+        note,
     )
 
 
 def _covers(
-    config: Config, store: SqlStore | None, labels: dict[str, str], first: datetime, last: datetime, now: datetime
+    config: Config,
+    store: SqlStore | None,
+    labels: dict[str, str],
+    first: datetime,
+    last: datetime,
+    now: datetime,
 ) -> list[Cover]:
     found: list[Cover] = []
     if store is not None:
@@ -590,29 +715,57 @@ def _covers(
             if incident.started_at >= last:
                 continue
             who = f", acknowledged by {incident.acknowledged_by}" if incident.acknowledged_by else ""
-            found.append(Cover(
-                "incident", incident.id,
-                f"{incident.severity.value} {'/'.join(incident.metrics)} in {'/'.join(incident.regions)}{who}",
-                incident.opened_at, ended, incident.state.value,
-            ))
+            found.append(
+                Cover(
+                    "incident",
+                    incident.id,
+                    f"{incident.severity.value} {'/'.join(incident.metrics)} in "
+                    f"{'/'.join(incident.regions)}{who}",
+                    incident.opened_at,
+                    ended,
+                    incident.state.value,
+                )
+            )
         for silence in store.list_silences():
-            if silence.created_at < last and silence.expires_at > first and matches_all(silence.matchers, labels):
-                state = "active" if silence.active_at(now) else "expired" if silence.expires_at <= now else "pending"
-                found.append(Cover(
-                    "silence", silence.id, f"{silence.reason} (by {silence.created_by})", silence.created_at,
-                    silence.expires_at, state,
-                ))
+            if (
+                silence.created_at < last
+                and silence.expires_at > first
+                and matches_all(silence.matchers, labels)
+            ):
+                state = (
+                    "active"
+                    if silence.active_at(now)
+                    else "expired"
+                    if silence.expires_at <= now
+                    else "pending"
+                )
+                found.append(
+                    Cover(
+                        "silence",
+                        silence.id,
+                        f"{silence.reason} (by {silence.created_by})",
+                        silence.created_at,
+                        silence.expires_at,
+                        state,
+                    )
+                )
     for window in config.alerts.windows:
-        matchers = _window_matchers(window.match)
+        matchers = _window_matchers({str(k): v for k, v in window.match.items()})
         if window.start < last and window.end > first and matches_all(matchers, labels):
-            found.append(Cover(
-                "window", window.name, "suppresses alerts" if window.suppress else "annotates alerts",
-                window.start, window.end, "suppress" if window.suppress else "annotate",
-            ))
+            found.append(
+                Cover(
+                    "window",
+                    window.name,
+                    "suppresses alerts" if window.suppress else "annotates alerts",
+                    window.start,
+                    window.end,
+                    "suppress" if window.suppress else "annotate",
+                )
+            )
     return found
 
 
-def _window_matchers(match: dict[str, str | list[str]]) -> tuple[Matcher, ...]:
+def _window_matchers(match: Mapping[str, str | list[str]]) -> tuple[Matcher, ...]:
     from monitor.pipeline import _matchers
 
     return tuple(_matchers(match))

@@ -23,12 +23,14 @@ context and reported in the :class:`TickReport`; the others go on.
 
 from __future__ import annotations
 
+import re
 import shlex
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,7 +38,7 @@ import structlog
 
 from alerts.engine import AlertRepos, EngineConfig, process
 from alerts.incidents import GroupingConfig
-from alerts.model import AlertSignal, ChartData, Notification
+from alerts.model import AlertSignal, ChartData, Matcher, Notification
 from alerts.model import RootCause as AlertRootCause
 from alerts.muting import MaintenanceWindow
 from alerts.outbox import DeliveryReport, deliver_pending
@@ -48,12 +50,12 @@ from detectors.postrules import PostRules, classify_run, evaluate
 from detectors.slicer import RootCause
 from detectors.stack import DetectorStack
 from monitor.config import Config, MetricConfig
-from monitor.errors import SourceError
+from monitor.errors import LivewatchError, SourceError
 from monitor.rca import explain_window
 from monitor.source import DataProblem, MetricSource, floor_time
 from monitor.store import SqlStore
 
-__all__ = ["Monitor", "SeriesOutcome", "TickReport"]
+__all__ = ["ConcurrentTickError", "Monitor", "SeriesOutcome", "TickReport"]
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +64,10 @@ CHART_CONTEXT_BUCKETS = 48
 #: Buckets of already-scored history the online CUSUM re-reads each tick (its state is re-derived from the
 #: stored model's residuals, so nothing extra needs persisting and a refit restarts it cleanly).
 CUSUM_CONTEXT_BUCKETS = 168
+
+
+class ConcurrentTickError(LivewatchError):
+    """Another tick advanced a watermark first; this tick's alert results were rolled back."""
 
 
 @dataclass(frozen=True)
@@ -125,11 +131,13 @@ class Monitor:
         self.store = store
         self.sinks = sinks
         self.routes = routes
-        self.repos = AlertRepos(incidents=store, outbox=store, silences=store)
-        self.engine_config = EngineConfig(grouping=GroupingConfig(resolve_after_clean=config.alerts.resolve_after))
+        self.engine_config = EngineConfig(
+            grouping=GroupingConfig(resolve_after_clean=config.alerts.resolve_after)
+        )
         self.windows = tuple(
-            MaintenanceWindow(name=w.name, start=w.start, end=w.end, suppress=w.suppress,
-                              matchers=_matchers(w.match))
+            MaintenanceWindow(
+                name=w.name, start=w.start, end=w.end, suppress=w.suppress, matchers=_matchers(w.match)
+            )
             for w in config.alerts.windows
         )
 
@@ -139,7 +147,7 @@ class Monitor:
         report = TickReport(run_id=uuid.uuid4().hex[:12], now=now)
         bound = log.bind(run_id=report.run_id)
         self.store.start_run(report.run_id, now=now)
-        status = "ok"
+        status: Literal["ok", "partial", "failed"] = "ok"
         try:
             scored: list[_ScoredSeries] = []
             for metric in self.config.metrics:
@@ -150,12 +158,21 @@ class Monitor:
                 except (SourceError, DetectorError, ValueError) as exc:
                     report.metric_errors[metric.name] = str(exc)
                     bound.error("metric failed", metric=metric.name, error=str(exc))
-            report.signals, report.notifications = self._alert(scored, report)
-            for item in scored:
-                self.store.advance_watermark(
-                    item.metric.name, item.series, item.last_bucket.to_pydatetime(), item.previous_watermark,
-                    now=now,
-                )
+            by_bucket, step_of = self._signals(scored)
+            report.signals = sum(len(v) for v in by_bucket.values())
+            # Incidents, notifications and watermarks commit together: a crash re-scores the buckets,
+            # never half-records them.
+            with self.store.transaction() as tx:
+                report.notifications = self._process(by_bucket, step_of, AlertRepos(tx, tx, tx))
+                for item in scored:
+                    last = item.last_bucket.to_pydatetime()
+                    if not tx.advance_watermark(
+                        item.metric.name, item.series, last, item.previous_watermark, now=now
+                    ):
+                        raise ConcurrentTickError(
+                            f"{item.metric.name}/{item.series}: another tick advanced the watermark; "
+                            "this tick's results were rolled back (run one daemon per state database)"
+                        )
             report.delivery = deliver_pending(self.store, self.sinks, now)
             status = "ok" if report.errors == 0 else "partial"
             return report
@@ -164,7 +181,10 @@ class Monitor:
             raise
         finally:
             self.store.finish_run(
-                report.run_id, now=now, status=status, series_scored=report.series_scored,
+                report.run_id,
+                now=now,
+                status=status,
+                series_scored=report.series_scored,
                 errors=report.errors,
             )
 
@@ -177,7 +197,9 @@ class Monitor:
         starts = [pd.Timestamp(w) + pd.Timedelta(step) for w in watermarks.values()]
         first_needed = max(earliest, min([*starts, complete_end])) if starts else earliest
         history = pd.Timedelta(metric.history or timedelta(days=56))
-        result = self.source.fetch(metric, (first_needed - history).to_pydatetime(), complete_end.to_pydatetime())
+        result = self.source.fetch(
+            metric, (first_needed - history).to_pydatetime(), complete_end.to_pydatetime()
+        )
         report.problems += result.problems
         for problem in result.problems:
             log.warning("data problem", metric=metric.name, series=problem.series, problem=problem.message)
@@ -200,8 +222,13 @@ class Monitor:
         return scored
 
     def _score_series(
-        self, metric: MetricConfig, series: str, frame: pd.DataFrame, start: pd.Timestamp,
-        end: pd.Timestamp, now: datetime,
+        self,
+        metric: MetricConfig,
+        series: str,
+        frame: pd.DataFrame,
+        start: pd.Timestamp,
+        end: pd.Timestamp,
+        now: datetime,
     ) -> tuple[_ScoredSeries, SeriesOutcome]:
         step = pd.Timedelta(metric.granularity or timedelta(hours=1))
         values = frame.set_index("ts").sort_index()
@@ -217,24 +244,34 @@ class Monitor:
         scores["volume"] = window["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
         decisions = evaluate(scores, self._rules(metric))
         decisions = level_shifts(decisions, context, self._rules(metric))
-        decisions = holiday_floor(decisions, self.config.regions.get(series), history.index)
+        decisions = holiday_floor(decisions, self.config.regions.get(series), pd.DatetimeIndex(history.index))
         outcome = SeriesOutcome(
-            metric.name, series, scored=len(grid), missing=int(window["value"].isna().sum()),
-            flagged=int(decisions["flag"].sum()), refitted=refitted,
+            metric.name,
+            series,
+            scored=len(grid),
+            missing=int(window["value"].isna().sum()),
+            flagged=int(decisions["flag"].sum()),
+            refitted=refitted,
         )
         return _ScoredSeries(metric, series, decisions, context, grid[-1], None), outcome
 
-    def _model(self, metric: MetricConfig, series: str, history: pd.DataFrame, now: datetime) -> tuple[Detector, bool]:
+    def _model(
+        self, metric: MetricConfig, series: str, history: pd.DataFrame, now: datetime
+    ) -> tuple[Detector, bool]:
         stored = self.store.load_model_state(metric.name, series, DETECTOR_NAME)
         fresh_after = pd.Timestamp(now) - pd.Timedelta(self.config.scheduler.refit_every)
         if stored is not None and pd.Timestamp(stored.fitted_at) > fresh_after:
             return DetectorStack.from_json(stored.state), False
-        horizon = history.index.max() - pd.Timedelta(metric.history or timedelta(days=56)) if len(history) else None
+        horizon = (
+            history.index.max() - pd.Timedelta(metric.history or timedelta(days=56)) if len(history) else None
+        )
         training = history[history.index > horizon] if horizon is not None else history
         model = DetectorStack(
             # A ratio's value is scale * num / den: events per `scale` units of volume (Poisson sampling).
-            kind="count" if metric.kind == "count" else "rate", rate_per=metric.scale,
-            granularity=_granularity_text(metric.granularity), country=self.config.regions.get(series),
+            kind="count" if metric.kind == "count" else "rate",
+            rate_per=metric.scale,
+            granularity=_granularity_text(metric.granularity),
+            country=self.config.regions.get(series),
             interval_width=metric.interval_width or 0.99,
         ).fit(training, series_id=f"{metric.name}/{series}")
         self.store.save_model_state(
@@ -246,12 +283,18 @@ class Monitor:
         floors = metric.noise_floors
         assert floors is not None and metric.direction is not None and metric.threshold is not None
         return PostRules(
-            threshold=metric.threshold, direction=metric.direction, min_volume=floors.min_volume,
-            min_abs_effect=floors.min_abs_effect, min_rel_effect=floors.min_rel_effect,
+            threshold=metric.threshold,
+            direction=metric.direction,
+            min_volume=floors.min_volume,
+            min_abs_effect=floors.min_abs_effect,
+            min_rel_effect=floors.min_rel_effect,
         )
 
     # -- alerting ----------------------------------------------------------------------------------
-    def _alert(self, scored: list[_ScoredSeries], report: TickReport) -> tuple[int, list[Notification]]:
+    def _signals(
+        self, scored: list[_ScoredSeries]
+    ) -> tuple[dict[pd.Timestamp, list[AlertSignal]], dict[pd.Timestamp, pd.Timedelta]]:
+        """Alert signals by the bucket they belong to, and the step of every scored bucket."""
         by_bucket: dict[pd.Timestamp, list[AlertSignal]] = defaultdict(list)
         step_of: dict[pd.Timestamp, pd.Timedelta] = {}
         for item in scored:
@@ -262,19 +305,28 @@ class Monitor:
                 causes = self._explain(item, run)
                 for position in range(len(run)):
                     signal = self._signal(item, run.iloc[: position + 1], causes)
-                    by_bucket[signal.end].append(signal)
+                    by_bucket[pd.Timestamp(signal.end)].append(signal)
+        return by_bucket, step_of
+
+    def _process(
+        self,
+        by_bucket: dict[pd.Timestamp, list[AlertSignal]],
+        step_of: dict[pd.Timestamp, pd.Timedelta],
+        repos: AlertRepos,
+    ) -> list[Notification]:
+        """Replay the buckets in time order through the alert engine (one call per bucket)."""
         notifications: list[Notification] = []
-        signals = 0
         for bucket in sorted(step_of):
-            bucket_signals = by_bucket.get(bucket, [])
-            signals += len(bucket_signals)
-            evaluated_at = (bucket + step_of[bucket]).to_pydatetime()
             result = process(
-                bucket_signals, evaluated_at, repos=self.repos, routes=self.routes, windows=self.windows,
+                by_bucket.get(bucket, []),
+                (bucket + step_of[bucket]).to_pydatetime(),
+                repos=repos,
+                routes=self.routes,
+                windows=self.windows,
                 config=self.engine_config,
             )
             notifications += result.notifications
-        return signals, notifications
+        return notifications
 
     def _explain(self, item: _ScoredSeries, run: pd.DataFrame) -> tuple[AlertRootCause, ...]:
         # A confirmed level shift is explained over everything since its estimated start.
@@ -287,11 +339,15 @@ class Monitor:
                 self.source, item.metric, item.series, list(run.index), run["expected"].tolist()
             )
         except (SourceError, DetectorError, ValueError) as exc:
-            log.warning("root-cause slicing failed", metric=item.metric.name, series=item.series, error=str(exc))
+            log.warning(
+                "root-cause slicing failed", metric=item.metric.name, series=item.series, error=str(exc)
+            )
             return ()
         return tuple(_alert_cause(c) for c in causes)
 
-    def _signal(self, item: _ScoredSeries, run: pd.DataFrame, causes: tuple[AlertRootCause, ...]) -> AlertSignal:
+    def _signal(
+        self, item: _ScoredSeries, run: pd.DataFrame, causes: tuple[AlertRootCause, ...]
+    ) -> AlertSignal:
         last = run.iloc[-1]
         deviation = (run["observed"] - run["expected"]).to_numpy(dtype=float)
         kind, _ = classify_run(deviation, min_points=6, max_spread=0.5)
@@ -303,13 +359,20 @@ class Monitor:
             kind, start = "level_shift", min(start, pd.Timestamp(shift_start.iloc[0]).to_pydatetime())
         volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
         return AlertSignal(
-            metric=item.metric.name, region=item.series, kind=kind, observed=observed, expected=expected,
+            metric=item.metric.name,
+            region=item.series,
+            kind=kind,
+            observed=observed,
+            expected=expected,
             change_pct=100.0 * (observed - expected) / expected if expected else float("nan"),
-            score=float(last["score"]), volume=volume, start=start,
-            end=pd.Timestamp(run.index[-1]).to_pydatetime(), root_causes=causes,
+            score=float(last["score"]),
+            volume=volume,
+            start=start,
+            end=pd.Timestamp(run.index[-1]).to_pydatetime(),
+            root_causes=causes,
             chart=_chart(item, run.index[-1]),
             investigate=f"livewatch investigate {shlex.quote(item.metric.name)} --region "
-                        f"{shlex.quote(item.series)} --at {start:%Y-%m-%dT%H:%MZ}",
+            f"{shlex.quote(item.series)} --at {start:%Y-%m-%dT%H:%MZ}",
         )
 
 
@@ -319,8 +382,11 @@ HOLIDAY_MIN_REL_EFFECT = 0.5
 
 
 def holiday_floor(
-    decisions: pd.DataFrame, country: str | None, trained_on: pd.DatetimeIndex,
-    *, min_rel_effect: float = HOLIDAY_MIN_REL_EFFECT,
+    decisions: pd.DataFrame,
+    country: str | None,
+    trained_on: pd.DatetimeIndex,
+    *,
+    min_rel_effect: float = HOLIDAY_MIN_REL_EFFECT,
 ) -> pd.DataFrame:
     """Unflag small effects on holidays the model never saw (a pure post-rule with its reason).
 
@@ -350,8 +416,11 @@ def holiday_floor(
         return decisions
     out = decisions.copy()
     out.loc[unflag, "flag"] = False
-    reasons = [f"holiday unseen in training ({', '.join(sorted(n))}): effect < {min_rel_effect:.0%}" for n, u in
-               zip(names, unflag, strict=True) if u]
+    reasons = [
+        f"holiday unseen in training ({', '.join(sorted(n))}): effect < {min_rel_effect:.0%}"
+        for n, u in zip(names, unflag, strict=True)
+        if u
+    ]
     out.loc[unflag, "reason"] = reasons
     return out
 
@@ -377,13 +446,15 @@ def level_shifts(decisions: pd.DataFrame, context: pd.DataFrame, rules: PostRule
         since = trail.iloc[max(begin, 0) : offset + position + 1]
         deviation = float((since["observed"] - since["expected"]).mean())
         expected = float(since["expected"].mean())
-        if rules.direction == "up" and deviation < 0 or rules.direction == "down" and deviation > 0:
+        if (rules.direction == "up" and deviation < 0) or (rules.direction == "down" and deviation > 0):
             continue
         if expected and abs(deviation) / abs(expected) < rules.min_rel_effect:
             continue
-        bucket = out.index[position]
+        bucket = out.index[int(position)]
         out.loc[bucket, "flag"] = True
-        out.loc[bucket, "reason"] = f"level shift confirmed by CUSUM ({deviation / expected:+.0%} since start)"
+        out.loc[bucket, "reason"] = (
+            f"level shift confirmed by CUSUM ({deviation / expected:+.0%} since start)"
+        )
         out.loc[bucket, "shift_start"] = trail.index[max(begin, 0)]
     return out
 
@@ -415,14 +486,18 @@ def _chart(item: _ScoredSeries, until: pd.Timestamp) -> ChartData | None:
     clean = frame.astype(float).fillna(np.nan)
     return ChartData(
         timestamps=tuple(t.to_pydatetime() for t in frame.index),
-        observed=tuple(clean["observed"]), expected=tuple(clean["expected"]),
-        lower=tuple(clean["lower"]), upper=tuple(clean["upper"]), anomalous=tuple(bool(f) for f in flags),
+        observed=tuple(clean["observed"]),
+        expected=tuple(clean["expected"]),
+        lower=tuple(clean["lower"]),
+        upper=tuple(clean["upper"]),
+        anomalous=tuple(bool(f) for f in flags),
     )
 
 
 def _alert_cause(cause: RootCause) -> AlertRootCause:
     return AlertRootCause(
-        segment=cause.label(), share=float(cause.deviation_share),
+        segment=cause.label(),
+        share=float(cause.deviation_share),
         mix=None if cause.mix_share is None else float(cause.mix_share),
         rate=None if cause.rate_share is None else float(cause.rate_share),
     )
@@ -443,20 +518,12 @@ def _granularity_text(step: timedelta | None) -> str:
     return f"{seconds}s"
 
 
-def _matchers(match: Mapping[str, str | list[str]]) -> tuple:
-    from alerts.model import Matcher
-
+def _matchers(match: Mapping[Any, str | list[str]]) -> tuple[Matcher, ...]:
     matchers = []
     for name, value in match.items():
         if isinstance(value, list):
-            pattern = "|".join(_escape_regex(v) for v in value)
+            pattern = "|".join(re.escape(v) for v in value)
             matchers.append(Matcher(name, pattern, regex=True))
         else:
             matchers.append(Matcher(name, value))
     return tuple(matchers)
-
-
-def _escape_regex(text: str) -> str:
-    import re
-
-    return re.escape(text)

@@ -50,7 +50,7 @@ def explain_window(
     start: datetime = (first - baseline_weeks * week).to_pydatetime()
     end: datetime = (last + pd.Timedelta(step)).to_pydatetime()
     frame = source.fetch(metric, start, end, slices=True, series=[series]).frame
-    wanted = set(pd.DatetimeIndex(timestamps))
+    wanted = set(pd.DatetimeIndex(list(timestamps)))
     baseline_times = {t - k * week for t in wanted for k in range(1, baseline_weeks + 1)}
     current = frame[frame["ts"].isin(wanted)]
     baseline = frame[frame["ts"].isin(baseline_times)]
@@ -59,7 +59,9 @@ def explain_window(
         return []
     if metric.kind == "count":
         leaves = expected_from_baseline(
-            current.rename(columns={"num": "actual"}), baseline.rename(columns={"num": "actual"}), dims,
+            current.rename(columns={"num": "actual"}),
+            baseline.rename(columns={"num": "actual"}),
+            dims,
             expected_totals={"actual": float(sum(expected_values))},
         )
         return localize(leaves, dims, top_k=top_k)
@@ -67,7 +69,9 @@ def explain_window(
     expected_den = float(baseline["den"].sum()) / weeks_seen
     mean_rate = float(pd.Series(expected_values, dtype=float).mean()) / metric.scale
     leaves = expected_from_baseline(
-        current.rename(columns=renamed), baseline.rename(columns=renamed), dims,
+        current.rename(columns=renamed),
+        baseline.rename(columns=renamed),
+        dims,
         expected_totals={"actual_num": mean_rate * expected_den, "actual_den": expected_den},
     )
     return localize(leaves, dims, top_k=top_k)

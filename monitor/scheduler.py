@@ -40,6 +40,7 @@ import pandas as pd
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.model import Incident, IncidentState
@@ -51,7 +52,7 @@ from monitor.health import (
     HealthMetrics,
     SelfMonitor,
     SelfProblem,
-    pipeline_repos,
+    PipelineStore,
     read_store_figures,
     tick_failed,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "ScoringGroup",
     "TickResult",
     "build_daemon",
+    "build_scheduler",
     "fire_times",
     "live_cutoff",
     "refit_models",
@@ -169,12 +171,15 @@ class CatchUpSummary:
     incidents: tuple[Incident, ...]
 
     def lines(self) -> list[str]:
-        head = (f"catch-up {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC: "
-                f"{len(self.incidents)} incident(s) began and ended while the daemon was down (not paged)")
+        head = (
+            f"catch-up {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC: "
+            f"{len(self.incidents)} incident(s) began and ended while the daemon was down (not paged)"
+        )
         return [head] + [
             f"  {i.id}: {', '.join(i.metrics)} in {', '.join(i.regions)}, {i.severity.value}, "
             f"{i.opened_at:%m-%d %H:%M} to {i.resolved_at:%m-%d %H:%M}, {i.magnitude:+.0f}%"
-            for i in self.incidents if i.resolved_at is not None
+            for i in self.incidents
+            if i.resolved_at is not None
         ]
 
 
@@ -217,9 +222,7 @@ class _RefitStore(SqlStore):
         return None
 
 
-def refit_models(
-    monitor: Monitor, clock: Clock, *, metrics: Sequence[str] | None = None
-) -> RefitReport:
+def refit_models(monitor: Monitor, clock: Clock, *, metrics: Sequence[str] | None = None) -> RefitReport:
     """Refit and save the model of every series scored so far, on the history up to its watermark.
 
     Reuses the pipeline's own model construction (``Monitor._model``) through a store that reports no
@@ -276,7 +279,7 @@ class Daemon:
 
     Args:
         config: The configuration.
-        monitor: The pipeline (its ``repos`` are narrowed to non-self incidents here).
+        monitor: The pipeline; its store is replaced by a :class:`~monitor.health.PipelineStore` view.
         clock: Wall clock (``now`` can also be passed to each job, as :func:`replay` does).
         health: Prometheus collectors, or ``None``.
         self_monitor: Self-alerting, or ``None``.
@@ -284,12 +287,21 @@ class Daemon:
     """
 
     def __init__(
-        self, config: Config, monitor: Monitor, *, clock: Clock, health: HealthMetrics | None = None,
-        self_monitor: SelfMonitor | None = None, timer: Callable[[], float] = time.perf_counter,
+        self,
+        config: Config,
+        monitor: Monitor,
+        *,
+        clock: Clock,
+        health: HealthMetrics | None = None,
+        self_monitor: SelfMonitor | None = None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.config = config
         self.monitor = monitor
-        monitor.repos = pipeline_repos(monitor.store)
+        #: The whole state store (figures, summaries); the pipeline gets a view without self-incidents,
+        #: which only `self_monitor` evaluates (see monitor.health.PipelineStore).
+        self.store = monitor.store
+        monitor.store = PipelineStore(monitor.store.engine)
         self.clock = clock
         self.health = health
         self.self_monitor = self_monitor
@@ -297,17 +309,17 @@ class Daemon:
         self.groups = scoring_groups(config)
         self._tick_lock = threading.Lock()
 
-    @property
-    def store(self) -> SqlStore:
-        return self.monitor.store
-
     def abandon_orphaned_runs(self, now: datetime | None = None) -> int:
         """Close tick rows left ``running`` by a process that died mid-tick; returns how many."""
         now = now or self.clock()
         orphans = self.store.recent_runs(limit=1000, status="running")
         for run in orphans:
             self.store.finish_run(
-                run.run_id, now=max(now, run.started_at), status="failed", series_scored=0, errors=1,
+                run.run_id,
+                now=max(now, run.started_at),
+                status="failed",
+                series_scored=0,
+                errors=1,
                 detail={"abandoned": "the process stopped mid-tick; a later tick scored its buckets again"},
             )
             log.warning("abandoned tick closed", run_id=run.run_id, started_at=run.started_at.isoformat())
@@ -335,7 +347,7 @@ class Daemon:
             error = f"{type(exc).__name__}: {exc}"
             bound.exception("tick failed")
         duration = self.timer() - started
-        summary = self._catch_up(group, before, cutoff) if report is not None else None
+        summary = self._catch_up(group, now, before, cutoff) if report is not None else None
         problems: tuple[SelfProblem, ...] = ()
         try:
             metrics = [m for m in self.config.metrics if m.name in group.metrics]
@@ -349,39 +361,54 @@ class Daemon:
         except Exception:  # the state store may be the thing that is down
             bound.exception("health update failed")
         if report is not None:
-            bound.info("tick done", run_id=report.run_id, series_scored=report.series_scored,
-                       signals=report.signals, notifications=len(report.notifications),
-                       errors=report.errors, seconds=round(duration, 3))
+            bound.info(
+                "tick done",
+                run_id=report.run_id,
+                series_scored=report.series_scored,
+                signals=report.signals,
+                notifications=len(report.notifications),
+                errors=report.errors,
+                seconds=round(duration, 3),
+            )
         return TickResult(group, now, report, duration, error, summary, problems)
 
     def _oldest_watermark(self, group: ScoringGroup) -> datetime | None:
         marks = [w.bucket for m in group.metrics for w in self.store.list_watermarks(m)]
         return min(marks) if marks else None
 
-    def _catch_up(self, group: ScoringGroup, before: datetime | None, cutoff: datetime) -> CatchUpSummary | None:
-        """Incidents opened and resolved before ``cutoff`` in the span this tick caught up, if any."""
+    def _catch_up(
+        self, group: ScoringGroup, now: datetime, before: datetime | None, cutoff: datetime
+    ) -> CatchUpSummary | None:
+        """Incidents opened in the span this tick caught up (to ``cutoff``), resolved, never notified."""
         try:
-            earliest = floor_time(cutoff - self.config.scheduler.max_catchup, group.step).to_pydatetime()
+            complete_end = floor_time(now - group.delay, group.step)
+            earliest = (complete_end - pd.Timedelta(self.config.scheduler.max_catchup)).to_pydatetime()
             start = max(earliest, before + group.step) if before is not None else earliest
             if start >= cutoff:
                 return None
             found = self.store.list_incidents(states=[IncidentState.RESOLVED], since=start, until=cutoff)
-            quiet = tuple(sorted(
-                (i for i in found if i.resolved_at is not None and i.resolved_at < cutoff and not i.notified
-                 and set(i.metrics) <= set(group.metrics)),
-                key=lambda i: (i.opened_at, i.id),
-            ))
+            quiet = tuple(
+                sorted(
+                    (i for i in found if not i.notified and set(i.metrics) <= set(group.metrics)),
+                    key=lambda i: (i.opened_at, i.id),
+                )
+            )
         except Exception:
             log.exception("catch-up summary failed", job=group.job_id)
             return None
         summary = CatchUpSummary(start, cutoff, quiet)
         if quiet:
-            log.info("catch-up summary", job=group.job_id, incidents=[i.id for i in quiet],
-                     start=start.isoformat(), end=cutoff.isoformat())
+            log.info(
+                "catch-up summary",
+                job=group.job_id,
+                incidents=[i.id for i in quiet],
+                start=start.isoformat(),
+                end=cutoff.isoformat(),
+            )
         return summary
 
     def refit(self, now: datetime | None = None) -> RefitReport:
-        """The refit job. With ``now`` (replay) every model is stamped ``now``; else the clock is read per fit."""
+        """The refit job. With ``now`` (replay) models are stamped ``now``; else the clock is read per fit."""
         clock: Clock = (lambda: now) if now is not None else self.clock
         try:
             return refit_models(self.monitor, clock)
@@ -390,25 +417,55 @@ class Daemon:
             return RefitReport(clock(), (), {"*": f"{type(exc).__name__}: {exc}"})
 
 
-def run_daemon(daemon: Daemon, stop: threading.Event) -> None:
-    """Run the scheduled jobs until ``stop`` is set; the running tick then finishes before returning."""
-    grace = int(daemon.config.scheduler.misfire_grace.total_seconds())
+def build_scheduler(daemon: Daemon, *, wall: Clock | None = None) -> BackgroundScheduler:
+    """The APScheduler scheduler of ``daemon`` (not started): its jobs and their overlap rules.
+
+    Every job has ``max_instances=1``, ``coalesce=True`` and the configured misfire grace. Scoring jobs
+    share a one-thread executor (ticks never overlap: groups share incidents); a one-off ``startup`` run of
+    each is due at once, so the catch-up begins at start-up while the periodic job keeps its aligned
+    times; the refit job has its own thread, so it never blocks scoring.
+
+    Args:
+        daemon: Whose jobs to schedule.
+        wall: The scheduler's own clock (APScheduler runs on wall time); default ``datetime.now(UTC)``.
+    """
+    wall = wall or (lambda: datetime.now(UTC))
+    rules = {
+        "coalesce": True,
+        "max_instances": 1,
+        "misfire_grace_time": max(int(daemon.config.scheduler.misfire_grace.total_seconds()), 1),
+    }
     scheduler = BackgroundScheduler(
-        timezone=UTC,
-        executors={"default": ThreadPoolExecutor(1), "refit": ThreadPoolExecutor(1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(grace, 1)},
+        timezone=UTC, executors={"default": ThreadPoolExecutor(1), "refit": ThreadPoolExecutor(1)}
     )
-    start = daemon.clock()
-    daemon.abandon_orphaned_runs(start)
     for group in daemon.groups:
-        scheduler.add_job(daemon.score, scoring_trigger(group), args=[group], id=group.job_id,
-                          name=f"score {', '.join(group.metrics)}", next_run_time=start)
-    scheduler.add_job(daemon.refit, refit_trigger(daemon.config), id="refit", name="refit models",
-                      executor="refit")
+        name = f"score {', '.join(group.metrics)}"
+        scheduler.add_job(
+            daemon.score, scoring_trigger(group), args=[group], id=group.job_id, name=name, **rules
+        )
+        scheduler.add_job(
+            daemon.score,
+            DateTrigger(wall(), timezone=UTC),
+            args=[group],
+            id=f"{group.job_id}:startup",
+            name=f"{name} (start-up catch-up)",
+            **rules,
+        )
+    scheduler.add_job(
+        daemon.refit, refit_trigger(daemon.config), id="refit", name="refit models", executor="refit", **rules
+    )
+    return scheduler
+
+
+def run_daemon(daemon: Daemon, stop: threading.Event, *, wall: Clock | None = None) -> None:
+    """Run the scheduled jobs until ``stop`` is set; the running tick then finishes before returning."""
+    daemon.abandon_orphaned_runs()
+    scheduler = build_scheduler(daemon, wall=wall)
     scheduler.start()
     log.info("daemon started", jobs=[job.id for job in scheduler.get_jobs()])
     try:
-        stop.wait()
+        while not stop.wait(1.0):
+            pass
     finally:
         log.info("daemon stopping: waiting for the running job")
         scheduler.shutdown(wait=True)
@@ -416,8 +473,13 @@ def run_daemon(daemon: Daemon, stop: threading.Event) -> None:
 
 
 def replay(
-    daemon: Daemon, start: datetime, end: datetime, *, speed: float | None = None,
-    stop: threading.Event | None = None, on_tick: Callable[[TickResult], None] | None = None,
+    daemon: Daemon,
+    start: datetime,
+    end: datetime,
+    *,
+    speed: float | None = None,
+    stop: threading.Event | None = None,
+    on_tick: Callable[[TickResult], None] | None = None,
 ) -> ReplayReport:
     """Drive the daemon's jobs over ``[start, end]`` with a simulated clock.
 
@@ -425,26 +487,34 @@ def replay(
     fires; the refit job at every refit fire time (before a tick due at the same time). With ``speed``
     (simulated seconds per real second) the replay waits between jobs; ``None`` runs flat out. Setting
     ``stop`` ends it after the running job.
+
+    A replay resumes: jobs due before the newest tick recorded in the store are skipped, so restarting
+    a killed replay with the same arguments continues at the tick it was in (use a fresh state database
+    to replay a span again from scratch).
     """
     stop = stop or threading.Event()
+    latest = daemon.store.recent_runs(limit=1)
+    resume = max(start, latest[0].started_at) if latest else start
     events: list[tuple[datetime, int, ScoringGroup | None]] = [(start, 1, group) for group in daemon.groups]
     for group in daemon.groups:
         events += [(t, 1, group) for t in fire_times(scoring_trigger(group), start, end)]
     events += [(t, 0, None) for t in fire_times(refit_trigger(daemon.config), start, end)]
-    events.sort(key=lambda e: (e[0], e[1], e[2].job_id if e[2] else ""))
+    events = sorted(
+        (e for e in events if e[0] >= resume), key=lambda e: (e[0], e[1], e[2].job_id if e[2] else "")
+    )
     report = ReplayReport()
     daemon.abandon_orphaned_runs(start)
-    previous = start
-    for when, _, group in events:
+    previous = resume
+    for when, _, job in events:
         wait = (when - previous).total_seconds() / speed if speed else 0.0
         if stop.is_set() or (wait > 0 and stop.wait(wait)):
             report.stopped = True
             break
         previous = when
-        if group is None:
+        if job is None:
             report.refits.append(daemon.refit(when))
             continue
-        result = daemon.score(group, when)
+        result = daemon.score(job, when)
         report.ticks.append(result)
         if on_tick is not None:
             on_tick(result)
@@ -461,7 +531,12 @@ def build_daemon(
 
     monitor = build_monitor(config, dict(os.environ) if env is None else env)
     self_monitor = SelfMonitor(
-        config, monitor.store, monitor.sinks, monitor.routes, windows=monitor.windows,
-        started=started or clock(), engine_config=monitor.engine_config,
+        config,
+        monitor.store,
+        monitor.sinks,
+        monitor.routes,
+        windows=monitor.windows,
+        started=started or clock(),
+        engine_config=monitor.engine_config,
     )
     return Daemon(config, monitor, clock=clock, health=HealthMetrics(), self_monitor=self_monitor)

@@ -26,7 +26,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,12 @@ class MetricSource(Protocol):
     """Anything that returns the tidy aggregate frame described in the module docstring."""
 
     def fetch(
-        self, metric: MetricConfig, start: datetime, end: datetime, *, slices: bool = False,
+        self,
+        metric: MetricConfig,
+        start: datetime,
+        end: datetime,
+        *,
+        slices: bool = False,
         series: Sequence[str] | None = None,
     ) -> FetchResult:
         """Aggregates of ``metric`` for buckets in ``[start, end)``, optionally for some series only."""
@@ -90,7 +95,12 @@ class SqlMetricSource:
 
     # -- public ------------------------------------------------------------------------------------
     def fetch(
-        self, metric: MetricConfig, start: datetime, end: datetime, *, slices: bool = False,
+        self,
+        metric: MetricConfig,
+        start: datetime,
+        end: datetime,
+        *,
+        slices: bool = False,
         series: Sequence[str] | None = None,
     ) -> FetchResult:
         _require_utc(start, "start")
@@ -100,7 +110,7 @@ class SqlMetricSource:
             with self.engine.connect() as conn:
                 raw = pd.DataFrame(conn.execute(statement, params).mappings().all())
         except sa.exc.SQLAlchemyError as exc:
-            reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).splitlines()[0]
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise SourceError(f"metric {metric.name!r}: query failed: {reason}") from exc
         return _tidy(metric, raw, slices=slices)
 
@@ -128,7 +138,9 @@ class SqlMetricSource:
             if missing:
                 raise SourceError(
                     f"metric {metric.name!r}: "
-                    + "; ".join(_unknown_column(c, metric.source.table, list(table.c.keys())) for c in missing)
+                    + "; ".join(
+                        _unknown_column(c, metric.source.table, list(table.c.keys())) for c in missing
+                    )
                 )
             return table, table.c[metric.time_column or "ts"].type
         assert metric.source.query is not None
@@ -141,7 +153,12 @@ class SqlMetricSource:
         return textual.subquery("metric_source"), time_type
 
     def _statement(
-        self, metric: MetricConfig, start: datetime, end: datetime, *, slices: bool,
+        self,
+        metric: MetricConfig,
+        start: datetime,
+        end: datetime,
+        *,
+        slices: bool,
         series: Sequence[str] | None,
     ) -> tuple[sa.Select[tuple[object, ...]], dict[str, object]]:
         relation, time_type = self._relation(metric)
@@ -150,7 +167,8 @@ class SqlMetricSource:
         if slices:
             keys += [relation.c[d].label(d) for d in metric.slice_dimensions or ()]
         numerator, denominator = metric.measure_columns
-        measures = [sa.func.count().label("rows"), *_measure("num", relation.c[numerator])]
+        measures: list[sa.ColumnElement[Any]] = [sa.func.count().label("rows")]
+        measures += _measure("num", relation.c[numerator])
         if denominator is not None:
             measures += _measure("den", relation.c[denominator])
         statement = sa.select(*keys, *measures).group_by(*keys)
@@ -167,7 +185,7 @@ class SqlMetricSource:
         return statement, params
 
 
-def _measure(prefix: str, column: sa.ColumnElement[object]) -> list[sa.ColumnElement[object]]:
+def _measure(prefix: str, column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
     return [
         sa.func.sum(column).label(prefix),
         sa.func.count(column).label(f"{prefix}_nonnull"),
@@ -254,7 +272,8 @@ def _per_series(metric: str, frame: pd.DataFrame, mask: pd.Series, what: str) ->
         first, last = group["ts"].min(), group["ts"].max()
         problems.append(
             DataProblem(
-                metric, str(series),
+                metric,
+                str(series),
                 f"{what} in {len(group)} bucket(s) from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC; "
                 "those buckets are skipped, fix the source rows",
             )
@@ -262,10 +281,13 @@ def _per_series(metric: str, frame: pd.DataFrame, mask: pd.Series, what: str) ->
     return problems
 
 
-def missing_buckets(frame: pd.DataFrame, start: datetime, end: datetime, granularity: timedelta) -> pd.DataFrame:
+def missing_buckets(
+    frame: pd.DataFrame, start: datetime, end: datetime, granularity: timedelta
+) -> pd.DataFrame:
     """(series, ts) pairs absent from ``frame`` within ``[start, end)``, for series that exist in it."""
-    grid = pd.date_range(floor_time(start, granularity), pd.Timestamp(end), freq=pd.Timedelta(granularity),
-                         inclusive="left")
+    grid = pd.date_range(
+        floor_time(start, granularity), pd.Timestamp(end), freq=pd.Timedelta(granularity), inclusive="left"
+    )
     present = set(zip(frame["series"], frame["ts"], strict=True))
     rows = [(s, t) for s in frame["series"].unique() for t in grid if (s, t) not in present]
     return pd.DataFrame(rows, columns=["series", "ts"])
@@ -281,7 +303,10 @@ def check_metrics(source: SqlMetricSource, metrics: Sequence[MetricConfig]) -> l
                 table = source.table(metric.source.table)
                 for key, column in _column_keys(metric):
                     if column not in table.c:
-                        problems.append(f"{where}.{key}: {_unknown_column(column, metric.source.table, list(table.c.keys()))}")
+                        known = list(table.c.keys())
+                        problems.append(
+                            f"{where}.{key}: {_unknown_column(column, metric.source.table, known)}"
+                        )
             else:
                 probe = datetime(1970, 1, 1, tzinfo=pd.Timestamp(0, tz="UTC").tzinfo)
                 source.fetch(metric, probe, probe)
@@ -300,5 +325,3 @@ def _column_keys(metric: MetricConfig) -> list[tuple[str, str]]:
 def volume_of(frame: pd.DataFrame) -> pd.Series:
     """The volume behind each value: the denominator of a ratio, the count itself otherwise."""
     return frame["den"].where(frame["den"].notna(), frame["num"])
-
-

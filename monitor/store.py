@@ -4,7 +4,8 @@ One database holds everything the daemon must remember across restarts. :class:`
 entry point; it satisfies the three storage ports of :mod:`alerts.ports` (``IncidentRepository``,
 ``Outbox``, ``SilenceRepository``) with exactly the semantics of the in-memory references in
 :mod:`alerts.testing`, and adds the daemon's own state. Time is always passed in (``now`` / ``at``); every
-timestamp must be timezone-aware and comes back as UTC-aware ``datetime``. Each call is one transaction.
+timestamp must be timezone-aware and comes back as UTC-aware ``datetime``. Each call is one transaction
+(unless made on a store bound by ``transaction()``).
 
 Typical wiring (the composition root)::
 
@@ -52,6 +53,12 @@ Notification outbox (``alerts.ports.Outbox``):
 
 Silences (``alerts.ports.SilenceRepository``): ``add``, ``list_silences(*, active_at=None)``, ``remove``.
 
+Atomic ticks and retention:
+    ``transaction() -> ContextManager[SqlStore]``: a store whose calls share one transaction, so a
+        watermark advance and the incidents / notifications it produced commit or roll back together.
+    ``prune(*, before) -> dict[str, int]``: delete finished runs, delivered / failed notifications and
+        resolved incidents (with their events, members, threads) older than ``before``.
+
 Errors: :class:`StoreError` and its subclasses :class:`NaiveTimestampError`,
 :class:`WatermarkRegressionError`, :class:`MigrationError`, :class:`UnknownNotificationError`.
 """
@@ -65,10 +72,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
+
+if TYPE_CHECKING:  # alembic takes about a second to import: only the migration functions load it
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 from alerts.model import (
     DeliveryStatus,
@@ -226,7 +237,7 @@ runs = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("series_scored", sa.Integer(), nullable=False),
     sa.Column("errors", sa.Integer(), nullable=False),
-    sa.Column("detail", sa.JSON(), nullable=True),
+    sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
     sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
 )
 
@@ -388,7 +399,7 @@ class IncidentHistory:
         """Derive the durations of ``incident`` from its ``events`` (in recorded order)."""
 
         def first(kind: LifecycleKind, fallback: datetime | None) -> timedelta | None:
-            at = next((event.at for event in events if event.kind is kind), fallback)
+            at = next((event.at for event in events if event.kind == kind), fallback)
             return None if at is None else at - incident.opened_at
 
         return cls(
@@ -451,7 +462,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def _alembic_config(connection: Connection | None = None) -> Any:
+def _alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -488,7 +499,7 @@ def upgrade(engine_or_url: Engine | str | sa.URL, revision: str = "head") -> Non
     try:
         _check_known(engine)
         with engine.begin() as connection:
-            if connection.dialect.name == "postgresqlX":
+            if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
             try:
                 command.upgrade(_alembic_config(connection), revision)
@@ -503,7 +514,7 @@ def _url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def _script_directory() -> Any:
+def _script_directory() -> ScriptDirectory:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_alembic_config())
@@ -1024,6 +1035,7 @@ class SqlStore(SqlIncidentRepository, SqlOutbox, SqlSilenceRepository):
         that returned ``True``, save incidents and enqueue notifications in the same block. A crash (or an
         exception) anywhere rolls everything back, so the bucket is scored again and nothing is lost or
         doubled. Keep slow work (fetching, scoring) outside the block: on SQLite it holds the write lock.
+        The bound store belongs to the calling thread and is unusable after the block.
 
         Raises:
             StoreError: this store is already bound to a transaction (they do not nest).
@@ -1063,7 +1075,9 @@ class SqlStore(SqlIncidentRepository, SqlOutbox, SqlSilenceRepository):
 
         The watermark moves to ``bucket`` only if it currently equals ``expected_previous`` (``None``: no
         watermark yet). Of concurrent callers with the same ``expected_previous`` exactly one wins, so a
-        bucket is never scored twice: score, then advance, and drop the results if this returns ``False``.
+        bucket is never scored twice. Call it inside :meth:`SqlStore.transaction` together with the writes
+        the scored buckets produced (incidents, notifications), and write those only if it returned
+        ``True``: then a crash or a lost race can neither lose nor double them.
 
         Returns:
             ``True`` if this call moved the watermark, ``False`` if another writer got there first.
@@ -1227,3 +1241,40 @@ class SqlStore(SqlIncidentRepository, SqlOutbox, SqlSilenceRepository):
             query = query.where(runs.c.status == status)
         with self._read() as connection:
             return [Run(**row._mapping) for row in connection.execute(query)]
+
+    # -- retention --------------------------------------------------------------------------------
+    def prune(self, *, before: datetime) -> dict[str, int]:
+        """Delete history older than ``before``, in one transaction; returns rows deleted per table.
+
+        Removed: finished runs started before ``before``; delivered or failed notifications created before
+        it; resolved incidents resolved before it (``updated_at`` if ``resolved_at`` is unset) that have
+        no pending notification, with their members, events, Slack threads and notifications. Never
+        touched: active incidents, pending notifications, watermarks, model states, silences.
+        """
+        cutoff = _to_utc(before, "prune cutoff")
+        finished = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value)
+        # Aliases keep the subquery from correlating with the table a DELETE below targets.
+        old, waiting = incidents.alias("old_incident"), notifications.alias("waiting")
+        doomed = sa.select(old.c.id).where(
+            old.c.state == IncidentState.RESOLVED.value,
+            sa.func.coalesce(old.c.resolved_at, old.c.updated_at) < cutoff,
+            ~sa.exists().where(
+                waiting.c.incident_id == old.c.id, waiting.c.status == DeliveryStatus.PENDING.value
+            ),
+        )
+        statements = [
+            ("runs", runs.delete().where(runs.c.status != "running", runs.c.started_at < cutoff)),
+            (
+                "notifications",
+                notifications.delete().where(
+                    notifications.c.status.in_(finished),
+                    sa.or_(notifications.c.created_at < cutoff, notifications.c.incident_id.in_(doomed)),
+                ),
+            ),
+            ("incident_events", incident_events.delete().where(incident_events.c.incident_id.in_(doomed))),
+            ("slack_threads", slack_threads.delete().where(slack_threads.c.incident_id.in_(doomed))),
+            ("incident_members", incident_members.delete().where(incident_members.c.incident_id.in_(doomed))),
+            ("incidents", incidents.delete().where(incidents.c.id.in_(doomed))),
+        ]
+        with self._tx() as connection:
+            return {name: connection.execute(statement).rowcount for name, statement in statements}

@@ -70,7 +70,10 @@ def build_sinks(config: Config, env: Mapping[str, str]) -> tuple[dict[str, Alert
 def _route(node: RouteConfig, index: int, prefix: str) -> Route:
     name = f"{prefix}[{index}]"
     return Route(
-        name=name, matchers=_matchers(node.match), channel=node.channel, repeat_interval=node.repeat_interval,
+        name=name,
+        matchers=_matchers(node.match),
+        channel=node.channel,
+        repeat_interval=node.repeat_interval,
         continue_matching=node.continue_,
         routes=tuple(_route(child, i, f"{name}.routes") for i, child in enumerate(node.routes)),
     )
@@ -90,8 +93,11 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
     children += [_route(node, i, "alerts.routes") for i, node in enumerate(config.alerts.routes)]
     children.append(Route(name="default"))
     root = Route(
-        name="root", receiver=primary, channel=config.alerts.slack.default_channel,
-        repeat_interval=config.alerts.repeat_interval, routes=tuple(children),
+        name="root",
+        receiver=primary,
+        channel=config.alerts.slack.default_channel,
+        repeat_interval=config.alerts.repeat_interval,
+        routes=tuple(children),
     )
     validate_tree(root)
     return root
@@ -99,4 +105,6 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
 
 def build_monitor(config: Config, env: Mapping[str, str]) -> Monitor:
     sinks, primary = build_sinks(config, env)
-    return Monitor(config, warehouse_source(config), open_store(config), sinks, build_routes(config, sinks, primary))
+    return Monitor(
+        config, warehouse_source(config), open_store(config), sinks, build_routes(config, sinks, primary)
+    )

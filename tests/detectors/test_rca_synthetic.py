@@ -46,12 +46,16 @@ def test_cube_shape_columns_and_heavy_tail(kind: str, columns: list[str]) -> Non
     assert (volume == 0).mean() == pytest.approx(0.3, abs=0.05)  # many empty leaves
     positive = volume[volume > 0]
     assert np.quantile(positive, 0.99) > 20 * np.median(positive)  # heavy tail
-    assert (leaves[columns[len(case.dimensions):]] >= 0).all().all()
+    assert (leaves[columns[len(case.dimensions) :]] >= 0).all().all()
 
 
 LABEL_CASES = [
     # (layer, number of causes): every cell of the benchmark grid yields that many elements of that layer.
-    (1, 1), (1, 3), (2, 2), (3, 1), (3, 3),
+    (1, 1),
+    (1, 3),
+    (2, 2),
+    (3, 1),
+    (3, 3),
 ]
 
 
@@ -62,7 +66,7 @@ def test_labels_match_layer_and_count_and_are_not_nested(layer: int, n_causes: i
     assert all(len(c) == layer for c in case.causes)
     assert len(case.label.split(";")) == n_causes
     for i, a in enumerate(case.causes):
-        for b in case.causes[i + 1:]:
+        for b in case.causes[i + 1 :]:
             assert a != b and not (a.items() <= b.items() or b.items() <= a.items())
 
 
@@ -80,8 +84,9 @@ def test_ripple_effect_without_noise() -> None:
 def test_ratio_traffic_cause_keeps_rates_flat() -> None:
     # A "traffic" cause scales numerator and denominator alike: the rate of its leaves does not move.
     for seed in range(40):
-        case = make_case(seed, layer=1, n_causes=1, kind="ratio", cardinalities=SMALL, noise=0.0,
-                         stray_fraction=0.0)
+        case = make_case(
+            seed, layer=1, n_causes=1, kind="ratio", cardinalities=SMALL, noise=0.0, stray_fraction=0.0
+        )
         if case.effects == ("traffic",):
             break
     else:

@@ -269,10 +269,15 @@ def test_expected_from_baseline_scales_shares_to_the_forecast() -> None:
     # Baseline shares 1/8, 3/8 and 1/8 for four steady categories (summed over two timestamps) times a
     # forecast total of 400; a leaf new in the current window gets 0 expected, one absent from it 0 observed.
     steady = ["s1", "s2", "s3", "s4"]
-    baseline = pd.DataFrame({"category": ["hate", "spam", *steady] * 2 + ["gone"],
-                             "actual": [10.0, 30.0, 10.0, 10.0, 10.0, 10.0] * 2 + [0.0]})
-    current = pd.DataFrame({"category": ["hate", "spam", *steady, "new"],
-                            "actual": [90.0, 50.0, 50.0, 51.0, 49.0, 50.0, 1.0]})
+    baseline = pd.DataFrame(
+        {
+            "category": ["hate", "spam", *steady] * 2 + ["gone"],
+            "actual": [10.0, 30.0, 10.0, 10.0, 10.0, 10.0] * 2 + [0.0],
+        }
+    )
+    current = pd.DataFrame(
+        {"category": ["hate", "spam", *steady, "new"], "actual": [90.0, 50.0, 50.0, 51.0, 49.0, 50.0, 1.0]}
+    )
     out = expected_from_baseline(current, baseline, ["category"], expected_totals={"actual": 400.0})
     got = out.set_index("category")
     assert got.loc["hate", "expected"] == pytest.approx(50.0)
@@ -340,3 +345,20 @@ def test_quiet_on_noise_only_data() -> None:
         max_magnitude=1e-9,
     )
     assert localize(case.leaves, list(case.dimensions)) == []
+
+
+SUCCINCT_CASES = [
+    # Noisy (20 %) whole parent a6&b6: one child (e4) explains more than the parent by chance and comes out
+    # first; the rest of the parent moved alike, so the parent is named, not its children.
+    (62201, {"noise": 0.2}),
+    # Two of five siblings (a8&c7&e1, a8&c7&e5) moved under count noise: the parent a8&c7 must not be named.
+    (63301, {"noise": 0.05, "count_noise": True}),
+]
+
+
+@pytest.mark.parametrize(("seed", "kwargs"), SUCCINCT_CASES)
+def test_parent_named_only_when_it_moved_as_a_whole(seed: int, kwargs: dict[str, Any]) -> None:
+    layer, n_causes = seed // 1000 % 10, seed // 100 % 10
+    case = make_case(seed, layer=layer, n_causes=n_causes, cardinalities=(10, 12, 8, 20, 5), **kwargs)
+    found = localize(case.leaves, list(case.dimensions))
+    assert {frozenset(c.element.items()) for c in found} == {frozenset(c.items()) for c in case.causes}

@@ -2,7 +2,8 @@
 
 SQLite always runs (a file in ``tmp_path``). PostgreSQL runs when ``LIVEWATCH_TEST_POSTGRES_URL`` is set,
 e.g. ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; each pytest session (each xdist worker) works in
-its own schema ``lw_test_<random>``, dropped at the end, so parallel and repeated runs never collide.
+its own schema ``lw_test_<time>_<random>``, dropped at the end, so parallel and repeated runs never collide;
+the engine URL carries the ``search_path``, so a subprocess given ``engine.url`` sees the same schema.
 
 Fixtures:
     store_engine: a migrated, empty database (tables emptied before each test on PostgreSQL).
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,9 +41,45 @@ def _skip_without_postgres() -> str:
     return url
 
 
+#: Schemas of sessions killed before their teardown are dropped by a later session after this long.
+STALE_SCHEMA_SECONDS = 3600
+
+
+def _drop_schema(admin: Engine, schema: str) -> None:
+    """Drop ``schema``; if a stuck connection still locks it, warn instead of hanging the session."""
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+            connection.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+    except sa.exc.OperationalError as exc:
+        warnings.warn(
+            f"test schema {schema} is still locked ({exc.orig}); a session started more than "
+            f"{STALE_SCHEMA_SECONDS} s later drops it",
+            stacklevel=2,
+        )
+
+
+def _drop_stale_schemas(admin: Engine) -> None:
+    cutoff = int(time.time()) - STALE_SCHEMA_SECONDS
+    with admin.connect() as connection:
+        names = (
+            connection.execute(sa.text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lw\\_test\\_%'"))
+            .scalars()
+            .all()
+        )
+    for name in names:
+        parts = name.split("_")
+        if len(parts) == 4 and parts[2].isdigit() and int(parts[2]) < cutoff:
+            _drop_schema(admin, name)
+
+
 @pytest.fixture(scope="session")
 def postgres_schema_factory() -> Iterator[Callable[[], Engine]]:
-    """Make engines each confined (via ``search_path``) to a new schema; all dropped at session end."""
+    """Make engines each confined (``search_path`` in the URL) to a new schema; dropped at session end.
+
+    Schema names are ``lw_test_<unix time>_<random>``; leftovers of killed sessions older than
+    :data:`STALE_SCHEMA_SECONDS` are dropped when the factory first runs.
+    """
     created: list[tuple[str, Engine]] = []
     admin: Engine | None = None
 
@@ -49,10 +88,11 @@ def postgres_schema_factory() -> Iterator[Callable[[], Engine]]:
         url = _skip_without_postgres()
         if admin is None:
             admin = make_engine(url)
-        schema = f"lw_test_{uuid.uuid4().hex[:12]}"
+            _drop_stale_schemas(admin)
+        schema = f"lw_test_{int(time.time())}_{uuid.uuid4().hex[:8]}"
         with admin.begin() as connection:
             connection.execute(sa.schema.CreateSchema(schema))
-        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        engine = make_engine(sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}))
         created.append((schema, engine))
         return engine
 
@@ -60,8 +100,7 @@ def postgres_schema_factory() -> Iterator[Callable[[], Engine]]:
     for schema, engine in created:
         engine.dispose()
         assert admin is not None
-        with admin.begin() as connection:
-            connection.execute(sa.schema.DropSchema(schema, cascade=True))
+        _drop_schema(admin, schema)
     if admin is not None:
         admin.dispose()
 

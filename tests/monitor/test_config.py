@@ -18,8 +18,13 @@ BASE: dict[str, Any] = {
     "database": {"url": "sqlite:///x.db"},
     "metrics": [
         {"name": "user_reports", "source": {"table": "facts"}, "kind": "count", "value": "reports"},
-        {"name": "violation_rate", "source": {"table": "facts"}, "kind": "ratio",
-         "numerator": "violations", "denominator": "reviews"},
+        {
+            "name": "violation_rate",
+            "source": {"table": "facts"},
+            "kind": "ratio",
+            "numerator": "violations",
+            "denominator": "reviews",
+        },
     ],
 }
 
@@ -36,7 +41,11 @@ def with_change(path: list[str | int], value: Any) -> dict[str, Any]:
 def test_shipped_config_is_valid() -> None:
     config = load_config(REPO / "config.yaml", env={})
     assert {m.name for m in config.metrics} >= {
-        "user_reports", "violation_rate", "report_rate_per_1k", "bans", "review_latency"
+        "user_reports",
+        "violation_rate",
+        "report_rate_per_1k",
+        "bans",
+        "review_latency",
     }
     assert all(m.granularity == timedelta(hours=1) for m in config.metrics)
 
@@ -74,8 +83,10 @@ def test_defaults_fill_unset_fields_and_metric_overrides_win() -> None:
         # names identify metrics
         (with_change(["metrics", 1, "name"], "user_reports"), "duplicate metric names ['user_reports']"),
         # routes may only reference known metrics
-        ({**BASE, "alerts": {"routes": [{"match": {"metric": "user_report"}, "channel": "#x"}]}},
-         "alerts.routes[0].match.metric: unknown metric 'user_report'"),
+        (
+            {**BASE, "alerts": {"routes": [{"match": {"metric": "user_report"}, "channel": "#x"}]}},
+            "alerts.routes[0].match.metric: unknown metric 'user_report'",
+        ),
         # dask needs an address
         ({**BASE, "executor": {"type": "dask"}}, "needs 'address'"),
         # top-level typo
@@ -106,8 +117,14 @@ def test_secret_never_appears_in_errors() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30s", timedelta(seconds=30)), ("10m", timedelta(minutes=10)), ("1h", timedelta(hours=1)),
-     ("14d", timedelta(days=14)), ("2w", timedelta(weeks=2)), ("1.5h", timedelta(minutes=90))],
+    [
+        ("30s", timedelta(seconds=30)),
+        ("10m", timedelta(minutes=10)),
+        ("1h", timedelta(hours=1)),
+        ("14d", timedelta(days=14)),
+        ("2w", timedelta(weeks=2)),
+        ("1.5h", timedelta(minutes=90)),
+    ],
 )
 def test_parse_duration(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

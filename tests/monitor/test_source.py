@@ -47,19 +47,22 @@ def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[sa.Engi
         yield from _postgres_engine()
 
 
-def facts_table(metadata: sa.MetaData, value_type: sa.types.TypeEngine[object] = sa.Integer()) -> sa.Table:
+def facts_table(metadata: sa.MetaData, value_type: sa.types.TypeEngine[object] | None = None) -> sa.Table:
     return sa.Table(
-        "facts", metadata,
+        "facts",
+        metadata,
         sa.Column("ts", sa.DateTime(timezone=True)),
         sa.Column("region", sa.String(8)),
         sa.Column("category", sa.String(16)),
-        sa.Column("reports", value_type),
+        sa.Column("reports", value_type if value_type is not None else sa.Integer()),
         sa.Column("reviews", sa.Integer),
         sa.Column("violations", sa.Integer),
     )
 
 
-def load(engine: sa.Engine, rows: list[dict[str, object]], value_type: sa.types.TypeEngine[object] = sa.Integer()) -> None:
+def load(
+    engine: sa.Engine, rows: list[dict[str, object]], value_type: sa.types.TypeEngine[object] | None = None
+) -> None:
     metadata = sa.MetaData()
     table = facts_table(metadata, value_type)
     metadata.create_all(engine)
@@ -68,19 +71,37 @@ def load(engine: sa.Engine, rows: list[dict[str, object]], value_type: sa.types.
 
 
 def metrics() -> dict[str, MetricConfig]:
-    config = parse_config({
-        "database": {"url": "sqlite://"},
-        "defaults": {"slice_dimensions": ["category"]},
-        "metrics": [
-            {"name": "reports", "source": {"table": "facts"}, "kind": "count", "value": "reports"},
-            {"name": "violation_rate", "source": {"table": "facts"}, "kind": "ratio",
-             "numerator": "violations", "denominator": "reviews", "scale": 100},
-            {"name": "reports_q", "source": {"query": "SELECT * FROM facts WHERE ts >= :start AND ts < :end"},
-             "kind": "count", "value": "reports"},
-            {"name": "reports_15m", "source": {"table": "facts"}, "kind": "count", "value": "reports",
-             "granularity": "1h"},
-        ],
-    }, env={})
+    config = parse_config(
+        {
+            "database": {"url": "sqlite://"},
+            "defaults": {"slice_dimensions": ["category"]},
+            "metrics": [
+                {"name": "reports", "source": {"table": "facts"}, "kind": "count", "value": "reports"},
+                {
+                    "name": "violation_rate",
+                    "source": {"table": "facts"},
+                    "kind": "ratio",
+                    "numerator": "violations",
+                    "denominator": "reviews",
+                    "scale": 100,
+                },
+                {
+                    "name": "reports_q",
+                    "source": {"query": "SELECT * FROM facts WHERE ts >= :start AND ts < :end"},
+                    "kind": "count",
+                    "value": "reports",
+                },
+                {
+                    "name": "reports_15m",
+                    "source": {"table": "facts"},
+                    "kind": "count",
+                    "value": "reports",
+                    "granularity": "1h",
+                },
+            ],
+        },
+        env={},
+    )
     return {m.name: m for m in config.metrics}
 
 
@@ -89,8 +110,16 @@ def rows_for(hours: int, regions: tuple[str, ...] = ("BR", "DE")) -> list[dict[s
     for h in range(hours):
         for r, region in enumerate(regions):
             for c, category in enumerate(("spam", "hate")):
-                rows.append({"ts": T0 + timedelta(hours=h), "region": region, "category": category,
-                             "reports": 10 * h + r + c, "reviews": 20 + c, "violations": 5 + h % 3})
+                rows.append(
+                    {
+                        "ts": T0 + timedelta(hours=h),
+                        "region": region,
+                        "category": category,
+                        "reports": 10 * h + r + c,
+                        "reviews": 20 + c,
+                        "violations": 5 + h % 3,
+                    }
+                )
     return rows
 
 
@@ -174,14 +203,17 @@ def test_unknown_table_and_column_errors_name_the_fix(engine: sa.Engine) -> None
     load(engine, rows_for(1))
     source = SqlMetricSource(engine)
     bad = metrics()["violation_rate"].model_copy(update={"denominator": "reviewd"})
-    with pytest.raises(SourceError, match=r"unknown column 'reviewd' in table facts \(did you mean 'reviews'\?\)"):
+    with pytest.raises(
+        SourceError, match=r"unknown column 'reviewd' in table facts \(did you mean 'reviews'\?\)"
+    ):
         source.fetch(bad, T0, T0 + timedelta(hours=1))
     problems = check_metrics(source, [metrics()["reports"], bad])
     assert problems == [
         "metrics[1].denominator: unknown column 'reviewd' in table facts (did you mean 'reviews'?)"
     ]
-    missing = metrics()["reports"].model_copy(update={"source": metrics()["reports"].source.model_copy(
-        update={"table": "fact"})})
+    missing = metrics()["reports"].model_copy(
+        update={"source": metrics()["reports"].source.model_copy(update={"table": "fact"})}
+    )
     assert "table 'fact' does not exist; did you mean 'facts'?" in check_metrics(source, [missing])[0]
 
 
@@ -195,9 +227,20 @@ def test_demo_warehouse_is_deterministic_and_has_ground_truth(engine: sa.Engine)
     end = datetime(2026, 11, 29, tzinfo=UTC)
     build_demo(engine, end=end, days=4, seed=3)
     source = SqlMetricSource(engine)
-    config = parse_config({"database": {"url": "sqlite://"}, "metrics": [
-        {"name": "user_reports", "source": {"table": "live_safety_hourly"}, "kind": "count", "value": "reports"}]},
-        env={})
+    config = parse_config(
+        {
+            "database": {"url": "sqlite://"},
+            "metrics": [
+                {
+                    "name": "user_reports",
+                    "source": {"table": "live_safety_hourly"},
+                    "kind": "count",
+                    "value": "reports",
+                }
+            ],
+        },
+        env={},
+    )
     first = source.fetch(config.metrics[0], end - timedelta(days=4), end).frame
     assert set(first["series"]) >= {"US", "BR", "SA"} and len(first) > 4 * 24 * 11
     gap = next(i for i in demo_incidents(end) if i.kind == "data_missing")

@@ -6,6 +6,7 @@ same calls on the in-memory reference implementations of :mod:`alerts.testing` a
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,7 +36,14 @@ from alerts.model import (
     SlackThread,
 )
 from alerts.ports import IncidentRepository, Outbox, SilenceRepository
-from alerts.testing import InMemoryIncidentRepository, InMemoryOutbox, InMemorySilenceRepository
+from alerts.testing import (
+    InMemoryIncidentRepository,
+    InMemoryOutbox,
+    InMemorySilenceRepository,
+    check_incident_repository,
+    check_outbox,
+    check_silence_repository,
+)
 from monitor import store as store_module
 from monitor.store import (
     HistorySummary,
@@ -133,6 +141,8 @@ def run_concurrently(count: int, call: Callable[[int], Any]) -> list[Any]:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    stuck = sum(thread.is_alive() for thread in threads)
+    assert stuck == 0, f"{stuck} of {count} threads still running after 60 s (deadlock?)"
     if errors:
         raise errors[0]
     return results
@@ -146,6 +156,17 @@ def test_sql_store_satisfies_the_alerts_ports(store: SqlStore) -> None:
     assert isinstance(incidents, IncidentRepository)
     assert isinstance(outbox, Outbox)
     assert isinstance(silences, SilenceRepository)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [check_incident_repository, check_outbox, check_silence_repository],
+    ids=["incidents", "outbox", "silences"],
+)
+def test_sql_store_passes_the_shipped_port_contract_checks(
+    store: SqlStore, check: Callable[[Any], None]
+) -> None:
+    check(store)
 
 
 # -- timestamps -----------------------------------------------------------------------------------
@@ -599,6 +620,54 @@ def test_concurrent_transactions_only_the_watermark_winner_writes(store: SqlStor
     assert store.list_incidents() == [candidates[won.index(True)]]
 
 
+# -- retention ------------------------------------------------------------------------------------
+def test_prune_deletes_only_finished_history_older_than_the_cutoff(store: SqlStore) -> None:
+    day = timedelta(days=1)
+    cutoff = T0
+    store.start_run("old", now=T0 - 9 * day)
+    store.finish_run("old", now=T0 - 9 * day, status="ok", series_scored=1, errors=0)
+    store.start_run("stuck", now=T0 - 9 * day)  # still "running": kept so it can be closed
+    store.start_run("new", now=T0 + MIN)
+    gone = make_incident(
+        "reports", "br", T0 - 10 * day, state=IncidentState.RESOLVED, resolved_at=T0 - 9 * day
+    )
+    waiting = make_incident(
+        "bans", "br", T0 - 10 * day, state=IncidentState.RESOLVED, resolved_at=T0 - 9 * day
+    )
+    recent = make_incident("reports", "us", T0 - 10 * day, state=IncidentState.RESOLVED, resolved_at=T0 + MIN)
+    active = make_incident("latency", "de", T0 - 10 * day)
+    for incident in (gone, waiting, recent, active):
+        store.save(incident)
+        store.record_event(LifecycleEvent(incident.id, LifecycleKind.OPENED, incident.opened_at, "livewatch"))
+        note = make_notification(incident, at=T0 - 10 * day)
+        store.enqueue(note)
+        store.mark_delivered(note.id, "C1", f"{len(incident.id)}.1", T0 - 10 * day)
+    resolution = make_notification(waiting, at=T0 - 9 * day, reason=NotifyReason.RESOLVED)
+    store.enqueue(resolution)  # still pending: its incident must stay
+    store.advance_watermark("reports", "br", T0 - 9 * day, None, now=T0 - 9 * day)
+    store.add(make_silence("s-old", T0 - 9 * day, T0 - 8 * day))
+
+    deleted = store.prune(before=cutoff)
+
+    assert deleted == {
+        "runs": 1,
+        "notifications": 4,  # the 4 old delivered ones (one of them is gone's)
+        "incident_events": 1,
+        "slack_threads": 1,
+        "incident_members": 1,
+        "incidents": 1,
+    }
+    assert [r.run_id for r in store.recent_runs()] == ["new", "stuck"]
+    assert store.get(gone.id) is None and store.list_events(gone.id) == []
+    assert store.thread_for(gone.id, "slack-ts") is None
+    assert {i.id for i in store.list_incidents()} == {waiting.id, recent.id, active.id}
+    assert store.thread_for(waiting.id, "slack-ts") is not None  # its pending resolution edits that message
+    assert [n.id for n in store.pending()] == [resolution.id]
+    assert store.get_watermark("reports", "br") is not None
+    assert [s.id for s in store.list_silences()] == ["s-old"]
+    assert store.prune(before=cutoff) == dict.fromkeys(deleted, 0)  # idempotent
+
+
 # -- silences -------------------------------------------------------------------------------------
 def make_silence(silence_id: str, created: datetime, expires: datetime) -> Silence:
     return Silence(
@@ -675,9 +744,19 @@ def test_database_migrated_by_a_newer_livewatch_is_refused(blank_engine: Engine)
 
 
 def test_concurrent_upgrades_are_serialised(blank_engine: Engine) -> None:
+    # Separate processes, as in production (two daemons starting, or `livewatch db upgrade` during a
+    # start): Alembic's module-level context cannot run two migrations in one process at once.
     if blank_engine.dialect.name != "postgresql":
         pytest.skip("only PostgreSQL serialises upgrades (advisory lock); SQLite has one daemon per file")
-    run_concurrently(3, lambda _: upgrade(blank_engine))
+    url = blank_engine.url.render_as_string(hide_password=False)
+    blank_engine.dispose()  # no pooled connection may be shared with the forked children
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=upgrade, args=(url,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
     assert is_up_to_date(blank_engine)
     assert _schema_diff(blank_engine) == []
 
