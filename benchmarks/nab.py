@@ -41,6 +41,8 @@ CONFIG: dict[str, Any] = {
     "seasonal_period": pd.Timedelta("1D"),
     "seasonal_slack": 0,
     "spatial_tolerance": 0.05,
+    "novelty_length": 16,
+    "novelty_z_scale": 5.0,
     "spatial_alarm": True,
     "learning_period": 288,
     "historic_window": 8640,

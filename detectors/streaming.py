@@ -5,7 +5,11 @@ The scorer is a chain of causal stages, each a pure function over numpy arrays:
 1. :func:`raw_anomaly_features` -- how surprising each value is given only the values before it: robust
    z-scores of the value, of its short mean, of its first difference and of its seasonal difference against
    trailing medians, squashed into [0, 1]; every feature is 1 when the value leaves the range seen so far by
-   a margin (Numenta's "spatial anomaly"). :func:`raw_anomaly_scores` is their maximum.
+   a margin (Numenta's "spatial anomaly"); optionally a *novelty* feature, the robust z-score of
+   :func:`nearest_window_distance` -- how far the latest short window is from every earlier window of the
+   series (ARTime-style "have I seen this shape before?"), so a pattern that recurs (a nightly spike) stops
+   being surprising while a new shape (a change of regime, a slow drift into unseen territory) is.
+   :func:`raw_anomaly_scores` is their maximum.
 2. :func:`anomaly_likelihood` -- Numenta's anomaly likelihood: the short-window mean of the raw scores
    against a Gaussian fitted to the same means over a long trailing window, reported as ``1 - tail``;
    :func:`log_likelihood` rescales it so that 0.5 means a tail probability of 1e-5.
@@ -32,6 +36,7 @@ __all__ = [
     "StreamingAnomalyScorer",
     "anomaly_likelihood",
     "log_likelihood",
+    "nearest_window_distance",
     "raw_anomaly_features",
     "raw_anomaly_scores",
     "robust_zscores",
@@ -67,6 +72,46 @@ def robust_zscores(
     return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def nearest_window_distance(values: np.ndarray, *, length: int, block: int = 512) -> np.ndarray:
+    """Distance from the window ending at each point to the nearest earlier, non-overlapping window.
+
+    The window ending at ``t`` is ``x_{t-length+1} .. x_t``; it is compared with every window ending at
+    ``s <= t - length`` (all history, no overlap, so a window never matches a shifted copy of itself). The
+    distance is the root-mean-square point difference ``sqrt(||w_t - w_s||^2 / length)``, in the units of the
+    series; NaN until a first comparison exists (``t < 2 length - 1``). Missing values are carried forward
+    (0 before the first value). Exact brute force, ``O(n^2 length)`` in blocks of ``block`` rows of
+    matrix products (about 7 s for 22 700 points of 16-point windows on one core).
+
+    Args:
+        values: the series, oldest first.
+        length: points per window.
+        block: windows compared per matrix product (memory ~ ``8 block n`` bytes).
+    """
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    out = np.full(n, np.nan)
+    if length < 1 or n < 2 * length:
+        return out
+    filled = pd.Series(x).ffill().fillna(0.0).to_numpy()
+    windows = np.lib.stride_tricks.sliding_window_view(filled, length)
+    norms = np.einsum("ij,ij->i", windows, windows)
+    m = len(windows)  # window j ends at point j + length - 1
+    for start in range(length, m, block):
+        stop = min(m, start + block)
+        rows = windows[start:stop]
+        free = start - length + 1  # windows [0, free) precede every row of the block without overlap
+        best = (norms[None, :free] - 2.0 * (rows @ windows[:free].T)).min(axis=1)
+        tail_stop = stop - length  # windows [free, tail_stop) precede only some rows of the block
+        if tail_stop > free:
+            tail = norms[None, free:tail_stop] - 2.0 * (rows @ windows[free:tail_stop].T)
+            gap = np.arange(start, stop)[:, None] - np.arange(free, tail_stop)[None, :]
+            tail[gap < length] = np.inf
+            best = np.minimum(best, tail.min(axis=1))
+        squared = np.maximum(norms[start:stop] + best, 0.0)
+        out[start + length - 1 : stop + length - 1] = np.sqrt(squared / length)
+    return out
+
+
 def raw_anomaly_features(
     values: np.ndarray,
     *,
@@ -80,13 +125,19 @@ def raw_anomaly_features(
     spatial_tolerance: float = 0.05,
     spatial_warmup: int = 64,
     relative_floor: float = 1e-3,
+    novelty_length: int | None = None,
+    novelty_z_scale: float = 5.0,
 ) -> np.ndarray:
     """Raw surprise in [0, 1] of each value given the values before it, one column per feature.
 
     Columns: the value, its ``short_window`` mean, its first difference and (with ``seasonal_lag``) its
     seasonal difference ``x_t - x_{t-lag}``, each as ``1 - exp(-|z| / z_scale)`` of its robust z-score against
     the ``window`` points before it. Every column is 1 where the value leaves the range seen so far by more
-    than ``spatial_tolerance`` of that range, and 0 where the value is missing.
+    than ``spatial_tolerance`` of that range, and 0 where the value is missing. With ``novelty_length`` a last
+    column scores novelty: :func:`nearest_window_distance` divided by the range seen so far (point ``t``
+    included), as ``1 - exp(-|z| / novelty_z_scale)`` of its robust z-score against its own ``window`` past
+    values (scale floor ``relative_floor``, a thousandth of the range); it gets no seasonal discount, having
+    seen every earlier season already.
 
     Args:
         values: the series (NaN = missing).
@@ -103,6 +154,8 @@ def raw_anomaly_features(
         spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
         spatial_warmup: points needed before the range test applies.
         relative_floor: floor of every scale, as a fraction of the range so far (flat series).
+        novelty_length: points per window of the novelty feature, or None for no novelty feature.
+        novelty_z_scale: |z| of the novelty feature mapped to ``1 - 1/e``.
     """
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -127,14 +180,39 @@ def raw_anomaly_features(
             nearby_max = pd.Series(z).rolling(2 * seasonal_slack + 1, min_periods=1).max()
             season_ago = np.nan_to_num(nearby_max.shift(lag - seasonal_slack).to_numpy(), nan=0.0)
             z = np.maximum(z - season_ago, 0.0)
-        columns.append(z)
-    raw = 1.0 - np.exp(-np.column_stack(columns) / z_scale)
+        columns.append(1.0 - np.exp(-z / z_scale))
+    if novelty_length is not None:
+        columns.append(_novelty(x, novelty_length, window, needed, std_weight, relative_floor, novelty_z_scale))
+    raw = np.column_stack(columns)
     with np.errstate(invalid="ignore"):
         outside = (x > past_max + spatial_tolerance * span) | (x < past_min - spatial_tolerance * span)
     spatial = (np.arange(n) >= spatial_warmup) & (span > 0) & outside
     raw[spatial, :] = 1.0
     raw[np.isnan(x), :] = 0.0
     return raw
+
+
+def _novelty(
+    x: np.ndarray,
+    length: int,
+    window: int,
+    min_periods: int,
+    std_weight: float,
+    floor: float,
+    z_scale: float,
+) -> np.ndarray:
+    """Novelty column of :func:`raw_anomaly_features` (see there)."""
+    series = pd.Series(x)
+    span_so_far = (series.expanding().max() - series.expanding().min()).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        distance = nearest_window_distance(x, length=length) / np.maximum(span_so_far, 1e-9)
+    distance = np.nan_to_num(distance, nan=0.0)
+    scale_floor: np.ndarray | float = floor
+    if std_weight > 0:
+        trailing_std = np.nan_to_num(_trailing(distance, window, min_periods).std().to_numpy(), nan=0.0)
+        scale_floor = np.maximum(floor, std_weight * trailing_std)
+    z = np.abs(robust_zscores(distance, window=window, min_periods=min_periods, scale_floor=scale_floor))
+    return np.asarray(1.0 - np.exp(-z / z_scale), dtype=float)
 
 
 def raw_anomaly_scores(values: np.ndarray, **params: object) -> np.ndarray:
@@ -208,6 +286,9 @@ class StreamingAnomalyScorer:
             feature and discounts events that recur one season apart. None disables both.
         seasonal_slack: points of timing jitter tolerated by the seasonal discount; None disables it.
         spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
+        novelty_length: points per window of the novelty feature (distance of the latest window to the
+            nearest earlier one); None disables it (it costs ``O(n^2)``: about 7 s for 22 700 points).
+        novelty_z_scale: |z| of the novelty feature mapped to a raw score of ``1 - 1/e``.
         spatial_alarm: a spatial anomaly is reported as 1, bypassing the likelihood (as Numenta does).
         learning_period: points before the likelihood has an opinion and before the range test applies
             (early on, every new value is a new minimum or maximum).
@@ -229,6 +310,8 @@ class StreamingAnomalyScorer:
         seasonal_period: pd.Timedelta | None = DEFAULT_SEASON,
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
+        novelty_length: int | None = 16,
+        novelty_z_scale: float = 5.0,
         spatial_alarm: bool = True,
         learning_period: int = 288,
         historic_window: int = 8640,
@@ -245,6 +328,8 @@ class StreamingAnomalyScorer:
         self.seasonal_period = seasonal_period
         self.seasonal_slack = seasonal_slack
         self.spatial_tolerance = spatial_tolerance
+        self.novelty_length = novelty_length
+        self.novelty_z_scale = novelty_z_scale
         self.spatial_alarm = spatial_alarm
         self.learning_period = learning_period
         self.historic_window = historic_window
@@ -284,6 +369,8 @@ class StreamingAnomalyScorer:
             seasonal_slack=self.seasonal_slack,
             spatial_tolerance=self.spatial_tolerance,
             spatial_warmup=self.learning_period,
+            novelty_length=self.novelty_length,
+            novelty_z_scale=self.novelty_z_scale,
         )
         raw = features.max(axis=1)
         likelihood = anomaly_likelihood(

@@ -635,7 +635,7 @@ class BatchScorer:
         )
         # Level shifts: the CUSUM of every series at once finds the few series the exact rule must see.
         trail = np.where(present | (np.arange(len(grid)) >= width)[None, :], scores.score, np.nan)
-        alarms: np.ndarray = np.asarray(online_cusum(trail.T).alarms, dtype=bool)[width:].any(axis=0)
+        alarms = np.asarray(np.asarray(online_cusum(trail.T).alarms, dtype=bool)[width:].any(axis=0))
         index = pd.DatetimeIndex(grid[window], name="ts")
         out: list[SeriesDecisions] = []
         for row, name in enumerate(series):
@@ -818,6 +818,7 @@ def refit_all(
     *,
     cache: ModelCache | None = None,
     metrics: Collection[str] | None = None,
+    series: Collection[str] | None = None,
     chunk_size: int = 20,
     fetch_size: int = 400,
 ) -> RefitSummary:
@@ -835,6 +836,7 @@ def refit_all(
         executor: Where fits run (:func:`monitor.executor.make_executor`).
         cache: The scorer's :class:`ModelCache`, updated in place.
         metrics: Only these metrics (default: all).
+        series: Only these series of each metric (default: all).
         chunk_size: Series per executor task (about ``0.1 s`` of fitting each).
         fetch_size: Series per history query; bounds memory with the executor's in-flight limit.
     """
@@ -858,8 +860,11 @@ def refit_all(
             summary.errors[metric.name] = f"series discovery failed: {exc}"
             log.error("refit discovery failed", metric=metric.name, error=str(exc))
             continue
-        for series in recent.frame["series"].astype(str).unique():
-            cutoffs.setdefault(series, (earliest, False))
+        for name in recent.frame["series"].astype(str).unique():
+            cutoffs.setdefault(name, (earliest, False))
+        if series is not None:
+            wanted = set(series)
+            cutoffs = {name: cut for name, cut in cutoffs.items() if name in wanted}
         tasks = _fit_tasks(config, source, metric, cutoffs, now, fetch_size, summary.errors)
         for outcomes in executor.map_chunks(fit_chunk, tasks, chunk_size):
             for outcome in outcomes:

@@ -3,9 +3,10 @@ shows the traceback). The clock is read here, at the edge, and passed into the l
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,9 @@ def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(func)
 
 
-@click.group(cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120}
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.option("--log-level", default="WARNING", show_default=True, help="Log level (logs go to stderr).")
 def cli(debug: bool, log_level: str) -> None:
@@ -100,10 +103,24 @@ def check_config(config_path: Path) -> None:
 
     config = load_config(config_path)
     source = warehouse_source(config)
-    problems = check_database(config, source)
+    problems = check_database(config, source) + check_slack(config, os.environ)
     if problems:
         raise ConfigError(problems)
     click.echo(f"ok: {config_path} is valid; {len(config.metrics)} metrics checked against the database")
+
+
+def check_slack(config: Config, env: Mapping[str, str]) -> list[str]:
+    """When a bot token is set, ``auth.test`` must pass (a revoked token is a config problem)."""
+    from alerts.sinks.slack import SlackSink
+
+    slack = config.alerts.slack
+    token = env.get(slack.token_env)
+    if not token:
+        return []
+    check = SlackSink.from_token(token, api_url=slack.api_url, max_retries=0).check()
+    return (
+        [] if check.ok else [f"alerts.slack: {slack.token_env} is set but auth.test failed: {check.detail}"]
+    )
 
 
 def check_database(config: Config, source: Any) -> list[str]:

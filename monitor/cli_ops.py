@@ -325,7 +325,7 @@ def incidents_resolve(incident_id: str, note: str, by: str | None, config_path: 
     actor = _actor(by)
     try:
         result = resolve_incident(
-            monitor.repos,
+            AlertRepos(incidents=store, outbox=store, silences=store),
             incident_id,
             actor,
             now,

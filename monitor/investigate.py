@@ -106,7 +106,8 @@ class DetectorVerdict:
     """One detector of the stack over the window.
 
     Attributes:
-        name: ``stack`` (the combination that alerts), ``prophet`` or ``robust``.
+        name: ``stack`` (the combination that alerts, CUSUM confirmations included), ``prophet``, ``robust``
+            or ``cusum`` (level shifts confirmed by the online CUSUM of the stack's scores).
         peak_score: The signed score of largest magnitude in the window (NaN when nothing was scored).
         flagged: Buckets the post-rules flag with this detector's scores alone.
         fired: ``flagged > 0``.
@@ -591,8 +592,10 @@ def _peak(scores: pd.Series) -> float:
 def _verdicts(
     model: DetectorStack, metric: MetricConfig, frame: pd.DataFrame, rules: PostRules, window: pd.DataFrame
 ) -> tuple[DetectorVerdict, ...]:
-    """The stack's verdict and each member's alone (member bands made volume-aware like the stack's)."""
+    """The stack's verdict, each member's alone (member bands made volume-aware like the stack's), and the
+    CUSUM level-shift confirmation (its flagged buckets; it has no per-point score)."""
     verdicts = [DetectorVerdict("stack", _peak(window["score"]), int(window["flag"].sum()))]
+    cusum = int((window["flag"] & (window["reason"] != FLAGGED)).sum())
     z = float(NormalDist().inv_cdf(0.5 + model.interval_width / 2))
     kind: MetricKind = "count" if metric.kind == "count" else "rate"
     for name, member in zip(_members(model), model.members_, strict=True):
@@ -605,6 +608,7 @@ def _verdicts(
             scores.loc[:, ["observed", "expected", "lower", "upper", "score", "volume"]], rules
         )
         verdicts.append(DetectorVerdict(name, _peak(decided["score"]), int(decided["flag"].sum())))
+    verdicts.append(DetectorVerdict("cusum", math.nan, cusum))
     return tuple(verdicts)
 
 

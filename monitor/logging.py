@@ -35,3 +35,5 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("cmdstanpy", "prophet", "prophet.plot", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # slack_sdk logs every failed attempt itself; the sinks report failures once, with context.
+    logging.getLogger("slack_sdk").setLevel(logging.CRITICAL)

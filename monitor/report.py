@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from detectors.postrules import FLAGGED
 from monitor.backtest import Backtest, Score
 from monitor.investigate import Investigation
 
@@ -78,7 +79,9 @@ def print_investigation(inv: Investigation, console: Console) -> None:
         table.add_column(column, justify="left" if column.startswith(("bucket", "flag")) else "right")
     rows = window if len(window) <= MAX_TABLE_ROWS else window.iloc[:MAX_TABLE_ROWS]
     for ts, row in rows.iterrows():
-        flag = Text("FLAG", style="bold red") if row["flag"] else Text(str(row["reason"]), style="dim")
+        flag = (
+            Text(_flag_text(row), style="bold red") if row["flag"] else Text(str(row["reason"]), style="dim")
+        )
         table.add_row(
             _t(ts),
             _num(row["observed"]),
@@ -370,7 +373,7 @@ def investigation_html(inv: Investigation) -> str:
                     _num(r["lower"]),
                     _num(r["upper"]),
                     _num(r["score"], signed=True),
-                    "FLAG" if r["flag"] else str(r["reason"]),
+                    _flag_text(r) if r["flag"] else str(r["reason"]),
                 ]
                 for ts, r in inv.window.iterrows()
             ],
@@ -632,6 +635,11 @@ def _t(moment: Any) -> str:
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.strftime("%Y-%m-%d %H:%M")
+
+
+def _flag_text(row: pd.Series) -> str:
+    """``FLAG`` past the threshold, else the reason that flagged it (a CUSUM-confirmed shift)."""
+    return "FLAG" if row["reason"] == FLAGGED else f"FLAG: {row['reason']}"
 
 
 def _num_time(moment: Any) -> float:

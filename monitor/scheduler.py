@@ -50,9 +50,9 @@ from monitor.config import Config, MetricConfig
 from monitor.errors import SourceError
 from monitor.health import (
     HealthMetrics,
+    PipelineStore,
     SelfMonitor,
     SelfProblem,
-    PipelineStore,
     read_store_figures,
     tick_failed,
 )

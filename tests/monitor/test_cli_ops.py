@@ -106,7 +106,7 @@ def test_investigate_json_chart_and_html(cli: click.Group, config_path: Path, tm
         "end": "2026-11-20T01:00Z",
         "at": "2026-11-19T20:00Z",
     }
-    assert [d["name"] for d in payload["detectors"]] == ["stack", "robust"]
+    assert [d["name"] for d in payload["detectors"]] == ["stack", "robust", "cusum"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = page.read_text(encoding="utf-8")
     # self-contained: inline SVG and script, nothing loaded from elsewhere

@@ -19,6 +19,7 @@ from monitor.health import (
     HealthPolicy,
     HealthState,
     IncidentView,
+    PipelineStore,
     SelfMonitor,
     assess,
     is_self_incident,
@@ -172,6 +173,11 @@ def test_incident_view_partitions_active_incidents(store: SqlStore) -> None:
     )
     clean = {i.metrics: i.clean_buckets for i in store.list_active()}
     assert clean == {(DATA_STALE,): 1, ("user_reports",): 0}
+    # the pipeline's store hides self-incidents, also inside a transaction (which keeps the store type)
+    pipeline = PipelineStore(store.engine)
+    assert [i.metrics for i in pipeline.list_active()] == [("user_reports",)]
+    with pipeline.transaction() as tx:
+        assert [i.metrics for i in tx.list_active()] == [("user_reports",)]
 
 
 # -- self-alerts end to end ----------------------------------------------------------------------------------

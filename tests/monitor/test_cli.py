@@ -1,0 +1,91 @@
+"""The CLI surface: help, check-config's one-line problems, no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from monitor.cli import cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Path:
+    """A one-row warehouse with the demo's columns (check-config only needs the schema)."""
+    path = tmp_path / "w.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE live_safety_hourly (ts DATETIME, region TEXT, category TEXT, language TEXT, "
+                "device TEXT, creator_tier TEXT, views INT, reports INT, reviews INT, violations INT, bans INT, "
+                "review_seconds REAL)"
+            )
+        )
+    engine.dispose()
+    return path
+
+
+def config_with(tmp_path: Path, warehouse: Path, *replacements: tuple[str, str]) -> Path:
+    text = (REPO / "config.yaml").read_text()
+    text = text.replace("sqlite:///livewatch-demo.db", f"sqlite:///{warehouse}")
+    text = text.replace("sqlite:///livewatch-state.db", f"sqlite:///{tmp_path / 'state.db'}")
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new, 1)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ("check-config", "demo", "run", "db"):
+        assert command in result.output
+
+
+def test_check_config_accepts_the_shipped_config(tmp_path: Path, warehouse: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["check-config", "--config", str(config_with(tmp_path, warehouse))], env={}
+    )
+    assert result.exit_code == 0, result.output
+    assert "5 metrics checked" in result.output
+
+
+@pytest.mark.parametrize(
+    ("replacement", "expected"),
+    [
+        # a misspelled key: one line naming the path
+        (("  console: true", "  consol: true"), "error: alerts.consol: unknown key"),
+        # a column missing from the table: one line naming the metric index, the key and a suggestion
+        (
+            ("denominator: reviews", "denominator: reviewd"),
+            "error: metrics[1].denominator: unknown column 'reviewd' in table live_safety_hourly "
+            "(did you mean 'reviews'?)",
+        ),
+        # a table that does not exist
+        (
+            ("source: {table: live_safety_hourly}", "source: {table: live_safety}"),
+            "error: metrics[0].source: table 'live_safety' does not exist; did you mean 'live_safety_hourly'?",
+        ),
+    ],
+)
+def test_check_config_reports_one_line_per_problem(
+    tmp_path: Path, warehouse: Path, replacement: tuple[str, str], expected: str
+) -> None:
+    config = config_with(tmp_path, warehouse, replacement)
+    result = CliRunner().invoke(cli, ["check-config", "--config", str(config)], env={})
+    assert result.exit_code == 2
+    assert any(line.startswith(expected) for line in result.output.splitlines()), result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["check-config", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
