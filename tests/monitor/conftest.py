@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitor.store import SqlStore, make_engine, metadata, upgrade
+from tests.fakeslack import fake_slack, fake_slack_server  # noqa: F401 - shared fixtures
 
 POSTGRES_ENV = "LIVEWATCH_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]

@@ -22,8 +22,8 @@ def warehouse(tmp_path: Path) -> Path:
         conn.execute(
             sa.text(
                 "CREATE TABLE live_safety_hourly (ts DATETIME, region TEXT, category TEXT, language TEXT, "
-                "device TEXT, creator_tier TEXT, views INT, reports INT, reviews INT, violations INT, bans INT, "
-                "review_seconds REAL)"
+                "device TEXT, creator_tier TEXT, views INT, reports INT, reviews INT, violations INT, "
+                "bans INT, review_seconds REAL)"
             )
         )
     engine.dispose()
@@ -71,7 +71,8 @@ def test_check_config_accepts_the_shipped_config(tmp_path: Path, warehouse: Path
         # a table that does not exist
         (
             ("source: {table: live_safety_hourly}", "source: {table: live_safety}"),
-            "error: metrics[0].source: table 'live_safety' does not exist; did you mean 'live_safety_hourly'?",
+            "error: metrics[0].source: table 'live_safety' does not exist; "
+            "did you mean 'live_safety_hourly'?",
         ),
     ],
 )

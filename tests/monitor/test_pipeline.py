@@ -14,7 +14,7 @@ from monitor.config import Config, parse_config
 from monitor.demo import build_demo, demo_incidents
 from monitor.pipeline import Monitor
 from monitor.wiring import build_monitor, build_routes, open_store, warehouse_source
-from tests.fakeslack import FakeSlack, fake_slack, fake_slack_server  # noqa: F401 (fixtures)
+from tests.fakeslack import FakeSlack
 
 END = datetime(2026, 11, 29, tzinfo=UTC)
 
@@ -88,7 +88,8 @@ def test_tick_posts_one_living_slack_message_per_incident(
     warehouse: Path, tmp_path: Path, fake_slack: FakeSlack
 ) -> None:
     data = demo_config(warehouse, tmp_path / "state.db").model_dump(mode="json", by_alias=True)
-    data["alerts"].update({"console": False, "slack": {**data["alerts"]["slack"], "api_url": fake_slack.api_url}})
+    slack = {**data["alerts"]["slack"], "api_url": fake_slack.api_url}
+    data["alerts"].update({"console": False, "slack": slack})
     config = parse_config(data, env={})
     monitor = build_monitor(config, {"SLACK_BOT_TOKEN": fake_slack.token})
 
