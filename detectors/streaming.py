@@ -127,6 +127,7 @@ def raw_anomaly_features(
     relative_floor: float = 1e-3,
     novelty_length: int | None = None,
     novelty_z_scale: float = 5.0,
+    novelty_floor: float = 0.5,
 ) -> np.ndarray:
     """Raw surprise in [0, 1] of each value given the values before it, one column per feature.
 
@@ -136,8 +137,9 @@ def raw_anomaly_features(
     than ``spatial_tolerance`` of that range, and 0 where the value is missing. With ``novelty_length`` a last
     column scores novelty: :func:`nearest_window_distance` divided by the range seen so far (point ``t``
     included), as ``1 - exp(-|z| / novelty_z_scale)`` of its robust z-score against its own ``window`` past
-    values (scale floor ``relative_floor``, a thousandth of the range); it gets no seasonal discount, having
-    seen every earlier season already.
+    values, whose scale is at least ``novelty_floor`` times their median (and ``relative_floor``): nearest
+    distances among noise vary little, so without that floor an ordinary run of noise would look novel. It
+    gets no seasonal discount, having seen every earlier season already.
 
     Args:
         values: the series (NaN = missing).
@@ -156,6 +158,7 @@ def raw_anomaly_features(
         relative_floor: floor of every scale, as a fraction of the range so far (flat series).
         novelty_length: points per window of the novelty feature, or None for no novelty feature.
         novelty_z_scale: |z| of the novelty feature mapped to ``1 - 1/e``.
+        novelty_floor: floor of the novelty feature's scale, as a fraction of the median past distance.
     """
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -182,7 +185,10 @@ def raw_anomaly_features(
             z = np.maximum(z - season_ago, 0.0)
         columns.append(1.0 - np.exp(-z / z_scale))
     if novelty_length is not None:
-        columns.append(_novelty(x, novelty_length, window, needed, std_weight, relative_floor, novelty_z_scale))
+        novelty = _novelty(
+            x, novelty_length, window, needed, std_weight, relative_floor, novelty_floor, novelty_z_scale
+        )
+        columns.append(novelty)
     raw = np.column_stack(columns)
     with np.errstate(invalid="ignore"):
         outside = (x > past_max + spatial_tolerance * span) | (x < past_min - spatial_tolerance * span)
@@ -199,6 +205,7 @@ def _novelty(
     min_periods: int,
     std_weight: float,
     floor: float,
+    median_fraction: float,
     z_scale: float,
 ) -> np.ndarray:
     """Novelty column of :func:`raw_anomaly_features` (see there)."""
@@ -207,10 +214,11 @@ def _novelty(
     with np.errstate(invalid="ignore", divide="ignore"):
         distance = nearest_window_distance(x, length=length) / np.maximum(span_so_far, 1e-9)
     distance = np.nan_to_num(distance, nan=0.0)
-    scale_floor: np.ndarray | float = floor
+    trailing = _trailing(distance, window, min_periods)
+    typical = np.nan_to_num(trailing.median().to_numpy(), nan=0.0)
+    scale_floor = np.maximum(floor, median_fraction * typical)
     if std_weight > 0:
-        trailing_std = np.nan_to_num(_trailing(distance, window, min_periods).std().to_numpy(), nan=0.0)
-        scale_floor = np.maximum(floor, std_weight * trailing_std)
+        scale_floor = np.maximum(scale_floor, std_weight * np.nan_to_num(trailing.std().to_numpy(), nan=0.0))
     z = np.abs(robust_zscores(distance, window=window, min_periods=min_periods, scale_floor=scale_floor))
     return np.asarray(1.0 - np.exp(-z / z_scale), dtype=float)
 
@@ -289,6 +297,7 @@ class StreamingAnomalyScorer:
         novelty_length: points per window of the novelty feature (distance of the latest window to the
             nearest earlier one); None disables it (it costs ``O(n^2)``: about 7 s for 22 700 points).
         novelty_z_scale: |z| of the novelty feature mapped to a raw score of ``1 - 1/e``.
+        novelty_floor: floor of the novelty feature's scale, as a fraction of the median past distance.
         spatial_alarm: a spatial anomaly is reported as 1, bypassing the likelihood (as Numenta does).
         learning_period: points before the likelihood has an opinion and before the range test applies
             (early on, every new value is a new minimum or maximum).
@@ -312,6 +321,7 @@ class StreamingAnomalyScorer:
         spatial_tolerance: float = 0.05,
         novelty_length: int | None = 16,
         novelty_z_scale: float = 5.0,
+        novelty_floor: float = 0.5,
         spatial_alarm: bool = True,
         learning_period: int = 288,
         historic_window: int = 8640,
@@ -330,6 +340,7 @@ class StreamingAnomalyScorer:
         self.spatial_tolerance = spatial_tolerance
         self.novelty_length = novelty_length
         self.novelty_z_scale = novelty_z_scale
+        self.novelty_floor = novelty_floor
         self.spatial_alarm = spatial_alarm
         self.learning_period = learning_period
         self.historic_window = historic_window
@@ -371,6 +382,7 @@ class StreamingAnomalyScorer:
             spatial_warmup=self.learning_period,
             novelty_length=self.novelty_length,
             novelty_z_scale=self.novelty_z_scale,
+            novelty_floor=self.novelty_floor,
         )
         raw = features.max(axis=1)
         likelihood = anomaly_likelihood(

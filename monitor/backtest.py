@@ -23,19 +23,17 @@ Three stages, so the expensive one runs once per series and the sweep is cheap:
 Labels (:func:`load_labels`) are the demo's ``demo_incidents`` table (its ``should_alert = false`` rows are
 not counted in recall: alerting on them is a false alert) or a CSV with ``metric, region, start, end``.
 
-Parallelism: :func:`score_history` maps series over any :class:`concurrent.futures.Executor`;
-:func:`make_executor` gives a process pool over all cores, or a Dask ``distributed`` executor when the
-config says ``executor: {type: dask, address: ...}`` (falling back to the local pool, with the reason, when
-Dask is not installed or unreachable).
+Parallelism: :func:`score_history` maps series over a :class:`monitor.executor.ChunkExecutor`;
+:func:`executor_for` opens the configured one: a process pool over all cores, or a Dask ``distributed``
+cluster when the config says ``executor: {type: dask, address: ...}`` (falling back to the local pool, with
+the reason, when Dask is not installed or unreachable).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,8 +48,9 @@ from alerts.incidents import GroupingConfig, group_signals
 from alerts.model import AlertSignal, Incident
 from detectors.errors import DetectorError
 from detectors.postrules import PostRules, evaluate
-from monitor.config import Config, MetricConfig
-from monitor.errors import LivewatchError
+from monitor.config import Config, ExecutorConfig, MetricConfig
+from monitor.errors import ConfigError, LivewatchError
+from monitor.executor import ChunkExecutor, DaskExecutor, InlineExecutor, LocalExecutor, make_executor
 from monitor.investigate import fit_stack, post_rules, series_frame
 from monitor.pipeline import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts
 from monitor.source import MetricSource, floor_time
@@ -69,10 +68,10 @@ __all__ = [
     "executor_for",
     "flags_for",
     "load_labels",
-    "make_executor",
     "recommend",
     "replay_incidents",
     "run_backtest",
+    "score_chunk",
     "score_history",
     "score_series",
     "sweep",
@@ -406,38 +405,6 @@ def _decide_ticks(
     return out
 
 
-def make_executor(config: Config, *, workers: int | None = None) -> tuple[Executor | None, str]:
-    """The executor for :func:`score_history` and a line saying which one it is.
-
-    ``workers=1`` (or one core) gives ``None``: score inline, no pool.
-    """
-    if config.executor.type == "dask":
-        try:
-            from distributed import Client  # type: ignore[import-not-found]
-        except ImportError:
-            note = (
-                "executor.type is dask but the 'distributed' package is not installed "
-                "(pip install distributed); using the local process pool"
-            )
-        else:
-            try:
-                client = Client(config.executor.address, timeout="10s")
-            except (OSError, TimeoutError) as exc:
-                note = (
-                    f"cannot reach the Dask scheduler {config.executor.address} ({exc}); using the local pool"
-                )
-            else:
-                return client.get_executor(), f"Dask scheduler {config.executor.address}"
-    else:
-        note = ""
-    count = workers or config.executor.workers or os.cpu_count() or 1
-    if count <= 1:
-        return None, "; ".join(filter(None, [note, "scoring in this process"]))
-    return ProcessPoolExecutor(max_workers=count), "; ".join(
-        filter(None, [note, f"local pool of {count} processes"])
-    )
-
-
 def score_history(
     config: Config,
     source: MetricSource,
@@ -445,13 +412,13 @@ def score_history(
     start: datetime,
     end: datetime,
     *,
-    executor: Executor | None = None,
+    executor: ChunkExecutor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[SeriesScores], list[str]]:
     """Stage 1 for every series of ``metrics`` over ``[start, end)``.
 
     Args:
-        executor: Where to run :func:`score_series` (``None``: in this process).
+        executor: Where to run :func:`score_series` (``None``: in this process), see :func:`executor_for`.
         progress: Called with (done, total) after each series.
 
     Returns:
@@ -470,26 +437,19 @@ def score_history(
     done: list[SeriesScores] = []
     if progress is not None:
         progress(0, len(tasks))
-    for item in _map(score_series, tasks, executor):
-        done.append(item)
-        if progress is not None:
-            progress(len(done), len(tasks))
+    runner = executor if executor is not None else InlineExecutor()
+    for chunk in runner.map_chunks(score_chunk, tasks, chunk_size=1):
+        for item in chunk:
+            done.append(item)
+            if progress is not None:
+                progress(len(done), len(tasks))
     done.sort(key=lambda s: (s.metric, s.series))
     return done, problems
 
 
-def _map(
-    func: Callable[[SeriesTask], SeriesScores], tasks: Sequence[SeriesTask], executor: Executor | None
-) -> Iterator[SeriesScores]:
-    if executor is None:
-        for task in tasks:
-            yield func(task)
-        return
-    from concurrent.futures import as_completed
-
-    futures: list[Future[SeriesScores]] = [executor.submit(func, task) for task in tasks]
-    for future in as_completed(futures):
-        yield future.result()
+def score_chunk(tasks: list[SeriesTask]) -> list[SeriesScores]:
+    """:func:`score_series` over a chunk (the unit :mod:`monitor.executor` ships to a worker)."""
+    return [score_series(task) for task in tasks]
 
 
 # -- stage 2: incidents and scores ---------------------------------------------------------------------------
@@ -740,7 +700,7 @@ def run_backtest(
     thresholds: Sequence[float] | None = None,
     budget: float | None = None,
     cost_ratio: float | None = None,
-    executor: Executor | None = None,
+    executor: ChunkExecutor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Backtest, list[SeriesScores]]:
     """Score, sweep and recommend (see the module docstring).
@@ -813,14 +773,30 @@ def run_backtest(
 
 
 @contextmanager
-def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tuple[Executor | None, str]]:
-    """:func:`make_executor` as a context manager that shuts the pool down."""
-    executor, note = make_executor(config, workers=workers)
+def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tuple[ChunkExecutor, str]]:
+    """The configured :mod:`monitor.executor` executor (closed on exit) and a line saying which it is.
+
+    A Dask executor that cannot start (``distributed`` not installed, scheduler unreachable) falls back to
+    the local process pool; the line says why. ``workers=1`` scores in this process.
+    """
+    fallback = ""
     try:
-        yield executor, note
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        executor = make_executor(config.executor, workers=workers)
+    except ConfigError as exc:
+        if config.executor.type != "dask":
+            raise
+        fallback = f"{'; '.join(exc.problems)}; using the local process pool instead"
+        executor = make_executor(
+            ExecutorConfig(type="local", workers=config.executor.workers), workers=workers
+        )
+    if isinstance(executor, DaskExecutor):
+        note = f"Dask scheduler {config.executor.address} ({executor.workers} threads)"
+    elif isinstance(executor, LocalExecutor):
+        note = f"local pool of {executor.workers} processes"
+    else:
+        note = "scoring in this process"
+    with executor:
+        yield executor, "; ".join(filter(None, [fallback, note]))
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -170,40 +170,6 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     )
 
 
-@cli.command("run")
-@with_config
-@click.option("--once", is_flag=True, help="Run one tick and exit (otherwise start the daemon).")
-@click.option("--at", "at_text", default=None, help="Evaluate as of this UTC time (default: now).")
-def run(config_path: Path, once: bool, at_text: str | None) -> None:
-    """Score new buckets, alert and deliver: one tick (--once) or the scheduled daemon."""
-    import os
-
-    from monitor.wiring import build_monitor
-
-    config = load_config(config_path)
-    ensure_demo_warehouse(config)
-    if not once:
-        raise click.UsageError("the scheduled daemon is not available yet; use --once")
-    monitor = build_monitor(config, os.environ)
-    now = parse_time(at_text, now=utc_now())
-    report = monitor.tick(now)
-    for problem in report.problems:
-        click.echo(f"data: {problem}", err=True)
-    for metric, error in report.metric_errors.items():
-        click.echo(f"error: metric {metric}: {error}", err=True)
-    for outcome in report.outcomes:
-        if outcome.error:
-            click.echo(f"error: {outcome.metric}/{outcome.series}: {outcome.error}", err=True)
-    delivered = report.delivery.delivered if report.delivery else 0
-    click.echo(
-        f"tick {report.run_id} at {now:%Y-%m-%d %H:%M} UTC: {report.series_scored} series scored, "
-        f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, "
-        f"{delivered} delivered"
-    )
-    if report.errors:
-        sys.exit(1)
-
-
 def ensure_demo_warehouse(config: Config) -> None:
     """Build the demo warehouse when the config points at a missing ``livewatch-demo.db``."""
     import sqlalchemy as sa
@@ -236,6 +202,17 @@ def db_upgrade(config_path: Path) -> None:
     config = load_config(config_path)
     upgrade(make_engine(config.state.url))
     click.echo("ok: state database is at the latest schema")
+
+
+def _register() -> None:
+    from monitor.cli_daemon import run as run_command
+    from monitor.cli_daemon import status as status_command
+
+    cli.add_command(run_command)
+    cli.add_command(status_command)
+
+
+_register()
 
 
 def main() -> None:

@@ -62,6 +62,12 @@ def _time(text: str | None, *, now: datetime) -> datetime:
 @click.option("--once", is_flag=True, help="Run one tick of every metric and exit (otherwise: the daemon).")
 @click.option("--at", "at_text", default=None, help="With --once: evaluate as of this UTC time.")
 @click.option(
+    "--live-only",
+    is_flag=True,
+    help="With --once: like the daemon, record but do not page incidents that ended before this tick "
+    "(by default a one-off run pages everything it finds).",
+)
+@click.option(
     "--replay-from",
     "replay_from",
     default=None,
@@ -85,6 +91,7 @@ def run(
     config_path: Path,
     once: bool,
     at_text: str | None,
+    live_only: bool,
     replay_from: str | None,
     replay_to: str | None,
     speed: float | None,
@@ -95,6 +102,8 @@ def run(
         raise click.UsageError("--once and --replay-from are exclusive")
     if (replay_to or speed) and not replay_from:
         raise click.UsageError("--replay-to and --speed need --replay-from")
+    if live_only and not once:
+        raise click.UsageError("--live-only goes with --once (the daemon never pages stale catch-up)")
     if at_text and not once:
         raise click.UsageError("--at goes with --once (a replay takes --replay-from/--replay-to)")
     from monitor.cli import ensure_demo_warehouse
@@ -106,7 +115,7 @@ def run(
     if once:
         now = _time(at_text, now=wall)
         daemon = build_daemon(config, clock=_now, started=now)
-        results = [daemon.score(group, now) for group in daemon.groups]
+        results = [daemon.score(group, now, page_catch_up=not live_only) for group in daemon.groups]
         for result in results:
             _echo_tick(result)
         if any(r.report is None or r.report.errors for r in results):

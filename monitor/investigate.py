@@ -165,7 +165,8 @@ class Investigation:
         scores: Per bucket from the context start to the window end (and after, when the data has it):
             ``observed, expected, lower, upper, score, volume, flag, reason`` and ``in_window``.
         model: How the model was obtained, in words.
-        kind: The anomaly kind over the window (``spike``, ``dip``, ``level_shift``) or ``none``.
+        kind: The anomaly kind of the flagged buckets (``spike``, ``dip``, ``level_shift``), ``none`` when
+            nothing flagged.
     """
 
     metric: str
@@ -399,7 +400,7 @@ def investigate(
     )
     tidy = result.frame
     if tidy.empty or not ((tidy["ts"] >= first) & (tidy["ts"] < last)).any():
-        raise _where_is_data(source, spec, region, first, last, step, known_empty=tidy.empty)
+        raise _where_is_data(source, spec, region, first, last, step)
     frame = series_frame(spec, tidy)
     history = frame[frame.index < first]
     if history.empty or history.index.min() > first - pd.Timedelta(MIN_HISTORY):
@@ -424,7 +425,6 @@ def investigate(
         scored = scored[scored.index < keep_until]
     scored["in_window"] = (scored.index >= first) & (scored.index < last)
     window = scored[scored["in_window"]]
-    deviation = (window["observed"] - window["expected"]).dropna().to_numpy(dtype=float)
     kind = "none"
     # Buckets past the threshold are classified by their run; a shift only the CUSUM confirmed is a shift.
     beyond = window["flag"] & (window["reason"] == FLAGGED)
@@ -435,8 +435,6 @@ def investigate(
         kind, _ = classify_run(
             (flagged["observed"] - flagged["expected"]).to_numpy(dtype=float), min_points=6, max_spread=0.5
         )
-    elif deviation.size:
-        kind = classify_run(deviation, min_points=6, max_spread=0.5)[0]
     verdicts = _verdicts(model, spec, frame.reindex(window.index), rules, window)
     changepoints = _changepoints(scored)
     # The slicer and the related metrics each wait mostly on the warehouse: ask both at once.
@@ -485,8 +483,6 @@ def _where_is_data(
     first: pd.Timestamp,
     last: pd.Timestamp,
     step: pd.Timedelta,
-    *,
-    known_empty: bool,
 ) -> InvestigationError:
     """The error for a window without data: unknown region, or the span that has data."""
     probe_start = (first - pd.Timedelta(SPAN_PROBE)).to_pydatetime()

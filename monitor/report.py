@@ -577,7 +577,7 @@ def _score_cells(score: Score) -> list[str]:
         str(score.false_alerts),
         _pct(score.precision),
         _pct(score.recall),
-        _num(score.f1),
+        f"{score.f1:.2f}" if math.isfinite(score.f1) else "-",
         _duration(score.ttd_median),
         _duration(score.ttd_p90),
         f"{score.alerts_per_week:.1f}",
@@ -596,15 +596,19 @@ def backtest_png(
     precision = [s.overall.precision for s in bt.settings]
     axes.plot(rate, recall, marker="o", color="#3182bd", label="recall")
     axes.plot(rate, precision, marker="s", color="#e6550d", label="precision")
+    # Settings landing on the same point share one label ("4, 5, 6 sigma" rather than overprinted text).
+    points: dict[tuple[float, float], list[str]] = {}
     for setting, x_value, y_value in zip(bt.settings, rate, recall, strict=True):
         if math.isfinite(y_value):
-            axes.annotate(
-                f"{setting.threshold:g}",
-                (x_value, y_value),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize="x-small",
-            )
+            points.setdefault((x_value, y_value), []).append(f"{setting.threshold:g}")
+    for (x_value, y_value), names in points.items():
+        axes.annotate(
+            ", ".join(names),
+            (x_value, y_value),
+            textcoords="offset points",
+            xytext=(4, 6),
+            fontsize="x-small",
+        )
     chosen = next(s for s in bt.settings if s.threshold == bt.recommendation.threshold)
     axes.scatter(
         [chosen.overall.alerts_per_week],

@@ -325,15 +325,23 @@ class Daemon:
             log.warning("abandoned tick closed", run_id=run.run_id, started_at=run.started_at.isoformat())
         return len(orphans)
 
-    def score(self, group: ScoringGroup, now: datetime | None = None) -> TickResult:
-        """The scoring job: one tick of ``group`` at ``now`` (default: the clock). Never raises."""
+    def score(
+        self, group: ScoringGroup, now: datetime | None = None, *, page_catch_up: bool = False
+    ) -> TickResult:
+        """The scoring job: one tick of ``group`` at ``now`` (default: the clock). Never raises.
+
+        ``page_catch_up`` pages what the catch-up finds as if it were live (an explicit one-off run);
+        the scheduled daemon leaves it off, so downtime never turns into a flood of stale pages.
+        """
         now = now or self.clock()
         with self._tick_lock:
-            return self._score(group, now)
+            return self._score(group, now, page_catch_up=page_catch_up)
 
-    def _score(self, group: ScoringGroup, now: datetime) -> TickResult:
+    def _score(self, group: ScoringGroup, now: datetime, *, page_catch_up: bool = False) -> TickResult:
         bound = log.bind(job=group.job_id, at=now.isoformat())
         cutoff = live_cutoff(now, group.step, group.delay, self.config.scheduler.misfire_grace)
+        if page_catch_up:
+            cutoff = EPOCH
         started = self.timer()
         report: TickReport | None = None
         error: str | None = None

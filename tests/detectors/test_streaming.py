@@ -10,6 +10,8 @@ from detectors.streaming import (
     StreamingAnomalyScorer,
     anomaly_likelihood,
     log_likelihood,
+    nearest_window_distance,
+    raw_anomaly_features,
     raw_anomaly_scores,
     robust_zscores,
     suppress_after_alarm,
@@ -146,3 +148,74 @@ def test_raw_scores_flag_range_breaks() -> None:
     raw = raw_anomaly_scores(values)
     assert raw[550] == 1.0
     assert np.all((raw >= 0.0) & (raw <= 1.0))
+
+
+def _brute_force_nearest(values: np.ndarray, length: int) -> np.ndarray:
+    """Reference: RMS distance of each window to the nearest earlier window that does not overlap it."""
+    out = np.full(len(values), np.nan)
+    for t in range(2 * length - 1, len(values)):
+        current = values[t - length + 1 : t + 1]
+        best = min(
+            float(np.sum((current - values[s - length + 1 : s + 1]) ** 2))
+            for s in range(length - 1, t - length + 1)
+        )
+        out[t] = np.sqrt(best / length)
+    return out
+
+
+@pytest.mark.parametrize(("n", "length", "block"), [(200, 4, 7), (150, 8, 1000), (90, 1, 5), (40, 16, 3)])
+def test_nearest_window_distance_matches_brute_force(n: int, length: int, block: int) -> None:
+    # Blocked matrix products give the brute-force answer whatever the block size (small blocks exercise the
+    # partly-overlapping tail of every block), and nothing before the first non-overlapping pair.
+    values = np.random.default_rng(n).normal(0.0, 1.0, n)
+    got = nearest_window_distance(values, length=length, block=block)
+    np.testing.assert_allclose(got, _brute_force_nearest(values, length), atol=1e-9)
+    assert np.isnan(got[: 2 * length - 1]).all()
+
+
+@pytest.mark.parametrize(
+    ("values", "length", "expected_last"),
+    [
+        # A window that repeats an earlier non-overlapping one exactly is at distance 0.
+        ([1.0, 2.0, 3.0, 9.0, 1.0, 2.0, 3.0], 3, 0.0),
+        # A constant offset of 2 on every point of the window is an RMS distance of 2.
+        ([0.0, 0.0, 5.0, 2.0, 2.0], 2, 2.0),
+        # A missing value is carried forward: [4, 4] matches the earlier [4, 4].
+        ([4.0, 4.0, 7.0, 4.0, np.nan], 2, 0.0),
+        # Too short for two non-overlapping windows: no distance yet.
+        ([1.0, 2.0, 3.0], 2, np.nan),
+    ],
+)
+def test_nearest_window_distance_cases(values: list[float], length: int, expected_last: float) -> None:
+    got = nearest_window_distance(np.array(values), length=length)
+    np.testing.assert_allclose(got[-1], expected_last, atol=1e-12)
+
+
+def test_novelty_feature_ignores_a_recurring_pulse_and_flags_a_new_shape() -> None:
+    # A triangular pulse every day is expected after its first occurrence; a rectangular pulse of similar
+    # size on day 8 is a shape never seen before. The value z-scores fire on both; novelty tells them apart.
+    rng = np.random.default_rng(0)
+    values = rng.normal(0.0, 0.1, 288 * 10)
+    triangle = np.r_[np.arange(0.0, 10.0, 2.0), 10.0, np.arange(8.0, -1.0, -2.0)]
+    for day in range(10):
+        start = day * 288 + 100
+        values[start : start + 11] += 8.0 if day == 8 else triangle
+    novelty = raw_anomaly_features(values, novelty_length=16)[:, -1]
+    for day in range(1, 10):
+        start = day * 288 + 100
+        peak = novelty[start : start + 27].max()  # every window that contains part of the pulse
+        assert peak > 0.9 if day == 8 else peak < 0.5, (day, peak)
+
+
+def test_novelty_detects_a_stuck_sensor_sooner() -> None:
+    # The signal freezes at its last value for 200 points, inside the usual range. The novelty feature
+    # (16-point windows unlike anything seen) raises the alarm within 40 points; without it the z-scores
+    # only react once the frozen value has drifted far from the seasonal expectation.
+    values, stamps = _clean(seed=7)
+    values[SPIKE : SPIKE + 200] = values[SPIKE - 1]
+    with_novelty = _scorer().score_stream(values, stamps)
+    without = StreamingAnomalyScorer(hold=100, novelty_length=None).score_stream(values, stamps)
+    first_with = int(np.flatnonzero(with_novelty[WARM_UP:] >= 0.6)[0]) + WARM_UP
+    first_without = int(np.flatnonzero(without[WARM_UP:] >= 0.6)[0]) + WARM_UP
+    assert SPIKE <= first_with <= SPIKE + 40
+    assert first_with < first_without

@@ -7,6 +7,7 @@ clock of the CLI (``utc_now``) is pinned so every run is reproducible.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from click.testing import CliRunner, Result
 from alerts.incidents import group_signals
 from alerts.model import AlertSignal, RootCause
 from monitor import cli_ops
+from monitor.backtest import executor_for, run_backtest
 from monitor.cli import LivewatchGroup
-from monitor.wiring import open_store
+from monitor.config import Config, parse_config
+from monitor.executor import InlineExecutor
+from monitor.wiring import open_store, warehouse_source
 from tests.monitor.test_investigate import END, TRUTH, demo_config, demo_warehouse
 
 NOW = END + timedelta(hours=3)
@@ -356,26 +360,46 @@ def test_backtest_tables(cli: click.Group, config_path: Path) -> None:
     assert "Sensitivity sweep" in result.stdout and "Recommended threshold 4" in result.stdout
 
 
-def test_dask_executor_without_dask_falls_back(tmp_path: Path) -> None:
-    from monitor.backtest import make_executor
-    from monitor.config import parse_config
-
-    config = parse_config(
+def dask_config(address: str) -> Config:
+    return parse_config(
         {
             "database": {"url": "sqlite://"},
             "metrics": [{"name": "m", "source": {"table": "t"}, "kind": "count", "value": "v"}],
-            "executor": {"type": "dask", "address": "tcp://127.0.0.1:1"},
+            "executor": {"type": "dask", "address": address},
         },
         env={},
     )
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        executor, note = make_executor(config, workers=1)
-        assert executor is None
-        assert note.startswith("executor.type is dask but the 'distributed' package is not installed")
-    else:
-        pytest.skip("dask is installed: the fallback path is not reachable")
+
+
+def test_dask_executor_without_dask_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
+    with executor_for(dask_config("tcp://127.0.0.1:1"), workers=1) as (executor, note):
+        assert isinstance(executor, InlineExecutor)
+    assert "needs the 'distributed' package" in note and note.endswith("scoring in this process")
+
+
+@pytest.mark.slow
+def test_backtest_runs_on_a_dask_cluster(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    spike = TRUTH[("br_hate_spike", "user_reports")]
+    base = demo_config(demo_warehouse(tmp_path_factory), tmp_path / "state.db")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as c:
+        config = base.model_copy(update={"executor": dask_config(c.scheduler_address).executor})
+        with executor_for(config) as (executor, note):
+            assert note.startswith(f"Dask scheduler {c.scheduler_address}")
+            result, series = run_backtest(
+                config,
+                warehouse_source(config),
+                [],
+                metrics=["user_reports"],
+                start=spike.start,
+                end=spike.start + timedelta(hours=6),
+                thresholds=[4.0],
+                executor=executor,
+            )
+    assert len(series) == 12 and result.refits == 12
 
 
 def test_start_of_data_is_reported(cli: click.Group, config_path: Path) -> None:
