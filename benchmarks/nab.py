@@ -44,7 +44,7 @@ CONFIG: dict[str, Any] = {
     "seasonal_slack": 0,
     "spatial_tolerance": 0.05,
     "novelty_length": 16,
-    "novelty_z_scale": 5.0,
+    "novelty_z_scale": 7.5,
     "novelty_floor": 0.5,
     "spatial_alarm": True,
     "learning_period": 288,

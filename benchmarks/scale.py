@@ -26,6 +26,7 @@ The last line is ``tick <N> series: <seconds> s, naive <seconds> s, <ratio>x`` (
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import resource
 import sqlite3
@@ -33,6 +34,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,6 +235,43 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def tick_figures(root: Path, series: int, profile: bool) -> dict[str, float]:
+    """Cold tick, steady tick and memory, measured in a fresh process (run through ``spawn``)."""
+    config = make_config(root / "warehouse.db", root / "state.db", series)
+    store = SqlStore(make_engine(config.state.url))
+    source = SqlMetricSource(make_engine(config.database.url))
+    names = [f"r{i:05d}" for i in range(series)]
+    metric = config.metrics[0]
+    now = END + timedelta(minutes=20)
+    scorer = BatchScorer(config, store, source)
+    cold, cold_s = timed(lambda: scorer.score_metric(metric, now))
+    assert not cold.pending and len(cold.scored) == series, (len(cold.pending), len(cold.scored))
+    set_watermarks(store, names, END - timedelta(hours=1))
+    steady, steady_s = timed(lambda: scorer.score_metric(metric, now + timedelta(hours=1)))
+    assert len(steady.scored) == series and all(s.scored == 1 for s in steady.scored)
+    set_watermarks(store, names, END)
+    tracemalloc.start()
+    traced = scorer.score_metric(metric, now + timedelta(hours=2))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(traced.scored) == series
+    if profile:
+        import cProfile
+        import pstats
+
+        set_watermarks(store, names, END)  # the last tick again, every cache warm
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: scorer.score_metric(metric, now + timedelta(hours=2)))
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    return {
+        "cold": cold_s,
+        "steady": steady_s,
+        "flagged": float(sum(s.flagged for s in steady.scored)),
+        "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "traced": peak / 2**20,
+    }
+
+
 def make_executor(kind: str, workers: int, address: str | None) -> tuple[ChunkExecutor, Any]:
     if kind == "local":
         return LocalExecutor(workers), None
@@ -318,33 +357,19 @@ def main() -> None:
         print(f"full refit of {args.series} series: {full_refit:.0f} s{note}")
         copy_models(store, names, names[:fit_count], now)
 
-        scorer = BatchScorer(config, store, source)  # a fresh process: nothing parsed, nothing cached
-        metric = config.metrics[0]
-        cold, cold_s = timed(lambda: scorer.score_metric(metric, now))
-        assert not cold.pending and len(cold.scored) == args.series, (len(cold.pending), len(cold.scored))
-        print(f"cold tick (parse {args.series} stored models, read context, score): {cold_s:.2f} s")
-        set_watermarks(store, names, END - timedelta(hours=1))
-        steady, steady_s = timed(lambda: scorer.score_metric(metric, now + timedelta(hours=1)))
-        assert len(steady.scored) == args.series and all(s.scored == 1 for s in steady.scored)
-        flagged = sum(s.flagged for s in steady.scored)
-        print(f"steady tick (pull 1 bucket, score, post-rules): {steady_s:.2f} s, {flagged} flagged")
-        set_watermarks(store, names, END)
-        tracemalloc.start()
-        traced = scorer.score_metric(metric, now + timedelta(hours=2))
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        assert len(traced.scored) == args.series
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory of a tick (tracemalloc): {peak / 2**20:.0f} MiB; process max RSS {rss:.0f} MiB")
-
-        if args.profile:
-            import cProfile
-            import pstats
-
-            set_watermarks(store, names, END)  # the last tick again, all caches warm
-            profiler = cProfile.Profile()
-            profiler.runcall(lambda: scorer.score_metric(metric, now + timedelta(hours=2)))
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=spawn) as fresh:  # a fresh process: nothing parsed or cached
+            ticks = fresh.submit(tick_figures, root, args.series, args.profile).result()
+        print(f"cold tick (parse {args.series} stored models, read context, score): {ticks['cold']:.2f} s")
+        print(
+            f"steady tick (pull 1 bucket, score, post-rules): {ticks['steady']:.2f} s, "
+            f"{ticks['flagged']:.0f} flagged"
+        )
+        print(
+            f"peak memory of the tick process (max RSS, imports and cold tick included): "
+            f"{ticks['rss']:.0f} MiB; a steady tick allocates at most {ticks['traced']:.0f} MiB (tracemalloc)"
+        )
+        steady_s = ticks["steady"]
         sample = names[fit_count - min(args.naive_sample, fit_count) : fit_count]
         per_series = naive_seconds(config, source, sample, now + timedelta(hours=1))
         naive = per_series * args.series

@@ -79,20 +79,30 @@ def nearest_window_distance(values: np.ndarray, *, length: int, block: int = 512
     ``s <= t - length`` (all history, no overlap, so a window never matches a shifted copy of itself). The
     distance is the root-mean-square point difference ``sqrt(||w_t - w_s||^2 / length)``, in the units of the
     series; NaN until a first comparison exists (``t < 2 length - 1``). Missing values are carried forward
-    (0 before the first value). Exact brute force, ``O(n^2 length)`` in blocks of ``block`` rows of
+    (leading ones take the first value). Exact brute force, ``O(n^2 length)`` in blocks of ``block`` rows of
     matrix products (about 7 s for 22 700 points of 16-point windows on one core).
 
     Args:
         values: the series, oldest first.
         length: points per window.
         block: windows compared per matrix product (memory ~ ``8 block n`` bytes).
+
+    Raises:
+        ValueError: ``length`` or ``block`` is below 1.
     """
+    if length < 1 or block < 1:
+        raise ValueError(f"nearest_window_distance: length ({length}) and block ({block}) must be at least 1")
     x = np.asarray(values, dtype=float)
     n = len(x)
     out = np.full(n, np.nan)
-    if length < 1 or n < 2 * length:
+    if n < 2 * length:
         return out
-    filled = pd.Series(x).ffill().fillna(0.0).to_numpy()
+    filled = pd.Series(x).ffill().to_numpy()
+    known = np.isfinite(filled)
+    # Distances do not change under translation; measuring from the first value keeps the squared norms small
+    # so that ``|a|^2 + |b|^2 - 2 a.b`` does not lose the differences of a series with a large offset.
+    origin = float(filled[known][0]) if known.any() else 0.0
+    filled = np.where(known, filled - origin, 0.0)
     windows = np.lib.stride_tricks.sliding_window_view(filled, length)
     norms = np.einsum("ij,ij->i", windows, windows)
     m = len(windows)  # window j ends at point j + length - 1
@@ -126,7 +136,7 @@ def raw_anomaly_features(
     spatial_warmup: int = 64,
     relative_floor: float = 1e-3,
     novelty_length: int | None = None,
-    novelty_z_scale: float = 5.0,
+    novelty_z_scale: float = 7.5,
     novelty_floor: float = 0.5,
 ) -> np.ndarray:
     """Raw surprise in [0, 1] of each value given the values before it, one column per feature.
@@ -320,7 +330,7 @@ class StreamingAnomalyScorer:
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
         novelty_length: int | None = 16,
-        novelty_z_scale: float = 5.0,
+        novelty_z_scale: float = 7.5,
         novelty_floor: float = 0.5,
         spatial_alarm: bool = True,
         learning_period: int = 288,

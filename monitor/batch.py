@@ -41,6 +41,7 @@ training" days are the metric's history span rather than the series' own rows.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -248,6 +249,8 @@ def _compile_chunk(rows: list[tuple[str, str, datetime]]) -> list[tuple[str, Com
 class ModelCache:
     """Parsed models per ``(metric, series)``, refreshed from the store only where ``fitted_at`` changed.
 
+    Thread-safe: the daemon's refit job (its own thread) puts models while scoring ticks sync.
+
     Args:
         executor: Where to parse many changed models at once (a cold start); ``None`` parses inline.
         chunk_size: Models per parsing task.
@@ -257,16 +260,20 @@ class ModelCache:
         self.executor = executor
         self.chunk_size = chunk_size
         self._entries: dict[str, dict[str, CompiledModel]] = {}
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return sum(len(models) for models in self._entries.values())
+        with self._lock:
+            return sum(len(models) for models in self._entries.values())
 
     def put(self, metric: str, series: str, model: CompiledModel) -> None:
         """Remember ``model`` (e.g. just fitted and saved by :func:`refit_all`)."""
-        self._entries.setdefault(metric, {})[series] = model
+        with self._lock:
+            self._entries.setdefault(metric, {})[series] = model
 
     def get(self, metric: str, series: str) -> CompiledModel | None:
-        return self._entries.get(metric, {}).get(series)
+        with self._lock:
+            return self._entries.get(metric, {}).get(series)
 
     def sync(self, store: SqlStore, metric: str) -> tuple[dict[str, CompiledModel], dict[str, str]]:
         """Bring the cache of ``metric`` in line with the store; returns its models and parse errors.
@@ -280,6 +287,12 @@ class ModelCache:
                 str(row.series): row.fitted_at
                 for row in connection.execute(sa.select(table.c.series, table.c.fitted_at).where(where))
             }
+        with self._lock:
+            return self._refresh(store, metric, stamps)
+
+    def _refresh(
+        self, store: SqlStore, metric: str, stamps: Mapping[str, datetime]
+    ) -> tuple[dict[str, CompiledModel], dict[str, str]]:
         cached = self._entries.setdefault(metric, {})
         for gone in set(cached) - set(stamps):
             del cached[gone]
@@ -545,15 +558,24 @@ class BatchScorer:
         store: State store (watermarks, models).
         source: Metric source.
         models: A shared :class:`ModelCache` (e.g. the one :func:`refit_all` fills).
+        chunk_series: Series scored together; bounds the (series x time) arrays of a long catch-up
+            (about 30 arrays of ``chunk_series x (168 + buckets)`` floats).
     """
 
     def __init__(
-        self, config: Config, store: SqlStore, source: MetricSource, *, models: ModelCache | None = None
+        self,
+        config: Config,
+        store: SqlStore,
+        source: MetricSource,
+        *,
+        models: ModelCache | None = None,
+        chunk_series: int = 2500,
     ) -> None:
         self.config = config
         self.store = store
         self.source = source
         self.models = models if models is not None else ModelCache()
+        self.chunk_series = chunk_series
         self._trails = _TrailCache()
 
     def score_metric(self, metric: MetricConfig, now: datetime, *, full_context: bool = False) -> MetricBatch:
@@ -589,20 +611,21 @@ class BatchScorer:
                 groups.setdefault(start, []).append(series)
         rules = rules_for(metric)
         trained_from = first_needed - pd.Timedelta(metric.history or timedelta(days=56))
-        for start, members in sorted(groups.items()):
-            batch.scored += self._score_group(
-                metric,
-                members,
-                [models[s] for s in members],
-                rows,
-                start,
-                complete_end,
-                step,
-                rules,
-                pd.date_range(trained_from, start, freq=step, inclusive="left"),
-                watermarks,
-                full_context,
-            )
+        for start, group in sorted(groups.items()):
+            for members in chunked(group, self.chunk_series):  # bounds the (series x time) arrays
+                batch.scored += self._score_group(
+                    metric,
+                    members,
+                    [models[s] for s in members],
+                    rows,
+                    start,
+                    complete_end,
+                    step,
+                    rules,
+                    pd.date_range(trained_from, start, freq=step, inclusive="left"),
+                    watermarks,
+                    full_context,
+                )
         return batch
 
     def _score_group(
@@ -691,11 +714,10 @@ def _pivot(
     rows: pd.DataFrame, series: Sequence[str], grid: pd.DatetimeIndex
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(values, volumes, present)`` of ``series`` on ``grid``, each (series, time); absent rows are NaN."""
-    position = {name: i for i, name in enumerate(series)}
-    row_of = rows["series"].map(position).to_numpy(dtype=float)
+    row_of = pd.Index(series).get_indexer(pd.Index(rows["series"]))
     column = grid.get_indexer(pd.DatetimeIndex(rows["ts"]))
-    keep = ~np.isnan(row_of) & (column >= 0)
-    r, c = row_of[keep].astype(np.int64), column[keep]
+    keep = (row_of >= 0) & (column >= 0)
+    r, c = row_of[keep], column[keep]
     values = np.full((len(series), len(grid)), np.nan)
     volumes = np.full((len(series), len(grid)), np.nan)
     present = np.zeros((len(series), len(grid)), dtype=bool)

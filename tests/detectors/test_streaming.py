@@ -182,6 +182,11 @@ def test_nearest_window_distance_matches_brute_force(n: int, length: int, block:
         ([0.0, 0.0, 5.0, 2.0, 2.0], 2, 2.0),
         # A missing value is carried forward: [4, 4] matches the earlier [4, 4].
         ([4.0, 4.0, 7.0, 4.0, np.nan], 2, 0.0),
+        # A large offset costs no precision: [1e9+1, 1e9+1] is at RMS distance 1 from [1e9, 1e9] (squared
+        # norms of 2e18 would round that difference away).
+        ([1e9, 1e9, 1e9 + 5.0, 1e9 + 1.0, 1e9 + 1.0], 2, 1.0),
+        # Leading missing values count as the first value: [5, 5] matches the earlier (missing, 5).
+        ([np.nan, 5.0, 8.0, 5.0, 5.0], 2, 0.0),
         # Too short for two non-overlapping windows: no distance yet.
         ([1.0, 2.0, 3.0], 2, np.nan),
     ],
@@ -189,6 +194,13 @@ def test_nearest_window_distance_matches_brute_force(n: int, length: int, block:
 def test_nearest_window_distance_cases(values: list[float], length: int, expected_last: float) -> None:
     got = nearest_window_distance(np.array(values), length=length)
     np.testing.assert_allclose(got[-1], expected_last, atol=1e-12)
+
+
+@pytest.mark.parametrize(("length", "block"), [(0, 512), (4, 0)])
+def test_nearest_window_distance_rejects_empty_windows(length: int, block: int) -> None:
+    # A window or block of no points is a configuration error, not a silent "no novelty".
+    with pytest.raises(ValueError, match="must be at least 1"):
+        nearest_window_distance(np.arange(50.0), length=length, block=block)
 
 
 def test_novelty_feature_ignores_a_recurring_pulse_and_flags_a_new_shape() -> None:

@@ -24,6 +24,7 @@ from detectors.synthetic import make_series
 from monitor.batch import (
     BatchScorer,
     ModelCache,
+    SeriesDecisions,
     compile_stack,
     compile_state,
     evaluate_batch,
@@ -110,7 +111,9 @@ def per_series(config: Config) -> dict[tuple[str, str], tuple[pd.DataFrame, pd.D
     return out
 
 
-def batched(config: Config, store: SqlStore, source: SqlMetricSource) -> dict[tuple[str, str], object]:
+def batched(
+    config: Config, store: SqlStore, source: SqlMetricSource
+) -> dict[tuple[str, str], SeriesDecisions]:
     scorer = BatchScorer(config, store, source)
     out = {}
     for metric in config.metrics:
@@ -120,12 +123,19 @@ def batched(config: Config, store: SqlStore, source: SqlMetricSource) -> dict[tu
     return out
 
 
-def assert_same(reference: dict, batch: dict) -> None:
+def assert_same(
+    reference: dict[tuple[str, str], tuple[pd.DataFrame, pd.DataFrame]],
+    batch: dict[tuple[str, str], SeriesDecisions],
+) -> None:
     assert sorted(reference) == sorted(batch)
     for key, (decisions, context) in reference.items():
         item = batch[key]
-        pd.testing.assert_frame_equal(item.decisions, decisions, rtol=1e-9, atol=0, check_freq=False, obj=str(key))
-        pd.testing.assert_frame_equal(item.context, context, rtol=1e-9, atol=0, check_freq=False, obj=str(key))
+        pd.testing.assert_frame_equal(
+            item.decisions, decisions, rtol=1e-9, atol=0, check_freq=False, obj=str(key)
+        )
+        pd.testing.assert_frame_equal(
+            item.context, context, rtol=1e-9, atol=0, check_freq=False, obj=str(key)
+        )
         assert item.flagged == int(decisions["flag"].sum())
 
 
@@ -143,6 +153,14 @@ def test_batch_equals_per_series_path_on_robust_only_history(tmp_path: Path) -> 
     mx = result[("violation_rate", "MX")].decisions
     assert mx["shift_start"].notna().any()
     assert result[("violation_rate", "US")].missing == 3
+    # by default only series with a flag carry their context (the alert stage's charts need no other)
+    lean = BatchScorer(config, store, source).score_metric(config.metrics[0], NOW)
+    for item in lean.scored:
+        context = reference[("violation_rate", item.series)][1]
+        if item.flagged:
+            pd.testing.assert_frame_equal(item.context, context, rtol=1e-9, check_freq=False)
+        else:
+            assert item.context.empty
 
 
 @pytest.mark.slow
@@ -188,9 +206,10 @@ def test_stack_scores_match_detector_stack_score_for_each_kind() -> None:
         )
         for column in ("observed", "expected", "lower", "upper", "score"):
             np.testing.assert_allclose(getattr(got, column)[0], expected[column], rtol=1e-12, err_msg=kind)
-        assert compile_state(stack.to_json(), at).robust_expected.tolist() == compile_stack(
-            stack, at
-        ).robust_expected.tolist()
+        assert (
+            compile_state(stack.to_json(), at).robust_expected.tolist()
+            == compile_stack(stack, at).robust_expected.tolist()
+        )
 
 
 @pytest.mark.parametrize(
@@ -212,7 +231,12 @@ def test_evaluate_batch_equals_evaluate_per_series(rules: PostRules) -> None:
     flag, reason = evaluate_batch(observed, expected, score, volume, rules, index)
     for row in range(5):
         frame = pd.DataFrame(
-            {"observed": observed[row], "expected": expected[row], "score": score[row], "volume": volume[row]},
+            {
+                "observed": observed[row],
+                "expected": expected[row],
+                "score": score[row],
+                "volume": volume[row],
+            },
             index=index,
         )
         one = evaluate(frame, rules)

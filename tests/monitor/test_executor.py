@@ -12,6 +12,7 @@ from monitor.batch import refit_all
 from monitor.config import ExecutorConfig
 from monitor.errors import ConfigError
 from monitor.executor import (
+    ChunkExecutor,
     DaskExecutor,
     InlineExecutor,
     LocalExecutor,
@@ -98,9 +99,12 @@ distributed = pytest.importorskip("distributed", reason="dask[distributed] is no
 
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[object]:
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -115,7 +119,11 @@ def test_dask_executor_streams_chunks_on_a_local_cluster(dask_client: object) ->
 def test_refit_on_dask_stores_the_same_models_as_inline(dask_client: object, tmp_path: Path) -> None:
     build_warehouse(tmp_path / "w.db", days=10)  # robust-only stacks: fast fits
     states = []
-    for name, executor in [("inline", InlineExecutor()), ("dask", DaskExecutor(client=dask_client))]:
+    executors: list[tuple[str, ChunkExecutor]] = [
+        ("inline", InlineExecutor()),
+        ("dask", DaskExecutor(client=dask_client)),
+    ]
+    for name, executor in executors:
         config = make_config(tmp_path / "w.db", tmp_path / f"{name}.db")
         source, store = open_parts(config)
         summary = refit_all(config, store, source, NOW, executor, chunk_size=2, fetch_size=3)
@@ -127,5 +135,5 @@ def test_refit_on_dask_stores_the_same_models_as_inline(dask_client: object, tmp
 
 
 def test_unreachable_dask_scheduler_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+    with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9"):
         DaskExecutor("tcp://127.0.0.1:9", timeout="0.5s")
