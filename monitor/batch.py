@@ -106,6 +106,8 @@ CUSUM_CONTEXT_BUCKETS = 168
 #: How far back :func:`refit_all` looks for series that have never been scored.
 DISCOVERY_SPAN = timedelta(days=1)
 _STAMP = pd.DatetimeTZDtype("us", "UTC")
+#: Rows per source query when the scorer reads a long range (cold start, catch-up).
+FETCH_ROWS = 200_000
 
 
 def _pipeline() -> ModuleType:
@@ -519,9 +521,13 @@ class _TrailCache:
         self._frames: dict[str, tuple[pd.Timestamp, pd.Timestamp, pd.DataFrame]] = {}
 
     def rows(
-        self, source: MetricSource, metric: MetricConfig, lo: pd.Timestamp, hi: pd.Timestamp
+        self, source: MetricSource, metric: MetricConfig, lo: pd.Timestamp, hi: pd.Timestamp, series: int
     ) -> tuple[pd.DataFrame, list[DataProblem]]:
-        """Rows with ``lo <= ts < hi``, fetching only what the cache does not hold."""
+        """Rows with ``lo <= ts < hi``, fetching only what the cache does not hold.
+
+        A long range (a cold start, a catch-up) is read in slices of about :data:`FETCH_ROWS` rows for
+        ``series`` series, so the driver's row objects never hold more than one slice.
+        """
         cached = self._frames.get(metric.name)
         if cached is not None and cached[0] <= lo and lo <= cached[1] <= hi:
             fetch_from, kept = cached[1], cached[2]
@@ -530,9 +536,12 @@ class _TrailCache:
             fetch_from, kept = lo, None
         problems: list[DataProblem] = []
         parts = [] if kept is None else [kept]
-        if fetch_from < hi:
-            result = source.fetch(metric, fetch_from.to_pydatetime(), hi.to_pydatetime())
-            problems = list(result.problems)
+        step = pd.Timedelta(metric.granularity or timedelta(hours=1))
+        span = step * max(1, FETCH_ROWS // max(series, 1))
+        while fetch_from < hi:
+            until = min(fetch_from + span, hi)
+            result = source.fetch(metric, fetch_from.to_pydatetime(), until.to_pydatetime())
+            problems += result.problems
             fresh = result.frame
             volume = fresh["den"].astype(float) if metric.kind == "ratio" else np.nan
             parts.append(
@@ -545,6 +554,7 @@ class _TrailCache:
                     }
                 )
             )
+            fetch_from = until
         rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         self._frames[metric.name] = (lo, hi, rows)
         return rows, problems
@@ -594,8 +604,10 @@ class BatchScorer:
         first_needed = max(earliest, min([*starts, complete_end])) if starts else earliest
         models, errors = self.models.sync(self.store, metric.name)
         batch = MetricBatch(metric.name, model_errors=errors)
+        width = CUSUM_CONTEXT_BUCKETS
+        lo = first_needed - width * step
         rows, batch.problems = self._trails.rows(
-            self.source, metric, first_needed - CUSUM_CONTEXT_BUCKETS * step, complete_end
+            self.source, metric, lo, complete_end, max(len(models), len(watermarks))
         )
         fresh_after = pd.Timestamp(now) - pd.Timedelta(self.config.scheduler.refit_every)
         groups: dict[pd.Timestamp, list[str]] = {}
@@ -605,24 +617,30 @@ class BatchScorer:
             if start >= complete_end:
                 continue
             model = models.get(series)
-            if model is None or pd.Timestamp(model.fitted_at) <= fresh_after:
+            # A new series among scored ones starts before the rows read here: the per-series path.
+            if model is None or pd.Timestamp(model.fitted_at) <= fresh_after or start < first_needed:
                 batch.pending.append(series)
             else:
                 groups.setdefault(start, []).append(series)
+        scored = [name for start in sorted(groups) for name in groups[start]]
+        grid = pd.date_range(lo, complete_end, freq=step, inclusive="left", name="ts")
+        values, volumes, present = _pivot(rows, scored, grid)
+        position = {name: i for i, name in enumerate(scored)}
         rules = rules_for(metric)
         trained_from = first_needed - pd.Timedelta(metric.history or timedelta(days=56))
         for start, group in sorted(groups.items()):
+            offset = int((start - lo) / step) - width
+            trained_on = pd.date_range(trained_from, start, freq=step, inclusive="left")
             for members in chunked(group, self.chunk_series):  # bounds the (series x time) arrays
+                rows_at = [position[name] for name in members]
                 batch.scored += self._score_group(
                     metric,
                     members,
-                    [models[s] for s in members],
-                    rows,
-                    start,
-                    complete_end,
-                    step,
+                    [models[name] for name in members],
+                    grid[offset:],
+                    (values[rows_at, offset:], volumes[rows_at, offset:], present[rows_at, offset:]),
                     rules,
-                    pd.date_range(trained_from, start, freq=step, inclusive="left"),
+                    trained_on,
                     watermarks,
                     full_context,
                 )
@@ -633,19 +651,21 @@ class BatchScorer:
         metric: MetricConfig,
         series: list[str],
         models: list[CompiledModel],
-        rows: pd.DataFrame,
-        start: pd.Timestamp,
-        end: pd.Timestamp,
-        step: pd.Timedelta,
+        grid: pd.DatetimeIndex,
+        data: tuple[np.ndarray, np.ndarray, np.ndarray],
         rules: PostRules,
         trained_on: pd.DatetimeIndex,
         watermarks: Mapping[str, datetime],
         full_context: bool,
     ) -> list[SeriesDecisions]:
+        """Score series that share a window.
+
+        ``grid`` is the CUSUM context followed by the window; ``data`` holds the series' values, volumes
+        and presence (the source returned the row) on it, each of shape (series, time).
+        """
         pipeline = _pipeline()
         width = CUSUM_CONTEXT_BUCKETS
-        grid = pd.date_range(start - width * step, end, freq=step, inclusive="left", name="ts")
-        values, volumes, present = _pivot(rows, series, grid)
+        values, volumes, present = data
         scores = score_stack_batch(models, grid, values, volumes)
         window = slice(width, None)
         volume = volumes[:, window] if metric.kind == "ratio" else scores.expected[:, window]

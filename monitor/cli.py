@@ -207,9 +207,10 @@ def db_upgrade(config_path: Path) -> None:
 def _register() -> None:
     from monitor.cli_daemon import run as run_command
     from monitor.cli_daemon import status as status_command
+    from monitor.cli_ops import backtest, incidents, investigate, silence
 
-    cli.add_command(run_command)
-    cli.add_command(status_command)
+    for command in (run_command, status_command, investigate, incidents, silence, backtest):
+        cli.add_command(command)
 
 
 _register()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,6 @@ from rich.table import Table
 from alerts.engine import AlertRepos, IncidentNotFoundError, acknowledge_incident, resolve_incident
 from alerts.incidents import IncidentStateError
 from alerts.model import AlertDataError, IncidentState, LifecycleEvent, LifecycleKind, Matcher, Silence
-from monitor.cli import parse_time, utc_now, with_config
 from monitor.config import Config, load_config, parse_duration
 from monitor.errors import LivewatchError
 from monitor.store import HistorySummary, IncidentHistory, SqlStore
@@ -40,6 +40,37 @@ __all__ = ["backtest", "incidents", "investigate", "silence"]
 
 #: Actor recorded when ``--by`` is not given and ``$USER`` is unset.
 DEFAULT_ACTOR = "cli"
+#: Same default as the rest of the CLI.
+DEFAULT_CONFIG = "config.yaml"
+
+
+# monitor.cli registers these commands when it is imported, so this module must not import it at module
+# level (whichever of the two is imported first, the other would be half-initialised): the shared helpers
+# are looked up when a command runs.
+def utc_now() -> datetime:
+    """The CLI's clock (:func:`monitor.cli.utc_now`); tests pin this name."""
+    from monitor.cli import utc_now as clock
+
+    return clock()
+
+
+def parse_time(text: str | None, *, now: datetime) -> datetime:
+    """:func:`monitor.cli.parse_time`: ISO time (naive means UTC) or ``now``."""
+    from monitor.cli import parse_time as parse
+
+    return parse(text, now=now)
+
+
+def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--config`` option every livewatch command takes (as :func:`monitor.cli.with_config`)."""
+    return click.option(
+        "--config",
+        "config_path",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Path of the YAML configuration.",
+    )(func)
 
 
 class CommandError(LivewatchError):

@@ -153,10 +153,14 @@ def test_batch_equals_per_series_path_on_robust_only_history(tmp_path: Path) -> 
     mx = result[("violation_rate", "MX")].decisions
     assert mx["shift_start"].notna().any()
     assert result[("violation_rate", "US")].missing == 3
-    # by default only series with a flag carry their context (the alert stage's charts need no other)
-    lean = BatchScorer(config, store, source).score_metric(config.metrics[0], NOW)
+    # by default only series with a flag carry their context (the alert stage's charts need no other);
+    # scoring the series two at a time (bounded arrays) decides the same
+    lean = BatchScorer(config, store, source, chunk_series=2).score_metric(config.metrics[0], NOW)
+    assert len(lean.scored) == 5
     for item in lean.scored:
         context = reference[("violation_rate", item.series)][1]
+        decisions = reference[("violation_rate", item.series)][0]
+        pd.testing.assert_frame_equal(item.decisions, decisions, rtol=1e-9, check_freq=False)
         if item.flagged:
             pd.testing.assert_frame_equal(item.context, context, rtol=1e-9, check_freq=False)
         else:
