@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,10 +32,10 @@ from monitor.batch import (
     refit_all,
     score_stack_batch,
 )
-from monitor.config import Config, parse_config
+from monitor.config import Config, MetricConfig, parse_config
 from monitor.executor import InlineExecutor
 from monitor.pipeline import Monitor, TickReport
-from monitor.source import SqlMetricSource
+from monitor.source import FetchResult, SqlMetricSource
 from monitor.store import SqlStore, make_engine, upgrade
 from monitor.wiring import build_routes
 
@@ -165,6 +166,46 @@ def test_batch_equals_per_series_path_on_robust_only_history(tmp_path: Path) -> 
             pd.testing.assert_frame_equal(item.context, context, rtol=1e-9, check_freq=False)
         else:
             assert item.context.empty
+
+
+class RecordingSource:
+    """A metric source that records the ranges it was asked for."""
+
+    def __init__(self, inner: SqlMetricSource) -> None:
+        self.inner = inner
+        self.ranges: list[tuple[datetime, datetime]] = []
+
+    def fetch(self, metric: MetricConfig, start: datetime, end: datetime, **kwargs: Any) -> FetchResult:
+        self.ranges.append((start, end))
+        return self.inner.fetch(metric, start, end, **kwargs)
+
+
+def test_steady_ticks_read_only_new_buckets_and_decide_as_a_cold_start(tmp_path: Path) -> None:
+    build_warehouse(tmp_path / "w.db", days=10)
+    config = make_config(tmp_path / "w.db", tmp_path / "state.db")
+    per_series(config)  # stores the models
+    inner, store = open_parts(config)
+    metric = config.metrics[0]
+    hour = timedelta(hours=1)
+    for name in ["BR", "DE", "MX", "US"]:  # XX has never been scored
+        assert store.advance_watermark(metric.name, name, END - 4 * hour, None, now=NOW)
+    source = RecordingSource(inner)
+    warm = BatchScorer(config, store, source)
+    first = warm.score_metric(metric, END - 2 * hour + timedelta(minutes=20))
+    assert [i.scored for i in first.scored] == [1, 1, 1, 1]
+    # a new series among scored ones starts days earlier than the rows read: the per-series path
+    assert first.pending == ["XX"]
+    for name in ["BR", "DE", "MX", "US"]:
+        assert store.advance_watermark(metric.name, name, END - 3 * hour, END - 4 * hour, now=NOW)
+    source.ranges.clear()
+    second = warm.score_metric(metric, NOW, full_context=True)
+    assert source.ranges == [(END - 2 * hour, END)]  # only the two new buckets were pulled
+    cold = BatchScorer(config, store, inner).score_metric(metric, NOW, full_context=True)
+    assert [i.series for i in second.scored] == [i.series for i in cold.scored] == ["BR", "DE", "MX", "US"]
+    for warm_item, cold_item in zip(second.scored, cold.scored, strict=True):
+        pd.testing.assert_frame_equal(warm_item.decisions, cold_item.decisions)
+        pd.testing.assert_frame_equal(warm_item.context, cold_item.context)
+        assert warm_item.scored == 2 and warm_item.previous_watermark == END - 3 * hour
 
 
 @pytest.mark.slow
