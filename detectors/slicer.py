@@ -12,13 +12,19 @@ Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, a
    ``d = 2 (actual - expected) / (actual + expected)`` (0 when both are 0). Under the *ripple effect*
    assumption a root-cause element moves all of its leaves by the same factor, so its leaves share one score
    while normal leaves scatter around 0.
-2. **Noise scale and leaf signal.** Leaves are binned by volume (about 250 per bin: small count leaves are
-   relatively noisier than big ones) and each bin's relative noise ``sigma`` is estimated robustly from the
-   30 % quantile of ``|d|`` (valid while up to ~70 % of a bin is abnormal). Each leaf gets a signed,
-   saturated signal ``clip(d / (2 sigma), -1, 1)`` (RiskLoc's two-way normal/abnormal partition made soft,
-   so weak but consistent shifts still count) and a noise variance ``(sigma * volume)^2``. Leaves are
-   weighted by their volume capped at the median volume: big leaves count one each, tiny leaves (whose
-   deviation is mostly noise, e.g. zero-forecast leaves with stray counts) count little.
+2. **Noise scale and leaf signal.** A leaf's noise has a relative part (forecast error, ``sigma`` times its
+   mean ``m = (actual + expected) / 2``) and, for event counts (whole-number observations, or
+   ``counts=True``), a Poisson counting part: ``variance = (sigma m)^2 + m``. The counting part makes small
+   count leaves relatively noisier than big ones without inflating the big ones' noise. ``sigma`` is
+   estimated per volume bin (about 250 leaves each) robustly, valid while up to ~70 % of a bin is abnormal:
+   from the 30 % quantile of ``|d|``, or for counts as the scale at which 30 % of the leaves fall within the
+   central 30 % of their (continuity-corrected) noise distribution, so that tiny leaves (``0`` against a
+   forecast of ``0.3`` is ``|d| = 2``) count as uninformative rather than as huge relative noise; clearly
+   abnormal count leaves are then set aside and ``sigma`` refitted. Each leaf gets a signed, saturated signal
+   ``clip(d / (2 s), -1, 1)`` with ``s`` the relative standard deviation of ``d`` under that model
+   (RiskLoc's two-way normal/abnormal partition made soft, so weak but consistent shifts still count).
+   Leaves are weighted by their volume capped at the median volume: big leaves count one each, tiny leaves
+   (whose deviation is mostly noise, e.g. zero-forecast leaves with stray counts) count little.
 3. **Element scores**, for every cuboid (set of dimensions) up to ``max_layer`` at once, with vectorised
    ``numpy.bincount`` group-bys over integer codes (lower layers are marginalized from the top layer's small
    arrays; no Python loop over leaves):
@@ -70,6 +76,8 @@ from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
+from scipy.special import ndtr
 
 from detectors.errors import DetectorError
 
@@ -89,6 +97,12 @@ RATIO_COLUMNS: tuple[str, str, str, str] = ("actual_num", "expected_num", "actua
 _NORMAL_Q = 0.3  # quantile of |d| used for the noise scale
 _LEAVES_PER_BIN = 250  # leaves per volume bin of the noise estimate
 _MAX_BINS = 16
+_MAX_SIGMA = 10.0  # largest relative noise scale of count leaves searched
+_TRIM_Z = 3.0  # count leaves beyond this many noise sds are set aside when re-estimating the noise
+_TRIM_MASS = 1.0 - 2.0 * NormalDist().cdf(-_TRIM_Z)  # share of a standard normal kept by that trim
+_TRIM_ROUNDS = 5
+_SIGMA_CONFIDENCE = 1.0  # standard errors of margin on the noise scale (see _sampling_margin)
+_MAX_FIT_LEAVES = 2000  # count leaves per volume bin used to fit the relative noise
 _NORMAL_Q_Z = 0.385  # P(|Z| < 0.385) = 0.3 for a standard normal Z
 _ROWS = 5  # tracked sums per measure: weighted signal, expected, observed, noise variance, weighted cutoff
 _SATURATION_Z = 2.0  # a leaf deviating by this many noise scales counts as fully abnormal
@@ -238,10 +252,15 @@ def _check_dimensions(leaves: pd.DataFrame, dimensions: Sequence[str], *, check_
 # -- the search ------------------------------------------------------------------------------------------
 @dataclass
 class _Measure:
-    """One additive measure over the active leaves: observed ``v`` and expected ``f``."""
+    """One additive measure over the active leaves: observed ``v`` and expected ``f``.
+
+    ``counts`` says the observed values are event counts (integers), whose noise has a counting part on top
+    of the forecast's relative error (see :meth:`partition`).
+    """
 
     v: np.ndarray
     f: np.ndarray
+    counts: bool = False
     signal: np.ndarray = field(default_factory=lambda: np.zeros(0))
     cutoff: np.ndarray = field(default_factory=lambda: np.zeros(0))
     variance: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -253,28 +272,111 @@ class _Measure:
     def partition(self) -> None:
         """Estimate each leaf's noise and its saturated, signed abnormality in [-1, 1].
 
-        The relative noise depends on a leaf's size (counts: small leaves are relatively noisier), so it is
-        estimated per volume bin (about 250 leaves each) from the 30 % quantile of ``|d|``, robust while up
-        to ~70 % of a bin's leaves are abnormal.
+        Noise model, on the leaf's mean ``m = (v + f) / 2``: a relative forecast error ``sigma m`` and, for
+        counts, Poisson counting noise: ``variance = (sigma m)^2 + m`` (``(sigma m)^2`` for other values).
+        The counting part makes small count leaves relatively noisier than big ones; ``sigma`` is estimated
+        per volume bin (about 250 leaves each), robustly (valid while up to ~70 % of a bin is abnormal), as
+        the scale at which 30 % of the bin's leaves fall within the central 30 % of their noise distribution
+        (see :func:`_relative_noise`).
         """
         total = self.v + self.f
+        mean = total / 2.0
         with np.errstate(divide="ignore", invalid="ignore"):
             d = np.where(total > 0, 2.0 * (self.v - self.f) / total, 0.0)
-        abs_d = np.abs(d)
+            counting = np.where(total > 0, 1.0 / mean, 0.0) if self.counts else np.zeros_like(d)
         active = total > 0
         n_bins = int(np.clip(active.sum() // _LEAVES_PER_BIN, 1, _MAX_BINS))
         edges = np.quantile(total[active], np.linspace(0.0, 1.0, n_bins + 1)[1:-1]) if active.any() else []
         bins = np.searchsorted(edges, total, side="right")
         sigma = np.zeros(n_bins)
         for b in range(n_bins):
-            in_bin = abs_d[active & (bins == b)]
-            sigma[b] = np.quantile(in_bin, _NORMAL_Q) / _NORMAL_Q_Z if in_bin.size else 0.0
+            in_bin = active & (bins == b)
+            if in_bin.any():
+                sigma[b] = _relative_noise(self.v[in_bin], self.f[in_bin], d[in_bin], counts=self.counts)
         leaf_sigma = sigma[bins]
-        self.cutoff = np.maximum(_SATURATION_Z * leaf_sigma, _DEVIATION_FLOOR)
+        # Relative standard deviation of d under the model: sqrt(sigma^2 + 1 / m) for counts.
+        relative_sd = np.sqrt(leaf_sigma**2 + counting)
+        self.cutoff = np.maximum(_SATURATION_Z * relative_sd, _DEVIATION_FLOOR)
         self.signal = np.clip(d / self.cutoff, -1.0, 1.0)
         # Noise of the leaf's sum, on the mean of observed and expected: a zero-forecast leaf with a stray
         # count is noise of its own size, not an infinitely significant move.
-        self.variance = (leaf_sigma * total / 2.0) ** 2
+        self.variance = (relative_sd * mean) ** 2
+
+
+def _sampling_margin(informative: float, n: float) -> float:
+    """Upward margin on the 30 % coverage target: its sampling sd when ``informative`` of ``n`` leaves inform.
+
+    With few leaves the robust estimate of ``sigma`` scatters widely, and an underestimate makes noise look
+    significant; fitting to ``_SIGMA_CONFIDENCE`` standard errors above 30 % makes ``sigma`` an upper
+    confidence bound instead (a negligible change with thousands of leaves).
+    """
+    if n <= 0:
+        return 0.0
+    return _SIGMA_CONFIDENCE * math.sqrt(_NORMAL_Q * (1.0 - _NORMAL_Q) * max(informative, 0.0)) / n
+
+
+def _relative_noise(v: np.ndarray, f: np.ndarray, d: np.ndarray, *, counts: bool) -> float:
+    """Robust relative noise scale ``sigma`` of leaves with observed ``v``, forecast ``f``, deviation ``d``.
+
+    Without counting noise, ``sigma`` is the 30 % quantile of ``|d|`` over that of ``|Z|`` for a standard
+    normal ``Z``: 30 % of the leaves then lie within the central 30 % of their ``N(0, sigma)`` noise.
+
+    Counts need the same rule made aware of discreteness. Read on ``|d|`` alone, a tiny leaf (``0``
+    against a forecast of ``0.3``: ``|d| = 2``) looks hugely abnormal, and a bin of them would give every
+    leaf, big ones too, a relative noise near 2. Each leaf is instead compared with its forecast
+    distribution, normal with the continuity correction and variance ``f + (sigma f)^2`` (Poisson plus
+    the forecast error): the observed count spans the probability interval ``[F(v - 1/2), F(v + 1/2)]``,
+    of which a share lies within the central 30 % ``[0.35, 0.65]``. That share is the chance the leaf
+    would fall there were its count spread uniformly over its interval (a randomized PIT, near uniform
+    under the model), so its mean over the group is 0.3 at the right ``sigma``; it is solved for (0 when
+    Poisson noise alone already puts 30 % there). A tiny leaf's interval nearly covers the whole range
+    whatever ``sigma``, so it contributes about 0.3 and neither inflates nor deflates the estimate;
+    abnormal leaves contribute about 0, as beyond the quantile before. Leaves beyond ``_TRIM_Z`` noise sds
+    are then set aside and ``sigma`` refitted, since a few big moved leaves among many tiny normal ones
+    would still bias it upwards.
+    """
+    if not counts:
+        level = min(_NORMAL_Q + _sampling_margin(d.size, d.size), 1.0)
+        return float(np.quantile(np.abs(d), level)) / _NORMAL_Q_Z
+    if v.size > _MAX_FIT_LEAVES:  # a sample stratified by forecast size keeps the fit cheap
+        sample = np.argsort(f, kind="stable")[np.linspace(0, v.size - 1, _MAX_FIT_LEAVES).astype(np.int64)]
+        v, f = v[sample], f[sample]
+    lo_q, hi_q = 0.5 - _NORMAL_Q / 2.0, 0.5 + _NORMAL_Q / 2.0
+
+    def bounds(sigma: float, v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Continuity-corrected standardized bounds of each count under its forecast distribution."""
+        sd = np.sqrt(f + (sigma * f) ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low = np.where(v > 0, (v - 0.5 - f) / sd, -np.inf)
+            high = (v + 0.5 - f) / sd
+        return low, high
+
+    def solve(v: np.ndarray, f: np.ndarray, target: float) -> float:
+        def excess_coverage(sigma: float) -> float:
+            low, high = (ndtr(x) for x in bounds(sigma, v, f))
+            width = high - low
+            overlap = np.clip(np.minimum(high, hi_q) - np.maximum(low, lo_q), 0.0, None)
+            share = np.where(width > 0, overlap / np.where(width > 0, width, 1.0), 0.0)
+            informative = float(np.clip(1.0 - width, 0.0, 1.0).sum())
+            return float(share.mean()) - target - _sampling_margin(informative, v.size)
+
+        if v.size == 0 or excess_coverage(0.0) >= 0.0:
+            return 0.0
+        if excess_coverage(_MAX_SIGMA) <= 0.0:
+            return _MAX_SIGMA
+        return float(brentq(excess_coverage, 0.0, _MAX_SIGMA, xtol=1e-3))
+
+    # Refit without the leaves beyond _TRIM_Z sds (target rescaled to the truncated normal) until stable.
+    sigma = solve(v, f, _NORMAL_Q)
+    keep = np.ones(v.size, dtype=bool)
+    for _ in range(_TRIM_ROUNDS):
+        low, high = bounds(sigma, v, f)
+        new_keep = (low <= _TRIM_Z) & (high >= -_TRIM_Z)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+        sigma = solve(v[keep], f[keep], _NORMAL_Q / _TRIM_MASS)
+    return sigma
 
 
 @dataclass
@@ -568,6 +670,11 @@ def _safe_div(a: float, b: float) -> float:
     return a / b if b != 0 else 0.0
 
 
+def _is_count(values: np.ndarray) -> bool:
+    """Whether observed values look like event counts: all whole numbers, not all zero."""
+    return bool(values.any() and np.array_equal(values, np.round(values)))
+
+
 def localize(
     leaves: pd.DataFrame,
     dimensions: Sequence[str],
@@ -580,6 +687,7 @@ def localize(
     min_support: float = 0.0005,
     min_risk: float = 0.5,
     false_alarm: float = 0.05,
+    counts: bool | None = None,
 ) -> list[RootCause]:
     """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
 
@@ -597,7 +705,10 @@ def localize(
             the larger share of numerator or denominator) of a reported segment; smaller ones are pruned.
         min_risk: Minimum consistency of an element's move over its leaves (see :attr:`RootCause.risk`).
         false_alarm: Probability that any element is reported on noise-only data (Bonferroni over all the
-            elements searched, assuming independent relative noise on the leaves).
+            elements searched, assuming independent noise on the leaves).
+        counts: Whether observed values are event counts, whose leaves get Poisson counting noise on top of
+            the relative forecast error (small leaves are then relatively noisier than big ones). ``None``
+            (default): per measure, exactly when all its observed values are whole numbers.
 
     Returns:
         Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
@@ -650,7 +761,10 @@ def localize(
         uniques.append(pd.Index(unique))
     if not active.any():
         return []
-    measures = [_Measure(m.v[active], m.f[active]) for m in measures]
+    measures = [
+        _Measure(m.v[active], m.f[active], counts=_is_count(m.v[active]) if counts is None else counts)
+        for m in measures
+    ]
     volume = volume[active]
     positive = volume[volume > 0]
     cap = float(np.median(positive)) if positive.size else 1.0

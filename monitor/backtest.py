@@ -51,8 +51,8 @@ from detectors.postrules import PostRules, evaluate
 from monitor.config import Config, ExecutorConfig, MetricConfig
 from monitor.errors import ConfigError, LivewatchError
 from monitor.executor import ChunkExecutor, DaskExecutor, InlineExecutor, LocalExecutor, make_executor
-from monitor.investigate import fit_stack, post_rules, series_frame
-from monitor.pipeline import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts
+from monitor.investigate import fit_stack
+from monitor.rules import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts, post_rules, series_frame
 from monitor.source import MetricSource, floor_time
 
 __all__ = [

@@ -18,7 +18,7 @@ with numpy, from models fitted earlier and kept parsed in memory:
 4. *Post-rules.* :func:`evaluate_batch` runs :mod:`detectors.postrules`' own steps on the flattened grid;
    the online CUSUM (:func:`detectors.online.online_cusum`) runs over context + window of all series at
    once, and only series where it confirms a shift (or that flag at all) go through the per-series
-   :func:`monitor.pipeline.level_shifts` / :func:`monitor.pipeline.holiday_floor`, so their decisions are
+   :func:`monitor.rules.level_shifts` / :func:`monitor.rules.holiday_floor`, so their decisions are
    exactly those of the per-series path.
 
 The output, per series, is the decision frame :meth:`monitor.pipeline.Monitor._score_series` builds
@@ -47,7 +47,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from statistics import NormalDist
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any, cast
 
 import numpy as np
@@ -73,6 +73,14 @@ from detectors.volume import MetricKind, combine_sigma, sampling_sigma
 from monitor.config import Config, MetricConfig
 from monitor.errors import SourceError
 from monitor.executor import ChunkExecutor, InlineExecutor, chunked
+from monitor.rules import (
+    CUSUM_CONTEXT_BUCKETS,
+    holiday_floor,
+    level_shifts,
+    post_rules,
+    series_frame,
+    stack_params,
+)
 from monitor.source import DataProblem, MetricSource, floor_time
 from monitor.store import SqlStore, model_states
 
@@ -93,7 +101,6 @@ __all__ = [
     "evaluate_batch",
     "fit_chunk",
     "refit_all",
-    "rules_for",
     "score_stack_batch",
 ]
 
@@ -102,19 +109,11 @@ log = structlog.get_logger(__name__)
 #: Name under which the pipeline stores each series' :class:`DetectorStack` (``monitor.pipeline``'s).
 DETECTOR_NAME = "stack"
 #: Buckets before the scored window fed to the online CUSUM (``monitor.pipeline``'s constant).
-CUSUM_CONTEXT_BUCKETS = 168
 #: How far back :func:`refit_all` looks for series that have never been scored.
 DISCOVERY_SPAN = timedelta(days=1)
 _STAMP = pd.DatetimeTZDtype("us", "UTC")
 #: Rows per source query when the scorer reads a long range (cold start, catch-up).
 FETCH_ROWS = 200_000
-
-
-def _pipeline() -> ModuleType:
-    """``monitor.pipeline``, imported late: it imports this module to score in batches."""
-    from monitor import pipeline
-
-    return pipeline
 
 
 def _z(interval_width: float) -> float:
@@ -462,20 +461,6 @@ def evaluate_batch(
     return reason == FLAGGED, reason
 
 
-def rules_for(metric: MetricConfig) -> PostRules:
-    """The post-rules of a resolved metric (as ``Monitor._rules``)."""
-    floors = metric.noise_floors
-    if floors is None or metric.direction is None or metric.threshold is None:
-        raise ValueError(f"metric {metric.name!r} is not resolved against the defaults; load it via Config")
-    return PostRules(
-        threshold=metric.threshold,
-        direction=metric.direction,
-        min_volume=floors.min_volume,
-        min_abs_effect=floors.min_abs_effect,
-        min_rel_effect=floors.min_rel_effect,
-    )
-
-
 # -- one tick of one metric --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SeriesDecisions:
@@ -570,6 +555,10 @@ class BatchScorer:
         models: A shared :class:`ModelCache` (e.g. the one :func:`refit_all` fills).
         chunk_series: Series scored together; bounds the (series x time) arrays of a long catch-up
             (about 30 arrays of ``chunk_series x (168 + buckets)`` floats).
+        max_model_age: A stored model older than this is left to the per-series path (which refits it
+            inline); default ``scheduler.refit_every``, the pipeline's rule. A daemon whose refit job takes
+            a while should allow more (e.g. twice the cadence) so a refit in progress never makes ticks
+            fit inline.
     """
 
     def __init__(
@@ -580,12 +569,14 @@ class BatchScorer:
         *,
         models: ModelCache | None = None,
         chunk_series: int = 2500,
+        max_model_age: timedelta | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.source = source
         self.models = models if models is not None else ModelCache()
         self.chunk_series = chunk_series
+        self.max_model_age = max_model_age or config.scheduler.refit_every
         self._trails = _TrailCache()
 
     def score_metric(self, metric: MetricConfig, now: datetime, *, full_context: bool = False) -> MetricBatch:
@@ -609,7 +600,7 @@ class BatchScorer:
         rows, batch.problems = self._trails.rows(
             self.source, metric, lo, complete_end, max(len(models), len(watermarks))
         )
-        fresh_after = pd.Timestamp(now) - pd.Timedelta(self.config.scheduler.refit_every)
+        fresh_after = pd.Timestamp(now) - pd.Timedelta(self.max_model_age)
         groups: dict[pd.Timestamp, list[str]] = {}
         for series in sorted(set(rows["series"].unique()) | set(models)):
             previous = watermarks.get(series)
@@ -626,7 +617,7 @@ class BatchScorer:
         grid = pd.date_range(lo, complete_end, freq=step, inclusive="left", name="ts")
         values, volumes, present = _pivot(rows, scored, grid)
         position = {name: i for i, name in enumerate(scored)}
-        rules = rules_for(metric)
+        rules = post_rules(metric)
         trained_from = first_needed - pd.Timedelta(metric.history or timedelta(days=56))
         for start, group in sorted(groups.items()):
             offset = int((start - lo) / step) - width
@@ -663,7 +654,6 @@ class BatchScorer:
         ``grid`` is the CUSUM context followed by the window; ``data`` holds the series' values, volumes
         and presence (the source returned the row) on it, each of shape (series, time).
         """
-        pipeline = _pipeline()
         width = CUSUM_CONTEXT_BUCKETS
         values, volumes, present = data
         scores = score_stack_batch(models, grid, values, volumes)
@@ -709,11 +699,11 @@ class BatchScorer:
             context = None
             if alarms[row] or flagged or full_context:
                 context = _context(scores, row, grid, width, present[row])
-            if alarms[row]:
-                decisions = pipeline.level_shifts(decisions.drop(columns="shift_start"), context, rules)
+            if alarms[row] and context is not None:
+                decisions = level_shifts(decisions.drop(columns="shift_start"), context, rules)
                 flagged = int(decisions["flag"].sum())
             if flagged:
-                decisions = pipeline.holiday_floor(decisions, self.config.regions.get(name), trained_on)
+                decisions = holiday_floor(decisions, self.config.regions.get(name), trained_on)
                 flagged = int(decisions["flag"].sum())
             out.append(
                 SeriesDecisions(
@@ -804,18 +794,6 @@ class RefitSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _stack_params(config: Config, metric: MetricConfig, series: str) -> dict[str, Any]:
-    """The :class:`DetectorStack` arguments the pipeline uses for this series."""
-    return {
-        # A ratio's value is scale * num / den: events per `scale` units of volume (Poisson sampling).
-        "kind": "count" if metric.kind == "count" else "rate",
-        "rate_per": metric.scale,
-        "granularity": _pipeline()._granularity_text(metric.granularity),
-        "country": config.regions.get(series),
-        "interval_width": metric.interval_width or 0.99,
-    }
-
-
 def _fit_tasks(
     config: Config,
     source: MetricSource,
@@ -844,14 +822,13 @@ def _fit_tasks(
         for key, tidy in result.frame.groupby("series", sort=True):
             series = str(key)
             bucket, inclusive = cutoffs[series]
-            values = tidy.set_index("ts").sort_index()
-            frame = pd.DataFrame({"value": values["value"], "volume": _pipeline()._volume(metric, values)})
+            frame = series_frame(metric, tidy)
             frame = frame[frame.index <= bucket] if inclusive else frame[frame.index < bucket]
             if frame.empty:
                 errors[f"{metric.name}/{series}"] = f"no history before {bucket:%Y-%m-%d %H:%M} UTC to fit on"
                 continue
             frame = frame[frame.index > frame.index.max() - span]
-            yield FitTask(metric.name, series, frame, _stack_params(config, metric, series), now)
+            yield FitTask(metric.name, series, frame, stack_params(config, metric, series), now)
 
 
 def refit_all(

@@ -26,7 +26,6 @@ Bad requests raise :class:`InvestigationError` subclasses whose one-line message
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from alerts.model import Matcher, matches_all
+from alerts.model import matches_all
 from detectors.changepoint import find_changepoints
 from detectors.errors import DetectorError
 from detectors.postrules import FLAGGED, PostRules, classify_run, evaluate
@@ -45,8 +44,16 @@ from detectors.stack import DetectorStack
 from detectors.volume import MetricKind, rescore
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
-from monitor.pipeline import DETECTOR_NAME, holiday_floor, level_shifts
 from monitor.rca import explain_window
+from monitor.rules import (
+    DETECTOR_NAME,
+    holiday_floor,
+    level_shifts,
+    matchers,
+    new_stack,
+    post_rules,
+    series_frame,
+)
 from monitor.source import MetricSource, floor_time
 from monitor.store import SqlStore
 
@@ -294,27 +301,6 @@ class Investigation:
 
 
 # -- shared with the backtest ------------------------------------------------------------------------
-def post_rules(metric: MetricConfig, *, threshold: float | None = None) -> PostRules:
-    """The daemon's post-rules of ``metric`` (``threshold`` overrides the configured one)."""
-    floors = metric.noise_floors
-    if floors is None or metric.direction is None or metric.threshold is None:
-        raise InvestigationError(f"metric {metric.name!r} is not resolved against the config defaults")
-    return PostRules(
-        threshold=metric.threshold if threshold is None else threshold,
-        direction=metric.direction,
-        min_volume=floors.min_volume,
-        min_abs_effect=floors.min_abs_effect,
-        min_rel_effect=floors.min_rel_effect,
-    )
-
-
-def series_frame(metric: MetricConfig, tidy: pd.DataFrame) -> pd.DataFrame:
-    """One series of a tidy fetch as the detectors' frame: ``value`` and ``volume`` on a UTC index."""
-    values = tidy.set_index("ts").sort_index()
-    volume = values["den"].astype(float) if metric.kind == "ratio" else pd.Series(np.nan, index=values.index)
-    return pd.DataFrame({"value": values["value"].astype(float), "volume": volume})
-
-
 def fit_stack(
     metric: MetricConfig, config: Config, series: str, history: pd.DataFrame, *, prophet: bool = True
 ) -> DetectorStack:
@@ -323,14 +309,10 @@ def fit_stack(
     Args:
         prophet: ``False`` fits the robust baseline only (fast, for quick looks).
     """
-    return DetectorStack(
-        kind="count" if metric.kind == "count" else "rate",
-        rate_per=metric.scale,
-        granularity=_granularity_text(metric.granularity),
-        country=config.regions.get(series),
-        interval_width=metric.interval_width or 0.99,
-        prophet_min_days=PROPHET_MIN_DAYS if prophet else NEVER_PROPHET_DAYS,
-    ).fit(history, series_id=f"{metric.name}/{series}")
+    days = PROPHET_MIN_DAYS if prophet else NEVER_PROPHET_DAYS
+    return new_stack(config, metric, series, prophet_min_days=days).fit(
+        history, series_id=f"{metric.name}/{series}"
+    )
 
 
 def score_frame(
@@ -750,8 +732,8 @@ def _covers(
                     )
                 )
     for window in config.alerts.windows:
-        matchers = _window_matchers({str(k): v for k, v in window.match.items()})
-        if window.start < last and window.end > first and matches_all(matchers, labels):
+        window_matchers = matchers({str(k): v for k, v in window.match.items()})
+        if window.start < last and window.end > first and matches_all(window_matchers, labels):
             found.append(
                 Cover(
                     "window",
@@ -763,18 +745,6 @@ def _covers(
                 )
             )
     return found
-
-
-def _window_matchers(match: Mapping[str, str | list[str]]) -> tuple[Matcher, ...]:
-    from monitor.pipeline import _matchers
-
-    return tuple(_matchers(match))
-
-
-def _granularity_text(step: timedelta | None) -> str:
-    from monitor.pipeline import _granularity_text as text
-
-    return text(step)
 
 
 def _iso(moment: datetime | pd.Timestamp | None) -> str | None:

@@ -23,14 +23,13 @@ context and reported in the :class:`TickReport`; the others go on.
 
 from __future__ import annotations
 
-import re
 import shlex
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,7 @@ import structlog
 
 from alerts.engine import AlertRepos, EngineConfig, process
 from alerts.incidents import GroupingConfig
-from alerts.model import AlertSignal, ChartData, Matcher, Notification
+from alerts.model import AlertSignal, ChartData, Notification
 from alerts.model import RootCause as AlertRootCause
 from alerts.muting import MaintenanceWindow
 from alerts.outbox import DeliveryReport, deliver_pending
@@ -46,12 +45,23 @@ from alerts.routing import Route
 from alerts.sinks.base import AlertSink
 from detectors.base import Detector
 from detectors.errors import DetectorError
-from detectors.postrules import PostRules, classify_run, evaluate
+from detectors.postrules import classify_run, evaluate
 from detectors.slicer import RootCause
 from detectors.stack import DetectorStack
+from monitor.batch import BatchScorer, ModelCache
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
 from monitor.rca import explain_window
+from monitor.rules import (
+    CUSUM_CONTEXT_BUCKETS,
+    DETECTOR_NAME,
+    holiday_floor,
+    level_shifts,
+    matchers,
+    new_stack,
+    post_rules,
+    series_frame,
+)
 from monitor.source import DataProblem, MetricSource, floor_time
 from monitor.store import SqlStore
 
@@ -59,11 +69,7 @@ __all__ = ["ConcurrentTickError", "Monitor", "SeriesOutcome", "TickReport"]
 
 log = structlog.get_logger(__name__)
 
-DETECTOR_NAME = "stack"
 CHART_CONTEXT_BUCKETS = 48
-#: Buckets of already-scored history the online CUSUM re-reads each tick (its state is re-derived from the
-#: stored model's residuals, so nothing extra needs persisting and a refit restarts it cleanly).
-CUSUM_CONTEXT_BUCKETS = 168
 
 
 class ConcurrentTickError(LivewatchError):
@@ -125,10 +131,15 @@ class Monitor:
         store: SqlStore,
         sinks: Mapping[str, AlertSink],
         routes: Route,
+        *,
+        models: ModelCache | None = None,
     ) -> None:
         self.config = config
         self.source = source
         self.store = store
+        # Series with a fresh stored model are scored all at once (monitor.batch); `models` is the parsed
+        # model cache the refit job (monitor.batch.refit_all) fills, shared so ticks never re-parse JSON.
+        self.batch = BatchScorer(config, store, source, models=models)
         self.sinks = sinks
         self.routes = routes
         self.engine_config = EngineConfig(
@@ -136,7 +147,7 @@ class Monitor:
         )
         self.windows = tuple(
             MaintenanceWindow(
-                name=w.name, start=w.start, end=w.end, suppress=w.suppress, matchers=_matchers(w.match)
+                name=w.name, start=w.start, end=w.end, suppress=w.suppress, matchers=matchers(w.match)
             )
             for w in config.alerts.windows
         )
@@ -190,6 +201,37 @@ class Monitor:
 
     # -- detection ---------------------------------------------------------------------------------
     def _score_metric(self, metric: MetricConfig, now: datetime, report: TickReport) -> list[_ScoredSeries]:
+        batch = self.batch.score_metric(metric, now)
+        pending = set(batch.pending)
+        problems = [p for p in batch.problems if p.series not in pending]  # the inline path reports those
+        report.problems += problems
+        for problem in problems:
+            log.warning("data problem", metric=metric.name, series=problem.series, problem=problem.message)
+        for series, error in batch.model_errors.items():
+            log.warning("stored model unreadable; refitting", metric=metric.name, series=series, error=error)
+        scored = []
+        for item in batch.scored:
+            report.outcomes.append(
+                SeriesOutcome(metric.name, item.series, item.scored, item.missing, item.flagged)
+            )
+            scored.append(
+                _ScoredSeries(
+                    metric,
+                    item.series,
+                    item.decisions,
+                    item.context,
+                    item.last_bucket,
+                    item.previous_watermark,
+                )
+            )
+        if pending:
+            scored += self._score_inline(metric, now, report, sorted(pending))
+        return scored
+
+    def _score_inline(
+        self, metric: MetricConfig, now: datetime, report: TickReport, only: Sequence[str]
+    ) -> list[_ScoredSeries]:
+        """Series without a fresh stored model: fetch their history, fit (and store) inline, score."""
         step = metric.granularity or timedelta(hours=1)
         complete_end = floor_time(pd.Timestamp(now) - pd.Timedelta(metric.completeness_delay or 0), step)
         earliest = complete_end - pd.Timedelta(self.config.scheduler.max_catchup)
@@ -198,7 +240,7 @@ class Monitor:
         first_needed = max(earliest, min([*starts, complete_end])) if starts else earliest
         history = pd.Timedelta(metric.history or timedelta(days=56))
         result = self.source.fetch(
-            metric, (first_needed - history).to_pydatetime(), complete_end.to_pydatetime()
+            metric, (first_needed - history).to_pydatetime(), complete_end.to_pydatetime(), series=only
         )
         report.problems += result.problems
         for problem in result.problems:
@@ -231,8 +273,7 @@ class Monitor:
         now: datetime,
     ) -> tuple[_ScoredSeries, SeriesOutcome]:
         step = pd.Timedelta(metric.granularity or timedelta(hours=1))
-        values = frame.set_index("ts").sort_index()
-        values = pd.DataFrame({"value": values["value"], "volume": _volume(metric, values)})
+        values = series_frame(metric, frame)
         grid = pd.date_range(start, end, freq=step, inclusive="left")
         window = values.reindex(grid)  # buckets that never arrived are NaN: missing, not zero
         history = values[values.index < start]
@@ -242,8 +283,9 @@ class Monitor:
         scores = model.score(window)
         # Noise floors compare against the denominator of a ratio and the expected count of a count.
         scores["volume"] = window["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
-        decisions = evaluate(scores, self._rules(metric))
-        decisions = level_shifts(decisions, context, self._rules(metric))
+        rules = post_rules(metric)
+        decisions = evaluate(scores, rules)
+        decisions = level_shifts(decisions, context, rules)
         decisions = holiday_floor(decisions, self.config.regions.get(series), pd.DatetimeIndex(history.index))
         outcome = SeriesOutcome(
             metric.name,
@@ -266,29 +308,11 @@ class Monitor:
             history.index.max() - pd.Timedelta(metric.history or timedelta(days=56)) if len(history) else None
         )
         training = history[history.index > horizon] if horizon is not None else history
-        model = DetectorStack(
-            # A ratio's value is scale * num / den: events per `scale` units of volume (Poisson sampling).
-            kind="count" if metric.kind == "count" else "rate",
-            rate_per=metric.scale,
-            granularity=_granularity_text(metric.granularity),
-            country=self.config.regions.get(series),
-            interval_width=metric.interval_width or 0.99,
-        ).fit(training, series_id=f"{metric.name}/{series}")
+        model = new_stack(self.config, metric, series).fit(training, series_id=f"{metric.name}/{series}")
         self.store.save_model_state(
             metric.name, series, DETECTOR_NAME, model.to_json(), version=model.state_version, fitted_at=now
         )
         return model, True
-
-    def _rules(self, metric: MetricConfig) -> PostRules:
-        floors = metric.noise_floors
-        assert floors is not None and metric.direction is not None and metric.threshold is not None
-        return PostRules(
-            threshold=metric.threshold,
-            direction=metric.direction,
-            min_volume=floors.min_volume,
-            min_abs_effect=floors.min_abs_effect,
-            min_rel_effect=floors.min_rel_effect,
-        )
 
     # -- alerting ----------------------------------------------------------------------------------
     def _signals(
@@ -376,89 +400,6 @@ class Monitor:
         )
 
 
-#: On a public holiday absent from the training history the model cannot know the holiday's effect, so an
-#: anomaly there must move the metric by at least this much (relative) to flag.
-HOLIDAY_MIN_REL_EFFECT = 0.5
-
-
-def holiday_floor(
-    decisions: pd.DataFrame,
-    country: str | None,
-    trained_on: pd.DatetimeIndex,
-    *,
-    min_rel_effect: float = HOLIDAY_MIN_REL_EFFECT,
-) -> pd.DataFrame:
-    """Unflag small effects on holidays the model never saw (a pure post-rule with its reason).
-
-    A bucket counts as a holiday when its UTC date, or the date 12 hours either side (regions span time
-    zones), is a public holiday of ``country``.
-    """
-    if country is None or decisions.empty or not decisions["flag"].any():
-        return decisions
-    from detectors.prophet import holiday_names_by_date
-
-    index = pd.DatetimeIndex(decisions.index).tz_convert("UTC").tz_localize(None)
-    names: list[set[str]] = [set() for _ in range(len(index))]
-    for shift in (-12, 0, 12):
-        days = (index + pd.Timedelta(hours=shift)).normalize()
-        for i, found in enumerate(holiday_names_by_date(country, pd.DatetimeIndex(days))):
-            names[i].update(found)
-    if trained_on.size:
-        seen_days = pd.DatetimeIndex(trained_on).tz_convert("UTC").tz_localize(None).normalize().unique()
-        seen = {n for found in holiday_names_by_date(country, seen_days) for n in found}
-        names = [found - seen for found in names]
-    expected = decisions["expected"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        relative = np.abs(decisions["observed"].to_numpy(dtype=float) - expected) / np.abs(expected)
-    small = np.array([bool(found) for found in names]) & (relative < min_rel_effect)
-    unflag = small & decisions["flag"].to_numpy(dtype=bool)
-    if not unflag.any():
-        return decisions
-    out = decisions.copy()
-    out.loc[unflag, "flag"] = False
-    reasons = [
-        f"holiday unseen in training ({', '.join(sorted(n))}): effect < {min_rel_effect:.0%}"
-        for n, u in zip(names, unflag, strict=True)
-        if u
-    ]
-    out.loc[unflag, "reason"] = reasons
-    return out
-
-
-def level_shifts(decisions: pd.DataFrame, context: pd.DataFrame, rules: PostRules) -> pd.DataFrame:
-    """Flag confirmed level shifts: an online CUSUM over the residuals (in sigmas) of the context and window.
-
-    A persistent deviation too small to cross the per-point threshold (say +1.5 sigma for hours) is
-    confirmed by the CUSUM; it re-baselines afterwards, so a permanent new level alerts once and stops.
-    The shift must still pass the direction filter and the relative-effect floor, measured as the mean
-    deviation since the estimated start. Adds ``shift_start`` (NaT unless a shift was confirmed there).
-    """
-    from detectors.online import online_cusum
-
-    out = decisions.copy()
-    out["shift_start"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us, UTC]")
-    frames = [f for f in (context, decisions) if len(f)]
-    trail = pd.concat([f.loc[:, ["observed", "expected", "score"]] for f in frames])
-    result = online_cusum(trail["score"].to_numpy(dtype=float))
-    offset = len(trail) - len(decisions)
-    for position in np.flatnonzero(result.alarms[offset:]):
-        begin = int(result.starts[offset + position])
-        since = trail.iloc[max(begin, 0) : offset + position + 1]
-        deviation = float((since["observed"] - since["expected"]).mean())
-        expected = float(since["expected"].mean())
-        if (rules.direction == "up" and deviation < 0) or (rules.direction == "down" and deviation > 0):
-            continue
-        if expected and abs(deviation) / abs(expected) < rules.min_rel_effect:
-            continue
-        bucket = out.index[int(position)]
-        out.loc[bucket, "flag"] = True
-        out.loc[bucket, "reason"] = (
-            f"level shift confirmed by CUSUM ({deviation / expected:+.0%} since start)"
-        )
-        out.loc[bucket, "shift_start"] = trail.index[max(begin, 0)]
-    return out
-
-
 def _runs(decisions: pd.DataFrame) -> list[pd.DataFrame]:
     """Consecutive flagged buckets of one sign."""
     flag = decisions["flag"].to_numpy(dtype=bool)
@@ -501,29 +442,3 @@ def _alert_cause(cause: RootCause) -> AlertRootCause:
         mix=None if cause.mix_share is None else float(cause.mix_share),
         rate=None if cause.rate_share is None else float(cause.rate_share),
     )
-
-
-def _volume(metric: MetricConfig, frame: pd.DataFrame) -> pd.Series:
-    """The denominator of a ratio; NaN for counts (their volume is the expected count itself)."""
-    if metric.kind == "ratio":
-        return frame["den"].astype(float)
-    return pd.Series(np.nan, index=frame.index)
-
-
-def _granularity_text(step: timedelta | None) -> str:
-    seconds = int((step or timedelta(hours=1)).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _matchers(match: Mapping[Any, str | list[str]]) -> tuple[Matcher, ...]:
-    matchers = []
-    for name, value in match.items():
-        if isinstance(value, list):
-            pattern = "|".join(re.escape(v) for v in value)
-            matchers.append(Matcher(name, pattern, regex=True))
-        else:
-            matchers.append(Matcher(name, value))
-    return tuple(matchers)

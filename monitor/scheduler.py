@@ -45,9 +45,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.model import Incident, IncidentState
 from alerts.muting import MaintenanceWindow
-from detectors.errors import DetectorError
-from monitor.config import Config, MetricConfig
-from monitor.errors import SourceError
+from monitor.batch import refit_all
+from monitor.config import Config
+from monitor.executor import make_executor
 from monitor.health import (
     HealthMetrics,
     PipelineStore,
@@ -56,9 +56,8 @@ from monitor.health import (
     read_store_figures,
     tick_failed,
 )
-from monitor.pipeline import Monitor, TickReport, _volume
+from monitor.pipeline import Monitor, TickReport
 from monitor.source import floor_time
-from monitor.store import ModelState, SqlStore
 
 __all__ = [
     "CATCH_UP_WINDOW",
@@ -215,62 +214,22 @@ class ReplayReport:
 
 
 # -- refit --------------------------------------------------------------------------------------------------
-class _RefitStore(SqlStore):
-    """The store as :meth:`Monitor._model` should see it during a refit: no saved model, so it fits."""
-
-    def load_model_state(self, metric: str, series: str, detector: str) -> ModelState | None:
-        return None
-
-
 def refit_models(monitor: Monitor, clock: Clock, *, metrics: Sequence[str] | None = None) -> RefitReport:
-    """Refit and save the model of every series scored so far, on the history up to its watermark.
-
-    Reuses the pipeline's own model construction (``Monitor._model``) through a store that reports no
-    saved model; each model is saved with ``fitted_at = clock()`` at its own fit, so models age in the
-    order they were refitted. A series never scored yet is skipped (its first tick fits it).
-    """
+    """Refit and save every series' model on its history up to its watermark, through the configured
+    executor (a local process pool or a Dask cluster), filling the tick's parsed-model cache as they land."""
     now = clock()
-    forced = copy.copy(monitor)
-    forced.store = _RefitStore(monitor.store.engine)
-    fitted: list[str] = []
-    errors: dict[str, str] = {}
-    for metric in monitor.config.metrics:
-        if metrics is not None and metric.name not in metrics:
-            continue
-        try:
-            fitted += _refit_metric(forced, metric, now, clock, errors)
-        except (SourceError, DetectorError, ValueError) as exc:
-            errors[metric.name] = str(exc)
-            log.error("refit failed", metric=metric.name, error=str(exc))
-    log.info("refit done", fitted=len(fitted), errors=len(errors))
-    return RefitReport(now, tuple(fitted), errors)
-
-
-def _refit_metric(
-    forced: Monitor, metric: MetricConfig, now: datetime, clock: Clock, errors: dict[str, str]
-) -> list[str]:
-    watermarks = {w.series: pd.Timestamp(w.bucket) for w in forced.store.list_watermarks(metric.name)}
-    if not watermarks:
-        return []
-    step = metric.granularity or HOUR
-    history = pd.Timedelta(metric.history or timedelta(days=56))
-    end = max(watermarks.values()) + pd.Timedelta(step)
-    result = forced.source.fetch(metric, (end - history).to_pydatetime(), end.to_pydatetime())
-    fitted = []
-    for series, frame in result.frame.groupby("series", sort=True):
-        watermark = watermarks.get(str(series))
-        if watermark is None:
-            continue
-        values = frame.set_index("ts").sort_index()
-        values = pd.DataFrame({"value": values["value"], "volume": _volume(metric, values)})
-        try:
-            forced._model(metric, str(series), values[values.index <= watermark], clock())
-        except (DetectorError, ValueError) as exc:
-            errors[f"{metric.name}/{series}"] = str(exc)
-            log.error("refit failed", metric=metric.name, series=series, error=str(exc))
-            continue
-        fitted.append(f"{metric.name}/{series}")
-    return fitted
+    with make_executor(monitor.config.executor) as executor:
+        summary = refit_all(
+            monitor.config,
+            monitor.store,
+            monitor.source,
+            now,
+            executor,
+            cache=monitor.batch.models,
+            metrics=metrics,
+        )
+    log.info("refit done", fitted=len(summary.fitted), errors=len(summary.errors))
+    return RefitReport(now, tuple(summary.fitted), summary.errors)
 
 
 # -- the daemon ---------------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from alerts.sinks.jsonl import JsonlSink
 from alerts.sinks.slack import SlackSink
 from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, DatabaseConfig, RouteConfig
-from monitor.pipeline import Monitor, _matchers
+from monitor.pipeline import Monitor
+from monitor.rules import matchers
 from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, upgrade
 from monitor.store import make_engine as make_store_engine
@@ -71,7 +72,7 @@ def _route(node: RouteConfig, index: int, prefix: str) -> Route:
     name = f"{prefix}[{index}]"
     return Route(
         name=name,
-        matchers=_matchers(node.match),
+        matchers=matchers(node.match),
         channel=node.channel,
         repeat_interval=node.repeat_interval,
         continue_matching=node.continue_,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import FrozenInstanceError
+from itertools import product
 from types import MappingProxyType
 from typing import Any
 
@@ -16,6 +17,7 @@ from detectors.rca_synthetic import make_case
 from detectors.slicer import (
     InvalidLeavesError,
     RootCause,
+    _relative_noise,
     expected_from_baseline,
     format_elements,
     localize,
@@ -362,3 +364,163 @@ def test_parent_named_only_when_it_moved_as_a_whole(seed: int, kwargs: dict[str,
     case = make_case(seed, layer=layer, n_causes=n_causes, cardinalities=(10, 12, 8, 20, 5), **kwargs)
     found = localize(case.leaves, list(case.dimensions))
     assert {frozenset(c.element.items()) for c in found} == {frozenset(c.items()) for c in case.causes}
+
+
+# -- sparse counts ---------------------------------------------------------------------------------------
+# The bans incident that exposed the count-noise bug: 6 hours of bans in one region over a full cube of
+# 8 categories x 2 languages x 2 devices x 3 creator tiers (96 leaves, in this order). Expected leaf values
+# are baseline counts scaled to the forecast total (as expected_from_baseline does). Bullying went from
+# about 26 expected to 518 while every other category stayed near its expectation.
+BANS_DIMS = ["category", "language", "device", "creator_tier"]
+BANS_LEVELS = (
+    (
+        "animal_cruelty",
+        "bullying",
+        "hate_speech",
+        "minor_safety",
+        "nudity",
+        "self_harm",
+        "spam",
+        "violent_extremism",
+    ),
+    ("en", "es"),
+    ("mobile", "web"),
+    ("established", "new", "partner"),
+)
+# fmt: off
+BANS_BASELINE = [
+    0, 0, 0, 2, 0, 0, 3, 6, 1, 3, 1, 0, 11, 8, 4, 3, 3, 0, 21, 22, 7, 6, 9, 4,
+    7, 4, 0, 3, 0, 0, 26, 23, 6, 7, 7, 0, 1, 1, 1, 1, 0, 0, 12, 9, 0, 3, 4, 1,
+    13, 11, 1, 2, 6, 0, 30, 28, 6, 10, 11, 4, 3, 4, 1, 0, 1, 0, 8, 9, 1, 2, 2, 1,
+    26, 23, 12, 6, 6, 3, 74, 69, 17, 24, 15, 6, 1, 2, 0, 0, 0, 0, 4, 2, 0, 2, 0, 0,
+]
+BANS_ACTUAL = [
+    1, 0, 0, 1, 0, 0, 1, 4, 0, 0, 3, 0, 53, 25, 10, 11, 7, 1, 152, 129, 35, 52, 34, 9,
+    3, 2, 0, 0, 0, 0, 11, 7, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 2, 1, 1, 1, 0, 0,
+    2, 1, 1, 2, 3, 0, 7, 8, 3, 6, 4, 4, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1,
+    4, 6, 1, 1, 1, 0, 31, 16, 1, 3, 4, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0,
+]
+# fmt: on
+BANS_FORECAST = 177.47
+
+
+def bans_leaves() -> pd.DataFrame:
+    """The 96 leaves of the bans incident (observed counts as floats, as they come out of SQL sums)."""
+    leaves = pd.DataFrame(list(product(*BANS_LEVELS)), columns=BANS_DIMS)
+    baseline = np.array(BANS_BASELINE, dtype=float)
+    leaves["actual"] = np.array(BANS_ACTUAL, dtype=float)
+    leaves["expected"] = baseline / baseline.sum() * BANS_FORECAST
+    return leaves
+
+
+SPARSE_LEVELS = (
+    ("animal", "bullying", "hate", "minor", "nudity", "self_harm", "spam", "extremism"),
+    ("en", "es", "pt"),
+    ("mobile", "web"),
+    ("new", "established", "partner"),
+)
+
+
+def sparse_count_cube(
+    seed: int, factor: float, *, total: float, forecast_error: float = 0.15
+) -> pd.DataFrame:
+    """A seeded 144-leaf count cube: heavy-tailed leaf shares of ``total`` events, a log-normal forecast
+    error of ``forecast_error``, Poisson counts, and ``category=bullying`` multiplied by ``factor``."""
+    rng = np.random.default_rng(seed)
+    leaves = pd.DataFrame(list(product(*SPARSE_LEVELS)), columns=BANS_DIMS)
+    share = np.exp(rng.normal(0.0, 1.2, len(leaves)))
+    expected = share / share.sum() * total
+    truth = expected * np.exp(rng.normal(0.0, forecast_error, len(leaves)))
+    cause = np.where(leaves["category"] == "bullying", factor, 1.0)
+    leaves["actual"] = rng.poisson(truth * cause).astype(float)
+    leaves["expected"] = expected
+    return leaves
+
+
+SPARSE_COUNT_CASES: list[tuple[str, pd.DataFrame, dict[str, Any], list[str]]] = [
+    # The bans incident: most leaves hold 0-3 events, so 0 against 0.3 (|d| = 2) is ordinary Poisson noise;
+    # read as relative noise it made every leaf, big ones too, look ~200 % noisy and nothing was reported.
+    ("bans incident", bans_leaves(), {}, ["category=bullying"]),
+    # The same leaves declared non-counts get the relative-only noise model back and stay silent: the
+    # counting part of the model is what tells the 20-fold rise apart from noise.
+    ("bans without counting noise", bans_leaves(), {"counts": False}, []),
+    # Observed counts as integers (not floats) are detected as counts alike.
+    ("bans integer counts", bans_leaves().astype({"actual": "int64"}), {}, ["category=bullying"]),
+    # ~1,000 events over 144 leaves (median leaf ~4 events), bullying tripled: found, alone.
+    ("sparse rise", sparse_count_cube(1, 3.0, total=1000.0), {}, ["category=bullying"]),
+    # ... and a drop to a fifth: found, alone.
+    ("sparse drop", sparse_count_cube(2, 0.2, total=1000.0), {}, ["category=bullying"]),
+    # ~200 events (most leaves 0-2), bullying five-fold: found, alone.
+    ("very sparse rise", sparse_count_cube(3, 5.0, total=200.0), {}, ["category=bullying"]),
+    # Noise only (Poisson counts plus 15 % forecast error): nothing.
+    ("sparse noise only", sparse_count_cube(4, 1.0, total=1000.0), {}, []),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "leaves", "kwargs", "expected"), SPARSE_COUNT_CASES, ids=[c[0] for c in SPARSE_COUNT_CASES]
+)
+def test_sparse_count_cubes(
+    name: str, leaves: pd.DataFrame, kwargs: dict[str, Any], expected: list[str]
+) -> None:
+    assert [c.label() for c in localize(leaves, BANS_DIMS, top_k=3, **kwargs)] == expected
+
+
+def test_bans_incident_scores() -> None:
+    # Bullying carries almost all of the region's deviation (492 of 500 extra bans), consistently.
+    (cause,) = localize(bans_leaves(), BANS_DIMS, top_k=3)
+    assert cause.actual == pytest.approx(518.0)
+    assert cause.expected == pytest.approx(25.73, abs=0.01)
+    assert cause.deviation_share == pytest.approx(492.27 / 499.53, abs=1e-3)
+    assert cause.risk > 0.9
+
+
+@pytest.mark.parametrize(
+    ("total", "forecast_error"),
+    [
+        # Very sparse counts (most leaves 0-2 events), Poisson noise dominates.
+        (200.0, 0.15),
+        # Denser counts with a large forecast error: the relative part dominates the big leaves.
+        (2000.0, 0.3),
+    ],
+)
+def test_quiet_on_noise_only_sparse_counts(total: float, forecast_error: float) -> None:
+    # False alarms stay near the 5 % design rate over 40 seeded noise-only cubes (the relative-only noise
+    # model used before reported something on 12 of the 40 cubes of 2,000 events).
+    reported = sum(
+        bool(localize(sparse_count_cube(seed, 1.0, total=total, forecast_error=forecast_error), BANS_DIMS))
+        for seed in range(100, 140)
+    )
+    assert reported <= 2
+
+
+def _noise_leaves(seed: int, n: int, mean: float, forecast_error: float) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` leaves with forecasts around ``mean`` and Poisson counts around a log-normally wrong forecast."""
+    rng = np.random.default_rng(seed)
+    f = mean * np.exp(rng.normal(0.0, 0.5, n))
+    v = rng.poisson(f * np.exp(rng.normal(0.0, forecast_error, n))).astype(float)
+    return v, f
+
+
+NOISE_SCALE_CASES = [
+    # Tiny Poisson leaves (0.3 events expected) with an exact forecast: no relative noise is left once the
+    # counting part is accounted for, where |d| alone (mostly 2: zeros against 0.3) reads as sigma ~ 5.
+    ("tiny exact", 0.3, 0.0, 0.0, 0.1),
+    # Big leaves (500 events) with a 20 % forecast error: the counting part is negligible, sigma ~ 0.2.
+    ("big, 20 % error", 500.0, 0.2, 0.16, 0.24),
+    # Mid-size leaves (10 events) with a 30 % error: the Poisson part (~0.32 relative) is subtracted.
+    ("mid, 30 % error", 10.0, 0.3, 0.2, 0.4),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mean", "forecast_error", "low", "high"),
+    NOISE_SCALE_CASES,
+    ids=[c[0] for c in NOISE_SCALE_CASES],
+)
+def test_relative_noise_of_counts(
+    name: str, mean: float, forecast_error: float, low: float, high: float
+) -> None:
+    v, f = _noise_leaves(7, 1500, mean, forecast_error)
+    d = 2.0 * (v - f) / (v + f)
+    assert low <= _relative_noise(v, f, d, counts=True) <= high

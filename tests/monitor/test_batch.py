@@ -154,6 +154,11 @@ def test_batch_equals_per_series_path_on_robust_only_history(tmp_path: Path) -> 
     mx = result[("violation_rate", "MX")].decisions
     assert mx["shift_start"].notna().any()
     assert result[("violation_rate", "US")].missing == 3
+    # models older than refit_every (1 day) go to the per-series path, unless the scorer allows more
+    later = NOW + timedelta(days=2)
+    assert len(BatchScorer(config, store, source).score_metric(config.metrics[0], later).pending) == 5
+    lenient = BatchScorer(config, store, source, max_model_age=timedelta(days=3))
+    assert lenient.score_metric(config.metrics[0], later).pending == []
     # by default only series with a flag carry their context (the alert stage's charts need no other);
     # scoring the series two at a time (bounded arrays) decides the same
     lean = BatchScorer(config, store, source, chunk_series=2).score_metric(config.metrics[0], NOW)

@@ -193,11 +193,16 @@ def test_refit_refits_scored_series_and_ticks_reuse_them(tmp_path: Path, warehou
     assert [o.refitted for o in result.report.outcomes] == [False, False]
 
 
-def test_refit_skips_series_never_scored(tmp_path: Path, warehouse: Path) -> None:
+def test_refit_before_the_first_tick_fits_every_series_so_the_tick_fits_none(
+    tmp_path: Path, warehouse: Path
+) -> None:
     now = _utc("2026-03-09T02:10")
     daemon = _daemon(tmp_path, warehouse, now)
     report = daemon.refit(now)
-    assert report.fitted == () and report.errors == {}
+    assert report.fitted and report.errors == {}
+    tick = daemon.score(daemon.groups[0], now)
+    assert tick.report is not None and tick.report.outcomes
+    assert not any(outcome.refitted for outcome in tick.report.outcomes)  # scored from the stored models
 
 
 def test_run_daemon_schedules_jobs_runs_catch_up_at_start_and_stops(tmp_path: Path, warehouse: Path) -> None:
