@@ -65,8 +65,10 @@ def evaluate(method: Method, dataset: list[AnnotatedSeries]) -> tuple[dict[str, 
         spent += time.perf_counter() - start
         f1 = f_measure(series.annotations, predicted)
         per[series.scenario].append((f1, covering(series.annotations, predicted, len(series.values))))
-    table = {name: (float(np.mean([f for f, _ in rows])), float(np.mean([c for _, c in rows])))
-             for name, rows in per.items()}
+    table = {
+        name: (float(np.mean([f for f, _ in rows])), float(np.mean([c for _, c in rows])))
+        for name, rows in per.items()
+    }
     every = [row for rows in per.values() for row in rows]
     table["overall"] = (float(np.mean([f for f, _ in every])), float(np.mean([c for _, c in every])))
     return table, spent
@@ -79,8 +81,10 @@ def online_figures(seed: int, series: int = 200, n: int = 600, at: int = 300) ->
     start = time.perf_counter()
     false_alarms = int(online_cusum(noise).alarms.sum())
     spent = time.perf_counter() - start
-    print(f"online CUSUM: {false_alarms} alarms on {noise.size:,} white-noise points "
-          f"({false_alarms / noise.size * 1e5:.1f} per 100k; {noise.size / spent / 1e6:.1f} M points/s)")
+    print(
+        f"online CUSUM: {false_alarms} alarms on {noise.size:,} white-noise points "
+        f"({false_alarms / noise.size * 1e5:.1f} per 100k; {noise.size / spent / 1e6:.1f} M points/s)"
+    )
     for size in (1.0, 1.5, 2.0, 3.0, -3.0, 6.0):
         residuals = rng.normal(0.0, 1.0, (n, series))
         residuals[at:] += size
@@ -91,8 +95,10 @@ def online_figures(seed: int, series: int = 200, n: int = 600, at: int = 300) ->
         extra = int(alarms[at:].sum()) - len(delays)
         median = np.median(delays) if delays else float("nan")
         slow = np.percentile(delays, 90) if delays else float("nan")
-        print(f"  shift {size:+.1f} sigma: detected {len(delays)}/{series}, median delay {median:.0f} points "
-              f"(90th pct {slow:.0f}), alarms before the shift {early}, extra alarms after the first {extra}")
+        print(
+            f"  shift {size:+.1f} sigma: detected {len(delays)}/{series}, median delay {median:.0f} points "
+            f"(90th pct {slow:.0f}), alarms before the shift {early}, extra alarms after the first {extra}"
+        )
 
 
 def main() -> None:
@@ -103,8 +109,10 @@ def main() -> None:
     args = parser.parse_args()
 
     dataset = make_dataset(seed=args.seed, per_scenario=args.per_scenario, missing_rate=args.missing)
-    print(f"{len(dataset)} series, seed {args.seed}, lengths {min(len(s.values) for s in dataset)}-"
-          f"{max(len(s.values) for s in dataset)}, missing rate {args.missing}")
+    print(
+        f"{len(dataset)} series, seed {args.seed}, lengths {min(len(s.values) for s in dataset)}-"
+        f"{max(len(s.values) for s in dataset)}, missing rate {args.missing}"
+    )
     methods: dict[str, Method] = {
         "find_changepoints": find_changepoints,
         "pelt_l2_bic": baseline_pelt_bic,
@@ -115,8 +123,9 @@ def main() -> None:
     print(header)
     print(f"{'':<12}" + "".join(f"{'F1':>14}{'cover':>10}" for _ in methods))
     for scenario in [*SCENARIOS, "overall"]:
-        cells = "".join(f"{results[m][0][scenario][0]:>14.3f}{results[m][0][scenario][1]:>10.3f}"
-                        for m in methods)
+        cells = "".join(
+            f"{results[m][0][scenario][0]:>14.3f}{results[m][0][scenario][1]:>10.3f}" for m in methods
+        )
         print(f"{scenario:<12}{cells}")
     print("seconds: " + ", ".join(f"{name} {spent:.2f}" for name, (_, spent) in results.items()))
     online_figures(args.seed)

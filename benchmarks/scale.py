@@ -44,10 +44,10 @@ import pandas as pd
 
 from detectors.postrules import evaluate
 from detectors.stack import DetectorStack
-from monitor.batch import DETECTOR_NAME, BatchScorer, FitTask, ModelCache, fit_chunk, refit_all, rules_for
+from monitor.batch import BatchScorer, FitTask, ModelCache, fit_chunk, refit_all
 from monitor.config import Config, parse_config
 from monitor.executor import ChunkExecutor, DaskExecutor, LocalExecutor
-from monitor.pipeline import holiday_floor, level_shifts
+from monitor.rules import DETECTOR_NAME, holiday_floor, level_shifts, post_rules
 from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, make_engine, model_states, upgrade, watermarks
 
@@ -196,7 +196,7 @@ def single_fit_seconds(
 def naive_seconds(config: Config, source: SqlMetricSource, names: list[str], now: datetime) -> float:
     """Mean seconds per series of the naive tick: read history, refit, ``Prophet.predict``, score, rules."""
     metric = config.metrics[0]
-    rules = rules_for(metric)
+    rules = post_rules(metric)
     start = pd.Timestamp(END) + pd.Timedelta(hours=1)  # the bucket the steady tick scores
     total = 0.0
     for name in names:

@@ -75,6 +75,7 @@ from monitor.errors import SourceError
 from monitor.executor import ChunkExecutor, InlineExecutor, chunked
 from monitor.rules import (
     CUSUM_CONTEXT_BUCKETS,
+    DETECTOR_NAME,
     holiday_floor,
     level_shifts,
     post_rules,
@@ -86,7 +87,6 @@ from monitor.store import SqlStore, model_states
 
 __all__ = [
     "CUSUM_CONTEXT_BUCKETS",
-    "DETECTOR_NAME",
     "BatchScorer",
     "CompiledModel",
     "FitOutcome",
@@ -106,9 +106,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Name under which the pipeline stores each series' :class:`DetectorStack` (``monitor.pipeline``'s).
-DETECTOR_NAME = "stack"
-#: Buckets before the scored window fed to the online CUSUM (``monitor.pipeline``'s constant).
 #: How far back :func:`refit_all` looks for series that have never been scored.
 DISCOVERY_SPAN = timedelta(days=1)
 _STAMP = pd.DatetimeTZDtype("us", "UTC")

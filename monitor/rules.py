@@ -109,7 +109,9 @@ def holiday_floor(
         for i, found in enumerate(holiday_names_by_date(country, pd.DatetimeIndex(days))):
             names[i].update(found)
     if trained_on.size:
-        seen_days = pd.DatetimeIndex(trained_on).tz_convert("UTC").tz_localize(None).normalize().unique()
+        days = pd.DatetimeIndex(trained_on).tz_convert("UTC").tz_localize(None).normalize().unique()
+        # The last training day may hold only a few hours of a holiday: that does not teach its effect.
+        seen_days = days[days < days.max()]
         seen = {n for found in holiday_names_by_date(country, seen_days) for n in found}
         names = [found - seen for found in names]
     expected = decisions["expected"].to_numpy(dtype=float)
