@@ -23,6 +23,7 @@ Results arrive in completion order, not submission order; each result should say
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from itertools import islice
@@ -76,11 +77,12 @@ class ChunkExecutor(Protocol):
     ) -> None: ...
 
 
-class _Closing:
+class _Closing(ABC):
     """Context-manager plumbing shared by the executors."""
 
-    def close(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None:
+        """Release the workers."""
 
     def __enter__(self) -> Self:
         return self
