@@ -222,6 +222,8 @@ model_states = sa.Table(
     sa.Column("state", sa.Text(), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("fitted_at", UTCDateTime(), nullable=False),
+    # Covers the per-tick freshness check (series, fitted_at of one metric) without reading the JSON rows.
+    sa.Index(None, "metric", "detector", "series", "fitted_at"),
 )
 
 RunStatus = Literal["running", "ok", "partial", "failed"]
