@@ -33,6 +33,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import pandas as pd
@@ -48,10 +49,18 @@ __all__ = [
     "AnomalyKind",
     "Detector",
     "Direction",
+    "interval_z",
     "register",
 ]
 
 AnomalyKind = Literal["spike", "dip", "level_shift"]
+
+
+def interval_z(interval_width: float) -> float:
+    """Half-width in sigmas of a central band holding ``interval_width`` of a normal distribution."""
+    return float(NormalDist().inv_cdf(0.5 + interval_width / 2))
+
+
 Direction = Literal["up", "down", "both"]
 
 #: Columns of the frame returned by :meth:`Detector.score`, indexed by UTC timestamp.

@@ -329,7 +329,12 @@ def find_changepoints(
     found: list[int] = []
     for column in matrix.T:
         found += _segment_1d(
-            column, model=model, penalty=penalty, min_size=min_size,
-            outlier_threshold=outlier_threshold, max_phi=max_phi, seasonal=seasonal,
+            column,
+            model=model,
+            penalty=penalty,
+            min_size=min_size,
+            outlier_threshold=outlier_threshold,
+            max_phi=max_phi,
+            seasonal=seasonal,
         )
     return _merge_close(found, min_size) if matrix.shape[1] > 1 else sorted(found)

@@ -187,7 +187,10 @@ def online_cusum(
         return a[:, 0] if one_d else a
 
     return CusumResult(
-        alarms=shape(alarms), starts=shape(starts), level=shape(levels), expected=shape(expected),
+        alarms=shape(alarms),
+        starts=shape(starts),
+        level=shape(levels),
+        expected=shape(expected),
         score=shape(scores),
     )
 
@@ -249,7 +252,10 @@ class CusumDetector(Detector):
         sigma = base[SIGMA_COLUMN].to_numpy(dtype=float)
         result = online_cusum(
             base["score"].to_numpy(dtype=float),
-            drift=self.drift, threshold=self.threshold, clip=self.clip, settle=self.settle,
+            drift=self.drift,
+            threshold=self.threshold,
+            clip=self.clip,
+            settle=self.settle,
         )
         shift = result.expected * sigma
         return pd.DataFrame(
@@ -286,8 +292,13 @@ class CusumDetector(Detector):
         shift has ``|score| >= 4.47`` (module docstring), so the default threshold keeps them all.
         """
         overrides = {
-            "threshold": threshold, "direction": direction, "min_volume": min_volume,
-            "min_abs_effect": min_abs_effect, "min_rel_effect": min_rel_effect, "k": k, "n": n,
+            "threshold": threshold,
+            "direction": direction,
+            "min_volume": min_volume,
+            "min_abs_effect": min_abs_effect,
+            "min_rel_effect": min_rel_effect,
+            "k": k,
+            "n": n,
             "suppress": tuple(suppress) if suppress is not None else None,
         }
         rules = self.default_rules().replace(**{key: v for key, v in overrides.items() if v is not None})
@@ -305,9 +316,13 @@ class CusumDetector(Detector):
             score = float(row["score"])
             anomalies.append(
                 Anomaly(
-                    start=pd.Timestamp(scored.index[first]), end=pd.Timestamp(scored.index[t]),
-                    kind="level_shift", observed=float(row["observed"]), expected=float(row["expected"]),
-                    score=score, detector=self.name,
+                    start=pd.Timestamp(scored.index[first]),
+                    end=pd.Timestamp(scored.index[t]),
+                    kind="level_shift",
+                    observed=float(row["observed"]),
+                    expected=float(row["expected"]),
+                    score=score,
+                    detector=self.name,
                     reason=(
                         f"CUSUM confirmed a level shift ({score:+.1f} sigmas since {scored.index[first]}); "
                         f"re-baselined to {float(row['observed']):.4g}"

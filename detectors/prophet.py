@@ -34,14 +34,13 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import holidays as holidays_lib
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, register
+from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, interval_z, register
 from detectors.errors import DetectorError, InsufficientDataError, InvalidSeriesError
 from detectors.validation import infer_step
 
@@ -368,7 +367,7 @@ class ProphetDetector(Detector):
     @property
     def z_(self) -> float:
         """Half-width of the band in sigmas, from ``interval_width``."""
-        return float(NormalDist().inv_cdf(0.5 + self.interval_width / 2))
+        return interval_z(self.interval_width)
 
     def default_rules(self) -> Any:
         return super().default_rules().replace(threshold=self.z_)

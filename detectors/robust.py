@@ -16,13 +16,12 @@ series).
 
 from __future__ import annotations
 
-from statistics import NormalDist
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, register
+from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, interval_z, register
 from detectors.errors import InvalidSeriesError
 from detectors.validation import infer_step
 
@@ -225,7 +224,7 @@ class RobustSeasonalDetector(Detector):
     @property
     def z_(self) -> float:
         """Half-width of the band in sigmas, from ``interval_width``."""
-        return float(NormalDist().inv_cdf(0.5 + self.interval_width / 2))
+        return interval_z(self.interval_width)
 
     def default_rules(self) -> Any:
         return super().default_rules().replace(threshold=self.z_)

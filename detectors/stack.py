@@ -39,13 +39,12 @@ Rules:
 
 from __future__ import annotations
 
-from statistics import NormalDist
 from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, Direction, register
+from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, Direction, interval_z, register
 from detectors.prophet import ProphetDetector
 from detectors.robust import RobustSeasonalDetector
 from detectors.volume import METRIC_KINDS, MetricKind, rescore
@@ -148,7 +147,7 @@ class DetectorStack(Detector):
             ).fit(frame, series_id=self.series_id_)
 
     def _member_scores(self, frame: pd.DataFrame) -> list[pd.DataFrame]:
-        z = float(NormalDist().inv_cdf(0.5 + self.interval_width / 2))
+        z = interval_z(self.interval_width)
         scored = []
         for member in self.members_:
             result = member._score(frame)

@@ -46,7 +46,6 @@ from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from statistics import NormalDist
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -55,7 +54,7 @@ import pandas as pd
 import sqlalchemy as sa
 import structlog
 
-from detectors.base import SCORE_COLUMNS
+from detectors.base import SCORE_COLUMNS, interval_z
 from detectors.errors import DetectorError, InvalidSeriesError
 from detectors.online import online_cusum
 from detectors.postrules import (
@@ -113,10 +112,6 @@ _STAMP = pd.DatetimeTZDtype("us", "UTC")
 FETCH_ROWS = 200_000
 
 
-def _z(interval_width: float) -> float:
-    return float(NormalDist().inv_cdf(0.5 + interval_width / 2))
-
-
 # -- compiled models ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CompiledModel:
@@ -157,14 +152,14 @@ def compile_stack(stack: DetectorStack, fitted_at: datetime) -> CompiledModel:
         fitted_at=fitted_at,
         kind=stack.kind,
         rate_per=float(stack.rate_per),
-        z=_z(stack.interval_width),
+        z=interval_z(stack.interval_width),
         season=robust.season_,
         robust_expected=robust.expected_.to_numpy(dtype=float),
         robust_sigma=robust.sigma_.to_numpy(dtype=float),
         robust_z=robust.z_,
         prophet=None if prophet is None else prophet.params_,
         prophet_sigma=None if prophet is None else np.asarray(prophet.sigma_by_hour_, dtype=float),
-        prophet_z=_z(stack.interval_width) if prophet is None else prophet.z_,
+        prophet_z=interval_z(stack.interval_width) if prophet is None else prophet.z_,
     )
 
 
@@ -220,16 +215,18 @@ def compile_state(text: str, fitted_at: datetime) -> CompiledModel:
         fitted_at=fitted_at,
         kind=params.get("kind", "value"),
         rate_per=float(params.get("rate_per", 1000.0)),
-        z=_z(width),
+        z=interval_z(width),
         season=robust["state"]["season"],
         robust_expected=np.asarray(robust["state"]["expected"], dtype=float),
         robust_sigma=np.asarray(robust["state"]["sigma"], dtype=float),
-        robust_z=_z(float(robust["params"].get("interval_width", 0.9999))),
+        robust_z=interval_z(float(robust["params"].get("interval_width", 0.9999))),
         prophet=None if prophet is None else _prophet_params_from_json(prophet["state"]["prophet"]),
         prophet_sigma=(
             None if prophet is None else np.asarray(prophet["state"]["sigma_by_hour"], dtype=float)
         ),
-        prophet_z=_z(width if prophet is None else float(prophet["params"].get("interval_width", 0.9999))),
+        prophet_z=interval_z(
+            width if prophet is None else float(prophet["params"].get("interval_width", 0.9999))
+        ),
     )
 
 

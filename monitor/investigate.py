@@ -29,13 +29,13 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from alerts.model import matches_all
+from detectors.base import interval_z
 from detectors.changepoint import find_changepoints
 from detectors.errors import DetectorError
 from detectors.postrules import FLAGGED, PostRules, classify_run, evaluate
@@ -574,7 +574,7 @@ def _verdicts(
     CUSUM level-shift confirmation (its flagged buckets; it has no per-point score)."""
     verdicts = [DetectorVerdict("stack", _peak(window["score"]), int(window["flag"].sum()))]
     cusum = int((window["flag"] & (window["reason"] != FLAGGED)).sum())
-    z = float(NormalDist().inv_cdf(0.5 + model.interval_width / 2))
+    z = interval_z(model.interval_width)
     kind: MetricKind = "count" if metric.kind == "count" else "rate"
     for name, member in zip(_members(model), model.members_, strict=True):
         scores = member.score(frame)
