@@ -511,6 +511,20 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # -- backtest ----------------------------------------------------------------------------------------------
+#: Columns of :func:`_score_cells`, in order.
+_SCORE_COLUMNS = (
+    "alerts",
+    "true",
+    "false",
+    "precision",
+    "recall",
+    "F1",
+    "TTD median",
+    "TTD p90",
+    "alerts/week",
+)
+
+
 def print_backtest(bt: Backtest, console: Console) -> None:
     """The sweep (overall), the per-metric scores at the recommended threshold, and the recommendation."""
     console.print(
@@ -520,18 +534,7 @@ def print_backtest(bt: Backtest, console: Console) -> None:
         f"rows in range"
     )
     table = Table(title="Sensitivity sweep (all metrics)", title_justify="left")
-    for column in (
-        "threshold",
-        "alerts",
-        "true",
-        "false",
-        "precision",
-        "recall",
-        "F1",
-        "TTD median",
-        "TTD p90",
-        "alerts/week",
-    ):
+    for column in ("threshold", *_SCORE_COLUMNS):
         table.add_column(column, justify="right")
     for setting in bt.settings:
         picked = setting.threshold == bt.recommendation.threshold
@@ -543,17 +546,7 @@ def print_backtest(bt: Backtest, console: Console) -> None:
     chosen = next(s for s in bt.settings if s.threshold == bt.recommendation.threshold)
     per_metric = Table(title=f"Per metric at threshold {chosen.threshold:g}", title_justify="left")
     per_metric.add_column("metric", justify="left")
-    for column in (
-        "alerts",
-        "true",
-        "false",
-        "precision",
-        "recall",
-        "F1",
-        "TTD median",
-        "TTD p90",
-        "alerts/week",
-    ):
+    for column in _SCORE_COLUMNS:
         per_metric.add_column(column, justify="right")
     for name, score in chosen.per_metric.items():
         per_metric.add_row(name, *_score_cells(score))
