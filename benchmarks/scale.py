@@ -7,12 +7,12 @@ volumes, binomial counts, daily and weekly seasonality, one in five regions with
 a state store, then measures, in one run:
 
 * **single fit**: one ``DetectorStack`` fit (Prophet + robust baseline), JSON and compile, inline;
-* **refit**: :func:`monitor.batch.refit_all` of ``--fit-series`` series through the executor (all series
+* **refit**: :func:`monitor.pipeline.scoring.refit_all` of ``--fit-series`` series through the executor (all series
   when ``--fit-series`` equals ``--series``), against the ideal ``single fit x series / cores``; the full
   refit time is extrapolated to ``--series`` when only a part was fitted. The other series get a copy of a
   fitted model (series ``i`` takes the state of fitted series ``i mod fit-series``): scoring cost does not
   depend on which parameters a model holds;
-* **tick**: :meth:`monitor.batch.BatchScorer.score_metric` (pull, score, post-rules) of every series: a
+* **tick**: :meth:`monitor.pipeline.scoring.BatchScorer.score_metric` (pull, score, post-rules) of every series: a
   *cold* tick (fresh process: parse every stored model, read the level-shift context) and then a *steady*
   tick one hour later (only the new bucket is read); then one more tick under ``tracemalloc`` for the peak
   memory;
@@ -44,10 +44,10 @@ import pandas as pd
 
 from detectors.postrules import evaluate
 from detectors.stack import DetectorStack
-from monitor.batch import BatchScorer, FitTask, ModelCache, fit_chunk, refit_all
+from monitor.pipeline.scoring import BatchScorer, FitTask, ModelCache, fit_chunk, refit_all
 from monitor.config import Config, parse_config
-from monitor.executor import ChunkExecutor, DaskExecutor, LocalExecutor
-from monitor.rules import DETECTOR_NAME, holiday_floor, level_shifts, post_rules
+from monitor.pipeline.executor import ChunkExecutor, DaskExecutor, LocalExecutor
+from monitor.pipeline.spec import DETECTOR_NAME, holiday_floor, level_shifts, post_rules
 from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, make_engine, model_states, upgrade, watermarks
 

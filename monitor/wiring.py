@@ -19,8 +19,8 @@ from alerts.sinks.jsonl import JsonlSink
 from alerts.sinks.slack import SlackSink
 from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, DatabaseConfig, RouteConfig
-from monitor.pipeline import Monitor
-from monitor.rules import matchers
+from monitor.pipeline.spec import matchers
+from monitor.pipeline.tick import Monitor
 from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, upgrade
 from monitor.store import make_engine as make_store_engine

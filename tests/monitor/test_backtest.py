@@ -1,4 +1,4 @@
-"""``monitor.backtest``: the pure recommendation and scoring, the grouping replay, labels, and a real replay
+"""``monitor.tools.backtest``: the pure recommendation and scoring, the grouping replay, labels, and a real replay
 on the small demo warehouse (no look-ahead, the injected raid found)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor.backtest import (
+from monitor.tools.backtest import (
     BacktestError,
     Label,
     Score,
@@ -26,7 +26,7 @@ from monitor.backtest import (
     score_series,
 )
 from monitor.config import Config, parse_config
-from monitor.investigate import series_frame
+from monitor.tools.investigate import series_frame
 from monitor.wiring import warehouse_source
 from tests.monitor.test_investigate import TRUTH, demo_config, demo_warehouse
 

@@ -22,7 +22,7 @@ from detectors.postrules import PostRules, evaluate
 from detectors.prophet import params_from_prophet
 from detectors.stack import DetectorStack
 from detectors.synthetic import make_series
-from monitor.batch import (
+from monitor.pipeline.scoring import (
     BatchScorer,
     ModelCache,
     SeriesDecisions,
@@ -33,8 +33,8 @@ from monitor.batch import (
     score_stack_batch,
 )
 from monitor.config import Config, MetricConfig, parse_config
-from monitor.executor import InlineExecutor
-from monitor.pipeline import Monitor, TickReport
+from monitor.pipeline.executor import InlineExecutor
+from monitor.pipeline.tick import Monitor, TickReport
 from monitor.source import FetchResult, SqlMetricSource
 from monitor.store import SqlStore, make_engine, upgrade
 from monitor.wiring import build_routes

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from monitor.cli import cli
+from monitor.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 

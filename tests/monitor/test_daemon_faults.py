@@ -30,8 +30,8 @@ import pytest
 
 from alerts.model import DeliveryStatus, NotifyReason
 from monitor.config import load_config
-from monitor.health import TICKS_FAILING
-from monitor.scheduler import build_daemon, replay
+from monitor.daemon.health import TICKS_FAILING
+from monitor.daemon.scheduler import build_daemon, replay
 from monitor.store import SqlStore, make_engine
 from tests.monitor.daemon_helpers import SPIKE_AA, build_warehouse, write_config
 
@@ -56,7 +56,7 @@ class Daemon:
         command = [
             sys.executable,
             "-m",
-            "monitor.cli_daemon",
+            "monitor.cli.daemon",
             "--log-level",
             "INFO",
             "run",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.batch import refit_all
+from monitor.pipeline.scoring import refit_all
 from monitor.config import ExecutorConfig
 from monitor.errors import ConfigError
-from monitor.executor import (
+from monitor.pipeline.executor import (
     ChunkExecutor,
     DaskExecutor,
     InlineExecutor,

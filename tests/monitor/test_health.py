@@ -12,7 +12,7 @@ from alerts.model import AlertSignal, DeliveryStatus, IncidentState, NotifyReaso
 from alerts.routing import Route
 from alerts.testing import RecordingSink
 from monitor.config import Config, MetricConfig, parse_config
-from monitor.health import (
+from monitor.daemon.health import (
     DATA_STALE,
     TICKS_FAILING,
     HealthMetrics,
@@ -28,7 +28,7 @@ from monitor.health import (
     status_rows,
     tick_failed,
 )
-from monitor.pipeline import SeriesOutcome, TickReport
+from monitor.pipeline.tick import SeriesOutcome, TickReport
 from monitor.store import SqlStore
 
 T0 = datetime(2026, 3, 9, 12, 10, tzinfo=UTC)
@@ -260,7 +260,7 @@ def test_prometheus_endpoint_serves_the_tick_figures() -> None:
 def test_status_command_prints_store_and_live_figures(tmp_path: Path, store_path_config: Path) -> None:
     from click.testing import CliRunner
 
-    from monitor.cli_daemon import status
+    from monitor.cli.daemon import status
 
     health = HealthMetrics()
     health.observe(_report(T0, [_with_data(HOURLY)]), duration=0.25, failed=False)

@@ -1,4 +1,4 @@
-"""``monitor.investigate`` on a small demo warehouse: true root causes first, covers, stored models, errors.
+"""``monitor.tools.investigate`` on a small demo warehouse: true root causes first, covers, stored models, errors.
 
 The warehouse (24 days, seed 7) is built once per session and shared with the backtest and CLI tests. A
 10-day ``history`` keeps every model the robust baseline (no Prophet fit), so each investigation is fast.
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from alerts.model import Matcher, Silence
 from monitor.config import Config, parse_config
-from monitor.demo import build_demo, demo_incidents
-from monitor.investigate import (
+from monitor.tools.demo import build_demo, demo_incidents
+from monitor.tools.investigate import (
     Investigation,
     OutOfRangeError,
     UnknownMetricError,
@@ -26,7 +26,7 @@ from monitor.investigate import (
     investigate,
     series_frame,
 )
-from monitor.pipeline import DETECTOR_NAME
+from monitor.pipeline.tick import DETECTOR_NAME
 from monitor.wiring import open_store, warehouse_source
 
 END = datetime(2026, 11, 29, tzinfo=UTC)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from detectors.postrules import PostRules, evaluate
-from monitor.rules import holiday_floor, level_shifts
+from monitor.pipeline.spec import holiday_floor, level_shifts
 
 HOLIDAY = pd.Timestamp("2026-11-15T18:00Z")  # Brazil: Proclamation of the Republic
 ORDINARY = pd.Timestamp("2026-11-18T18:00Z")

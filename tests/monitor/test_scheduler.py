@@ -13,8 +13,8 @@ import pytest
 
 from alerts.model import IncidentState, NotifyReason
 from monitor.config import Config, load_config, parse_config
-from monitor.pipeline import Monitor
-from monitor.scheduler import (
+from monitor.pipeline.tick import Monitor
+from monitor.daemon.scheduler import (
     CATCH_UP_WINDOW,
     Daemon,
     ScoringGroup,
@@ -292,7 +292,7 @@ def test_a_tick_abandoned_after_alerting_is_rescored_exactly_once(tmp_path: Path
 def test_run_once_command_scores_and_reports(tmp_path: Path, warehouse: Path) -> None:
     from click.testing import CliRunner
 
-    from monitor.cli_daemon import run
+    from monitor.cli.daemon import run
 
     config = write_config(tmp_path, warehouse)
     result = CliRunner().invoke(run, ["--config", str(config), "--once", "--at", "2026-03-09T05:10Z"])
@@ -316,7 +316,7 @@ def test_run_once_command_scores_and_reports(tmp_path: Path, warehouse: Path) ->
 def test_run_rejects_mixed_modes(tmp_path: Path, args: list[str]) -> None:
     from click.testing import CliRunner
 
-    from monitor.cli_daemon import run
+    from monitor.cli.daemon import run
 
     result = CliRunner().invoke(run, ["--config", str(tmp_path / "unused.yaml"), *args])
     assert result.exit_code == 2 and "Error" in result.output

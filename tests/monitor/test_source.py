@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.config import MetricConfig, parse_config
-from monitor.demo import build_demo, demo_incidents
+from monitor.tools.demo import build_demo, demo_incidents
 from monitor.errors import SourceError
 from monitor.source import SqlMetricSource, check_metrics, missing_buckets
 

@@ -44,7 +44,7 @@ from alerts.testing import (
     check_outbox,
     check_silence_repository,
 )
-from monitor import store as store_module
+from monitor.store import migrate as store_module
 from monitor.store import (
     HistorySummary,
     IncidentHistory,

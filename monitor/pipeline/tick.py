@@ -11,7 +11,7 @@ and every scheduled daemon tick call. Stages:
    it is older than ``refit_every`` (fit once, score often); it is fitted on history before the scored
    window (never on what it scores) and saved as JSON. Buckets that never arrived are scored as missing
    (NaN), never as dips. Post-rules (threshold, direction, noise floors) give per-bucket flags.
-4. **Slice**: each anomalous run gets its root causes from the slicer (:mod:`monitor.rca`).
+4. **Slice**: each anomalous run gets its root causes from the slicer (:mod:`monitor.pipeline.slicing`).
 5. **Alert**: buckets are replayed in time order through :func:`alerts.engine.process` (grouping,
    severity, routing, muting, dedup, outbox), then :func:`alerts.outbox.deliver_pending` sends.
 6. **Watermarks** advance (compare-and-set) only after the alerts of the scored buckets are enqueued; the
@@ -48,11 +48,11 @@ from detectors.errors import DetectorError
 from detectors.postrules import classify_run, evaluate
 from detectors.slicer import RootCause
 from detectors.stack import DetectorStack
-from monitor.batch import BatchScorer, ModelCache
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
-from monitor.rca import explain_window
-from monitor.rules import (
+from monitor.pipeline.scoring import BatchScorer, ModelCache
+from monitor.pipeline.slicing import explain_window
+from monitor.pipeline.spec import (
     CUSUM_CONTEXT_BUCKETS,
     DETECTOR_NAME,
     holiday_floor,
@@ -137,8 +137,8 @@ class Monitor:
         self.config = config
         self.source = source
         self.store = store
-        # Series with a fresh stored model are scored all at once (monitor.batch); `models` is the parsed
-        # model cache the refit job (monitor.batch.refit_all) fills, shared so ticks never re-parse JSON.
+        # Series with a fresh stored model are scored all at once (monitor.pipeline.scoring); `models` is the parsed
+        # model cache the refit job (monitor.pipeline.scoring.refit_all) fills, shared so ticks never re-parse JSON.
         self.batch = BatchScorer(config, store, source, models=models)
         self.sinks = sinks
         self.routes = routes

@@ -38,7 +38,7 @@ from alerts.ports import IncidentRepository
 from alerts.routing import Route
 from alerts.sinks.base import AlertSink
 from monitor.config import Config, MetricConfig
-from monitor.pipeline import TickReport
+from monitor.pipeline.tick import TickReport
 from monitor.store import SqlStore, notifications, runs, watermarks
 
 __all__ = [

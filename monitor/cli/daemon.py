@@ -1,7 +1,7 @@
 """``livewatch run`` (daemon, ``--once``, replay) and ``livewatch status``, as click commands.
 
-Registered on the main group in :mod:`monitor.cli` (``cli.add_command(run)``, ``cli.add_command(status)``);
-``python -m monitor.cli_daemon`` runs them standalone. The wall clock and the signals are read here, at
+Registered on the main group in :mod:`monitor.cli.main` (``cli.add_command(run)``, ``cli.add_command(status)``);
+``python -m monitor.cli.daemon`` runs them standalone. The wall clock and the signals are read here, at
 the edge; the daemon code gets a clock and a stop event.
 
 Exit codes: ``--once`` exits 1 when a metric or series failed; the daemon and a replay exit 0 when they
@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -24,41 +23,19 @@ from typing import TYPE_CHECKING
 import click
 import structlog
 
+from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
 
 if TYPE_CHECKING:  # the daemon's modules load on use, so other commands start fast
-    from monitor.scheduler import Daemon, TickResult
+    from monitor.daemon.scheduler import Daemon, TickResult
 
 __all__ = ["main", "run", "status"]
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_CONFIG = "config.yaml"
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Path of the YAML configuration.",
-)
-
-
-def _now() -> datetime:
-    from monitor.cli import utc_now
-
-    return utc_now()
-
-
-def _time(text: str | None, *, now: datetime) -> datetime:
-    from monitor.cli import parse_time
-
-    return parse_time(text, now=now)
-
 
 @click.command("run")
-@config_option
+@with_config
 @click.option("--once", is_flag=True, help="Run one tick of every metric and exit (otherwise: the daemon).")
 @click.option("--at", "at_text", default=None, help="With --once: evaluate as of this UTC time.")
 @click.option(
@@ -106,15 +83,17 @@ def run(
         raise click.UsageError("--live-only goes with --once (the daemon never pages stale catch-up)")
     if at_text and not once:
         raise click.UsageError("--at goes with --once (a replay takes --replay-from/--replay-to)")
-    from monitor.cli import ensure_demo_warehouse
-    from monitor.scheduler import build_daemon, replay, run_daemon
+    from monitor.daemon.scheduler import build_daemon, replay, run_daemon
+    from monitor.tools.demo import ensure_demo_warehouse
 
     config = load_config(config_path)
-    ensure_demo_warehouse(config)
-    wall = _now()
+    ensure_demo_warehouse(
+        config.database.url, now=utc_now(), announce=lambda line: click.echo(line, err=True)
+    )
+    wall = utc_now()
     if once:
-        now = _time(at_text, now=wall)
-        daemon = build_daemon(config, clock=_now, started=now)
+        now = parse_time(at_text, now=wall)
+        daemon = build_daemon(config, clock=utc_now, started=now)
         results = [daemon.score(group, now, page_catch_up=not live_only) for group in daemon.groups]
         for result in results:
             _echo_tick(result)
@@ -124,11 +103,11 @@ def run(
     stop = threading.Event()
     _stop_on_signals(stop)
     if replay_from:
-        start = _time(replay_from, now=wall)
-        end = _time(replay_to, now=wall)
+        start = parse_time(replay_from, now=wall)
+        end = parse_time(replay_to, now=wall)
         if end <= start:
             raise click.BadParameter(f"--replay-to {end:%Y-%m-%dT%H:%MZ} must be after --replay-from")
-        daemon = build_daemon(config, clock=_now, started=start)
+        daemon = build_daemon(config, clock=utc_now, started=start)
         _serve(daemon, config, metrics_port)
         outcome = replay(daemon, start, end, speed=speed, stop=stop, on_tick=_echo_tick)
         fitted = sum(len(r.fitted) for r in outcome.refits)
@@ -138,7 +117,7 @@ def run(
             f"to {end:%Y-%m-%d %H:%M} UTC"
         )
         return
-    daemon = build_daemon(config, clock=_now)
+    daemon = build_daemon(config, clock=utc_now)
     _serve(daemon, config, metrics_port)
     click.echo(
         f"livewatch daemon started ({len(daemon.groups)} scoring job(s) + refit); stop with SIGTERM", err=True
@@ -195,7 +174,7 @@ def _echo_tick(result: TickResult) -> None:
 
 
 @click.command("status")
-@config_option
+@with_config
 @click.option("--at", "at_text", default=None, help="Judge watermark lag as of this UTC time (default: now).")
 @click.option(
     "--url",
@@ -208,11 +187,11 @@ def status(config_path: Path, at_text: str | None, url: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from monitor.health import read_store_figures, status_rows
+    from monitor.daemon.health import read_store_figures, status_rows
     from monitor.wiring import open_store
 
     config = load_config(config_path)
-    now = _time(at_text, now=_now())
+    now = parse_time(at_text, now=utc_now())
     figures = read_store_figures(open_store(config), config.metrics, now)
     port = config.scheduler.metrics_port
     live = _scrape(url or (f"http://127.0.0.1:{port}/metrics" if port else None))
@@ -262,8 +241,7 @@ def _scrape(url: str | None) -> dict[str, float] | None:
 
 
 def main() -> None:
-    """``python -m monitor.cli_daemon``: the same commands without the rest of the CLI."""
-    from monitor.cli import LivewatchGroup
+    """``python -m monitor.cli.daemon``: the same commands without the rest of the CLI."""
     from monitor.logging import configure_logging
 
     @click.group(cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,83 +4,21 @@ shows the traceback). The clock is read here, at the edge, and passed into the l
 from __future__ import annotations
 
 import os
-import sys
-import traceback
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 import pandas as pd
 
+from monitor.cli.daemon import run as run_command
+from monitor.cli.daemon import status as status_command
+from monitor.cli.ops import backtest, incidents, investigate, silence
+from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
-from monitor.errors import ConfigError, LivewatchError
+from monitor.errors import ConfigError
 
 __all__ = ["main"]
-
-DEFAULT_CONFIG = "config.yaml"
-
-
-def utc_now() -> datetime:
-    """The one place the CLI reads the wall clock."""
-    return datetime.now(UTC)
-
-
-def parse_time(text: str | None, *, now: datetime) -> datetime:
-    """Parse an ISO time (naive means UTC) or 'now'."""
-    if text is None or text == "now":
-        return now
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a time; use ISO 8601, e.g. 2026-11-20T14:00Z") from None
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.to_pydatetime()
-
-
-class LivewatchGroup(click.Group):
-    """Turns every livewatch error into one line on stderr and exit code 1 (2 for config errors)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
-        except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            _maybe_traceback(ctx)
-            sys.exit(2)
-        except (LivewatchError, ValueError, OSError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            _maybe_traceback(ctx)
-            sys.exit(1)
-        except Exception as exc:  # the last resort: still one line, the traceback on --debug
-            click.echo(
-                f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
-            )
-            _maybe_traceback(ctx)
-            sys.exit(1)
-
-
-def _maybe_traceback(ctx: click.Context) -> None:
-    if ctx.find_root().params.get("debug"):
-        traceback.print_exc()
-
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Path of the YAML configuration.",
-)
-
-
-def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
-    return config_option(func)
 
 
 @click.group(
@@ -156,7 +94,7 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     """Build the demo SQLite warehouse with injected incidents and their ground truth."""
     import sqlalchemy as sa
 
-    from monitor.demo import build_demo, demo_incidents
+    from monitor.tools.demo import build_demo, demo_incidents
 
     end = parse_time(end_text, now=utc_now())
     end = pd.Timestamp(end).floor("h").to_pydatetime()
@@ -168,24 +106,6 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
         f"wrote {rows:,} rows of live_safety_hourly and {len(incidents)} ground-truth incidents "
         f"to {db_path} (data ends {end:%Y-%m-%d %H:%M} UTC)"
     )
-
-
-def ensure_demo_warehouse(config: Config) -> None:
-    """Build the demo warehouse when the config points at a missing ``livewatch-demo.db``."""
-    import sqlalchemy as sa
-
-    url = sa.make_url(config.database.url)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return
-    path = Path(url.database)
-    if path.name == "livewatch-demo.db" and not path.exists():
-        from monitor.demo import build_demo
-
-        end = pd.Timestamp(utc_now()).floor("h").to_pydatetime()
-        click.echo(f"building the demo warehouse {path} (first run, about 30 s)...", err=True)
-        engine = sa.create_engine(f"sqlite:///{path}")
-        build_demo(engine, end=end)
-        engine.dispose()
 
 
 @cli.group()
@@ -204,16 +124,8 @@ def db_upgrade(config_path: Path) -> None:
     click.echo("ok: state database is at the latest schema")
 
 
-def _register() -> None:
-    from monitor.cli_daemon import run as run_command
-    from monitor.cli_daemon import status as status_command
-    from monitor.cli_ops import backtest, incidents, investigate, silence
-
-    for command in (run_command, status_command, investigate, incidents, silence, backtest):
-        cli.add_command(command)
-
-
-_register()
+for command in (run_command, status_command, investigate, incidents, silence, backtest):
+    cli.add_command(command)
 
 
 def main() -> None:

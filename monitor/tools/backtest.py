@@ -6,9 +6,9 @@ Three stages, so the expensive one runs once per series and the sweep is cheap:
    the configured ``refit_every``. At each refit time ``t`` a :class:`~detectors.stack.DetectorStack` is
    fitted on the ``history`` before ``t`` only (expanding window, no look-ahead) and scores the buckets up to
    the next refit. Each bucket is then decided as a steady-state daemon tick would (one tick per bucket): the
-   online CUSUM of :func:`monitor.pipeline.level_shifts` re-reads the previous :data:`~monitor.pipeline.
+   online CUSUM of :func:`monitor.pipeline.tick.level_shifts` re-reads the previous :data:`~monitor.pipeline.tick.
    CUSUM_CONTEXT_BUCKETS` buckets scored by the model in force, and the unseen-holiday floor of
-   :func:`monitor.pipeline.holiday_floor` is precomputed as a mask. Everything that does not depend on the
+   :func:`monitor.pipeline.tick.holiday_floor` is precomputed as a mask. Everything that does not depend on the
    threshold is kept per bucket: ``observed, expected, score, volume, shift, shift_start, holiday_block``.
 2. :func:`sweep`: for each threshold, the daemon's post-rules (:func:`detectors.postrules.evaluate`) give
    the flags, and the flagged buckets are replayed bucket by bucket through
@@ -23,7 +23,7 @@ Three stages, so the expensive one runs once per series and the sweep is cheap:
 Labels (:func:`load_labels`) are the demo's ``demo_incidents`` table (its ``should_alert = false`` rows are
 not counted in recall: alerting on them is a false alert) or a CSV with ``metric, region, start, end``.
 
-Parallelism: :func:`score_history` maps series over a :class:`monitor.executor.ChunkExecutor`;
+Parallelism: :func:`score_history` maps series over a :class:`monitor.pipeline.executor.ChunkExecutor`;
 :func:`executor_for` opens the configured one: a process pool over all cores, or a Dask ``distributed``
 cluster when the config says ``executor: {type: dask, address: ...}`` (falling back to the local pool, with
 the reason, when Dask is not installed or unreachable).
@@ -50,10 +50,16 @@ from detectors.errors import DetectorError
 from detectors.postrules import PostRules, evaluate
 from monitor.config import Config, ExecutorConfig, MetricConfig
 from monitor.errors import ConfigError, LivewatchError
-from monitor.executor import ChunkExecutor, DaskExecutor, InlineExecutor, LocalExecutor, make_executor
-from monitor.investigate import fit_stack
-from monitor.rules import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts, post_rules, series_frame
+from monitor.pipeline.executor import (
+    ChunkExecutor,
+    DaskExecutor,
+    InlineExecutor,
+    LocalExecutor,
+    make_executor,
+)
+from monitor.pipeline.spec import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts, post_rules, series_frame
 from monitor.source import MetricSource, floor_time
+from monitor.tools.investigate import fit_stack
 
 __all__ = [
     "DEFAULT_SWEEP",
@@ -448,7 +454,7 @@ def score_history(
 
 
 def score_chunk(tasks: list[SeriesTask]) -> list[SeriesScores]:
-    """:func:`score_series` over a chunk (the unit :mod:`monitor.executor` ships to a worker)."""
+    """:func:`score_series` over a chunk (the unit :mod:`monitor.pipeline.executor` ships to a worker)."""
     return [score_series(task) for task in tasks]
 
 
@@ -774,7 +780,7 @@ def run_backtest(
 
 @contextmanager
 def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tuple[ChunkExecutor, str]]:
-    """The configured :mod:`monitor.executor` executor (closed on exit) and a line saying which it is.
+    """The configured :mod:`monitor.pipeline.executor` executor (closed on exit) and a line saying which it is.
 
     A Dask executor that cannot start (``distributed`` not installed, scheduler unreachable) falls back to
     the local process pool; the line says why. ``workers=1`` scores in this process.

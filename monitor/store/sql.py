@@ -70,16 +70,11 @@ import statistics
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Dialect, Engine
-
-if TYPE_CHECKING:  # alembic takes about a second to import: only the migration functions load it
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
 
 from alerts.model import (
     DeliveryStatus,
@@ -93,248 +88,35 @@ from alerts.model import (
     Silence,
     SlackThread,
 )
+from monitor.store.schema import (
+    RUN_STATUSES,
+    RunStatus,
+    StoreError,
+    UnknownNotificationError,
+    WatermarkRegressionError,
+    _to_utc,
+    incident_events,
+    incident_members,
+    incidents,
+    model_states,
+    notifications,
+    runs,
+    silences,
+    slack_threads,
+    watermarks,
+)
 
 __all__ = [
-    "RUN_STATUSES",
     "HistorySummary",
     "IncidentHistory",
-    "MigrationError",
     "ModelState",
-    "NaiveTimestampError",
     "Run",
-    "RunStatus",
     "SqlIncidentRepository",
     "SqlOutbox",
     "SqlSilenceRepository",
     "SqlStore",
-    "StoreError",
-    "UTCDateTime",
-    "UnknownNotificationError",
     "Watermark",
-    "WatermarkRegressionError",
-    "check_up_to_date",
-    "current_revisions",
-    "is_up_to_date",
-    "make_engine",
-    "metadata",
-    "upgrade",
 ]
-
-
-# -- errors ---------------------------------------------------------------------------------------
-class StoreError(Exception):
-    """Base class of every error raised by :mod:`monitor.store`."""
-
-
-class NaiveTimestampError(StoreError, ValueError):
-    """A timestamp without timezone was given; the store only accepts UTC-aware (or offset-aware) values."""
-
-
-class WatermarkRegressionError(StoreError, ValueError):
-    """``advance_watermark`` was asked to move a watermark backwards or to stay in place."""
-
-
-class MigrationError(StoreError, RuntimeError):
-    """The database schema is not at the revision this livewatch expects."""
-
-
-class UnknownNotificationError(StoreError, KeyError):
-    """An outbox method was called with a notification id that was never enqueued."""
-
-
-# -- column types ---------------------------------------------------------------------------------
-def _to_utc(value: datetime, what: str) -> datetime:
-    """A plain ``datetime`` in UTC (also turns ``pandas.Timestamp`` into ``datetime``)."""
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise NaiveTimestampError(
-            f"{what} {value.isoformat()} has no timezone; pass a UTC-aware datetime "
-            "(e.g. datetime(..., tzinfo=UTC) or pandas.Timestamp(..., tz='UTC'))"
-        )
-    utc = value.astimezone(UTC)
-    return datetime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC
-    )
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """``DateTime(timezone=True)`` that only accepts aware values and always returns UTC-aware ones.
-
-    PostgreSQL stores ``timestamptz``; SQLite has no timezone support, so values are stored as naive UTC
-    text (fixed width, so text order is time order) and tagged UTC again when read.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        utc = _to_utc(value, "timestamp")
-        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-# -- schema ---------------------------------------------------------------------------------------
-#: Constraint names are deterministic so migrations (and SQLite batch mode) can refer to them.
-NAMING_CONVENTION: dict[str, str] = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
-
-IDENTIFIER = 255  # metric, series, region, receiver, actor and similar names
-LONG_ID = 512  # incident and notification ids, which embed names
-
-
-def _key(length: int) -> sa.types.TypeEngine[str]:
-    """A name or id column that sorts by code point on both backends (``COLLATE "C"`` on PostgreSQL),
-    so orderings (and their tie-breaks on ids) match Python's ``sorted`` whatever the database locale."""
-    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
-
-
-watermarks = sa.Table(
-    "watermarks",
-    metadata,
-    sa.Column("metric", _key(IDENTIFIER), primary_key=True),
-    sa.Column("series", _key(IDENTIFIER), primary_key=True),
-    sa.Column("bucket", UTCDateTime(), nullable=False),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
-)
-
-model_states = sa.Table(
-    "model_states",
-    metadata,
-    sa.Column("metric", _key(IDENTIFIER), primary_key=True),
-    sa.Column("series", _key(IDENTIFIER), primary_key=True),
-    sa.Column("detector", _key(IDENTIFIER), primary_key=True),
-    sa.Column("state", sa.Text(), nullable=False),
-    sa.Column("version", sa.Integer(), nullable=False),
-    sa.Column("fitted_at", UTCDateTime(), nullable=False),
-    # Covers the per-tick freshness check (series, fitted_at of one metric) without reading the JSON rows.
-    sa.Index(None, "metric", "detector", "series", "fitted_at"),
-)
-
-RunStatus = Literal["running", "ok", "partial", "failed"]
-#: Values of ``runs.status``: ``running`` until :meth:`SqlStore.finish_run` sets one of the others.
-RUN_STATUSES: tuple[str, ...] = ("running", "ok", "partial", "failed")
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("run_id", _key(64), primary_key=True),
-    sa.Column("started_at", UTCDateTime(), nullable=False, index=True),
-    sa.Column("finished_at", UTCDateTime(), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("series_scored", sa.Integer(), nullable=False),
-    sa.Column("errors", sa.Integer(), nullable=False),
-    sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
-    sa.CheckConstraint(sa.column("status").in_(RUN_STATUSES), name="status"),
-)
-
-
-incidents = sa.Table(
-    "incidents",
-    metadata,
-    sa.Column("id", _key(LONG_ID), primary_key=True),
-    sa.Column("group_key", _key(LONG_ID), nullable=False, index=True),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("opened_at", UTCDateTime(), nullable=False, index=True),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.Column("acknowledged_at", UTCDateTime(), nullable=True),
-    sa.Column("acknowledged_by", _key(IDENTIFIER), nullable=True),
-    sa.Column("resolved_at", UTCDateTime(), nullable=True),
-    sa.Column("snoozed_until", UTCDateTime(), nullable=True),
-    sa.Column("payload", sa.JSON(), nullable=False),
-)
-
-#: Distinct (metric, region) of an incident's member signals, for ``list_incidents(metric=, region=)``.
-incident_members = sa.Table(
-    "incident_members",
-    metadata,
-    sa.Column(
-        "incident_id",
-        _key(LONG_ID),
-        sa.ForeignKey("incidents.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("metric", _key(IDENTIFIER), primary_key=True),
-    sa.Column("region", _key(IDENTIFIER), primary_key=True),
-    sa.Index(None, "metric"),
-    sa.Index(None, "region"),
-)
-
-#: Append-only audit log; no foreign key, so an event may be recorded before its incident is saved.
-incident_events = sa.Table(
-    "incident_events",
-    metadata,
-    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("incident_id", _key(LONG_ID), nullable=False, index=True),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("at", UTCDateTime(), nullable=False),
-    sa.Column("actor", _key(IDENTIFIER), nullable=False),
-    sa.Column("detail", sa.Text(), nullable=False),
-)
-
-#: The outbox: ``seq`` is the enqueue order, ``incident_seq`` the order within one incident.
-notifications = sa.Table(
-    "notifications",
-    metadata,
-    sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("id", _key(LONG_ID), nullable=False, unique=True),
-    sa.Column("incident_id", _key(LONG_ID), nullable=False),
-    sa.Column("incident_seq", sa.Integer(), nullable=False),
-    sa.Column("receiver", _key(IDENTIFIER), nullable=False),
-    sa.Column("channel", _key(IDENTIFIER), nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Column("payload", sa.JSON(), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
-    sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("last_error", sa.Text(), nullable=True),
-    sa.Column("retryable", sa.Boolean(), nullable=True),
-    sa.Column("delivered_channel", _key(IDENTIFIER), nullable=True),
-    sa.Column("slack_ts", sa.String(64), nullable=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
-    sa.Column("delivered_at", UTCDateTime(), nullable=True),
-    sa.Column("failed_at", UTCDateTime(), nullable=True),
-    sa.UniqueConstraint("incident_id", "incident_seq"),
-    sa.CheckConstraint(sa.column("status").in_(("pending", "delivered", "failed")), name="status"),
-)
-
-#: Where each incident's living message is, per receiver (first delivery wins).
-slack_threads = sa.Table(
-    "slack_threads",
-    metadata,
-    sa.Column("incident_id", _key(LONG_ID), primary_key=True),
-    sa.Column("receiver", _key(IDENTIFIER), primary_key=True),
-    sa.Column("channel", _key(IDENTIFIER), nullable=False),
-    sa.Column("ts", sa.String(64), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-)
-
-silences = sa.Table(
-    "silences",
-    metadata,
-    sa.Column("id", _key(IDENTIFIER), primary_key=True),
-    sa.Column("matchers", sa.JSON(), nullable=False),
-    sa.Column("reason", sa.Text(), nullable=False),
-    sa.Column("created_by", _key(IDENTIFIER), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
-)
 
 
 # -- records --------------------------------------------------------------------------------------
@@ -434,136 +216,6 @@ class HistorySummary:
             return timedelta(seconds=statistics.median(value.total_seconds() for value in values))
 
         return cls(len(histories), len(to_ack), len(to_resolve), median(to_ack), median(to_resolve))
-
-
-# -- engine and migrations ------------------------------------------------------------------------
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-
-
-def make_engine(url: str | sa.URL, **kwargs: Any) -> Engine:
-    """Create an engine with the settings the store relies on.
-
-    On SQLite, foreign keys are enforced, writers wait up to 30 s for the file lock instead of failing at
-    once, and the journal is a write-ahead log so readers (the CLI) and the daemon do not block each other.
-    Other keyword arguments go to ``sqlalchemy.create_engine``.
-    """
-    engine = sa.create_engine(url, **kwargs)
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
-    return engine
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA journal_mode=WAL")  # CLI readers never block the daemon's writes
-        cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL mode
-    finally:
-        cursor.close()
-
-
-def _alembic_config(connection: Connection | None = None) -> Config:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    return config
-
-
-#: Key of the PostgreSQL advisory lock that serialises concurrent upgrades ("lwstore" in ASCII).
-_UPGRADE_LOCK = 0x6C7773746F7265
-
-
-def upgrade(engine_or_url: Engine | str | sa.URL, revision: str = "head") -> None:
-    """Run ``alembic upgrade <revision>`` with the migration scripts shipped inside the package.
-
-    Idempotent: an up-to-date database is left untouched, so it is safe to call on every start. No
-    ``alembic.ini`` is needed. On PostgreSQL concurrent callers (two daemons starting, or
-    ``livewatch db upgrade`` during a start) are serialised by an advisory lock, and DDL is transactional,
-    so a failed upgrade leaves the schema as it was.
-
-    Args:
-        engine_or_url: An engine (ideally from :func:`make_engine`) or a database URL. For an in-memory
-            SQLite database pass the engine: a URL gets its own engine, disposed afterwards.
-        revision: Target revision; ``head`` (the default) is what the running code expects.
-
-    Raises:
-        MigrationError: the database is at a revision these scripts do not know (a newer livewatch
-            migrated it).
-    """
-    from alembic import command
-    from alembic.util.exc import CommandError
-
-    engine = make_engine(engine_or_url) if isinstance(engine_or_url, str | sa.URL) else engine_or_url
-    try:
-        _check_known(engine)
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_UPGRADE_LOCK)))
-            try:
-                command.upgrade(_alembic_config(connection), revision)
-            except CommandError as exc:
-                raise MigrationError(f"cannot upgrade {_url(engine)} to {revision}: {exc}") from exc
-    finally:
-        if engine is not engine_or_url:
-            engine.dispose()
-
-
-def _url(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
-def _script_directory() -> ScriptDirectory:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(_alembic_config())
-
-
-def _heads() -> set[str]:
-    return set(_script_directory().get_heads())
-
-
-def _check_known(engine: Engine) -> None:
-    known = {script.revision for script in _script_directory().walk_revisions()}
-    unknown = current_revisions(engine) - known
-    if unknown:
-        raise MigrationError(
-            f"database {_url(engine)} is at revision {sorted(unknown)}, which this livewatch does not "
-            f"know (it knows up to {sorted(_heads())}): it was migrated by a newer livewatch; upgrade "
-            "livewatch, or restore a backup taken before that migration"
-        )
-
-
-def current_revisions(engine: Engine) -> set[str]:
-    """Revisions recorded in the database (empty set for a database never migrated)."""
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads())
-
-
-def is_up_to_date(engine: Engine) -> bool:
-    """Whether the database schema is at the head revision of the shipped migrations."""
-    return current_revisions(engine) == _heads()
-
-
-def check_up_to_date(engine: Engine) -> None:
-    """Raise :class:`MigrationError` saying what to do unless :func:`is_up_to_date`.
-
-    Raises:
-        MigrationError: the database is behind (run ``livewatch db upgrade``) or ahead (a newer
-            livewatch migrated it) of this code.
-    """
-    _check_known(engine)
-    current, heads = current_revisions(engine), _heads()
-    if current != heads:
-        raise MigrationError(
-            f"database {_url(engine)} is at revision {sorted(current) or 'none'}, this livewatch needs "
-            f"{sorted(heads)}; run `livewatch db upgrade`"
-        )
 
 
 # -- the store ------------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ deterministic for a (seed, end, days) triple.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import holidays
@@ -26,7 +28,14 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-__all__ = ["DEMO_FACT_TABLE", "DEMO_INCIDENT_TABLE", "DemoIncident", "build_demo", "demo_incidents"]
+__all__ = [
+    "DEMO_FACT_TABLE",
+    "DEMO_INCIDENT_TABLE",
+    "DemoIncident",
+    "build_demo",
+    "demo_incidents",
+    "ensure_demo_warehouse",
+]
 
 DEMO_FACT_TABLE = "live_safety_hourly"
 DEMO_INCIDENT_TABLE = "demo_incidents"
@@ -328,3 +337,26 @@ def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 
             [{**i.__dict__, "start": i.start, "end": i.end} for i in demo_incidents(end)],
         )
     return len(facts)
+
+
+def ensure_demo_warehouse(
+    database_url: str, *, now: datetime, announce: Callable[[str], None] | None = None
+) -> bool:
+    """Build the demo warehouse when ``database_url`` points at a missing ``livewatch-demo.db``.
+
+    Returns whether it was built; ``announce`` gets a line to show the user before the build starts.
+    """
+    url = sa.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return False
+    path = Path(url.database)
+    if path.name != "livewatch-demo.db" or path.exists():
+        return False
+    if announce is not None:
+        announce(f"building the demo warehouse {path} (first run, about 30 s)...")
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        build_demo(engine, end=pd.Timestamp(now).floor("h").to_pydatetime())
+    finally:
+        engine.dispose()
+    return True

@@ -2,7 +2,7 @@
 
 One **scoring job** per group of metrics sharing a granularity and a completeness delay fires at every
 bucket boundary plus the delay (hourly metrics with ``completeness_delay: 10m`` at :10 for the hour that
-ended) and runs :meth:`monitor.pipeline.Monitor.tick` for that group. A **refit job** fires every
+ended) and runs :meth:`monitor.pipeline.tick.Monitor.tick` for that group. A **refit job** fires every
 ``scheduler.refit_every`` (at :data:`REFIT_OFFSET` past the epoch-aligned boundary, i.e. 00:30 UTC for a
 daily cadence) in its own thread and refits every series' :class:`~detectors.stack.DetectorStack` on the
 history it has scored, so scoring ticks find fresh models and never fit inline.
@@ -45,10 +45,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from alerts.model import Incident, IncidentState
 from alerts.muting import MaintenanceWindow
-from monitor.batch import refit_all
 from monitor.config import Config
-from monitor.executor import make_executor
-from monitor.health import (
+from monitor.daemon.health import (
     HealthMetrics,
     PipelineStore,
     SelfMonitor,
@@ -56,7 +54,9 @@ from monitor.health import (
     read_store_figures,
     tick_failed,
 )
-from monitor.pipeline import Monitor, TickReport
+from monitor.pipeline.executor import make_executor
+from monitor.pipeline.scoring import refit_all
+from monitor.pipeline.tick import Monitor, TickReport
 from monitor.source import floor_time
 
 __all__ = [
@@ -238,7 +238,7 @@ class Daemon:
 
     Args:
         config: The configuration.
-        monitor: The pipeline; its store is replaced by a :class:`~monitor.health.PipelineStore` view.
+        monitor: The pipeline; its store is replaced by a :class:`~monitor.daemon.health.PipelineStore` view.
         clock: Wall clock (``now`` can also be passed to each job, as :func:`replay` does).
         health: Prometheus collectors, or ``None``.
         self_monitor: Self-alerting, or ``None``.
@@ -258,7 +258,7 @@ class Daemon:
         self.config = config
         self.monitor = monitor
         #: The whole state store (figures, summaries); the pipeline gets a view without self-incidents,
-        #: which only `self_monitor` evaluates (see monitor.health.PipelineStore).
+        #: which only `self_monitor` evaluates (see monitor.daemon.health.PipelineStore).
         self.store = monitor.store
         monitor.store = PipelineStore(monitor.store.engine)
         self.clock = clock

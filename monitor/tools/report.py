@@ -9,7 +9,7 @@
   file: it opens offline.
 * :func:`backtest_png`: the tradeoff curve (recall and precision against alerts per week, one point per
   threshold, the recommendation marked).
-* JSON: :meth:`monitor.investigate.Investigation.to_dict` and :meth:`monitor.backtest.Backtest.to_dict`;
+* JSON: :meth:`monitor.tools.investigate.Investigation.to_dict` and :meth:`monitor.tools.backtest.Backtest.to_dict`;
   :func:`to_json` serialises either.
 """
 
@@ -33,8 +33,8 @@ from rich.table import Table
 from rich.text import Text
 
 from detectors.postrules import FLAGGED
-from monitor.backtest import Backtest, Score
-from monitor.investigate import Investigation
+from monitor.tools.backtest import Backtest, Score
+from monitor.tools.investigate import Investigation
 
 __all__ = [
     "backtest_png",
@@ -57,7 +57,7 @@ def to_json(payload: Investigation | Backtest) -> str:
 
 # -- investigation: terminal --------------------------------------------------------------------------------
 def print_investigation(inv: Investigation, console: Console) -> None:
-    """Every section of ``inv`` as rich tables (see :mod:`monitor.investigate` for their meaning)."""
+    """Every section of ``inv`` as rich tables (see :mod:`monitor.tools.investigate` for their meaning)."""
     summary = inv.summary()
     unit = f" {inv.unit}" if inv.unit else ""
     verdict = (

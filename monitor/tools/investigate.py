@@ -13,7 +13,7 @@
    member of the stack (Prophet, robust seasonal baseline) is also scored alone, to say which fired.
 4. **Changepoints** of the recent history: :func:`detectors.changepoint.find_changepoints` on the residual
    ``observed - expected`` (the seasonality removed) over the context and the window.
-5. **Root causes** from the slicer (:func:`monitor.rca.explain_window`) over the flagged buckets (the whole
+5. **Root causes** from the slicer (:func:`monitor.pipeline.slicing.explain_window`) over the flagged buckets (the whole
    window when none flagged): deviation share, surprise, and mix versus rate for ratio metrics.
 6. **Related metrics**: every other configured metric in the same region over the same window, scored with
    its stored model when valid, else a quick robust baseline fit (Prophet fits would cost seconds each).
@@ -44,8 +44,8 @@ from detectors.stack import DetectorStack
 from detectors.volume import MetricKind, rescore
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
-from monitor.rca import explain_window
-from monitor.rules import (
+from monitor.pipeline.slicing import explain_window
+from monitor.pipeline.spec import (
     DETECTOR_NAME,
     holiday_floor,
     level_shifts,

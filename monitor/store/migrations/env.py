@@ -10,7 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from monitor.store import make_engine, metadata
+from monitor.store.migrate import make_engine
+from monitor.store.schema import metadata
 
 config = context.config
 

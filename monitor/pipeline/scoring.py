@@ -18,10 +18,10 @@ with numpy, from models fitted earlier and kept parsed in memory:
 4. *Post-rules.* :func:`evaluate_batch` runs :mod:`detectors.postrules`' own steps on the flattened grid;
    the online CUSUM (:func:`detectors.online.online_cusum`) runs over context + window of all series at
    once, and only series where it confirms a shift (or that flag at all) go through the per-series
-   :func:`monitor.rules.level_shifts` / :func:`monitor.rules.holiday_floor`, so their decisions are
+   :func:`monitor.pipeline.spec.level_shifts` / :func:`monitor.pipeline.spec.holiday_floor`, so their decisions are
    exactly those of the per-series path.
 
-The output, per series, is the decision frame :meth:`monitor.pipeline.Monitor._score_series` builds
+The output, per series, is the decision frame :meth:`monitor.pipeline.tick.Monitor._score_series` builds
 (same columns, dtypes and values within 1e-9), ready for the alert stage. Series without a fresh stored
 model (never fitted, or older than ``refit_every``) are returned as ``pending`` for the per-series path,
 which fits inline.
@@ -29,7 +29,7 @@ which fits inline.
 **Refits** (:func:`refit_all`). Every series of every metric is refitted on its history up to its watermark
 (series never scored: up to where their first tick will start), streamed in chunks: the history of a few
 hundred series is fetched at a time (``source.fetch(..., series=...)``), fitted through a
-:class:`monitor.executor.ChunkExecutor` (process pool or Dask) many series per task, saved as JSON and
+:class:`monitor.pipeline.executor.ChunkExecutor` (process pool or Dask) many series per task, saved as JSON and
 put in the :class:`ModelCache` as they come back, so memory stays bounded for any number of series.
 
 Differences from the per-series path (documented, none affects decisions in steady state): the context of a
@@ -71,8 +71,8 @@ from detectors.stack import DetectorStack
 from detectors.volume import MetricKind, combine_sigma, sampling_sigma
 from monitor.config import Config, MetricConfig
 from monitor.errors import SourceError
-from monitor.executor import ChunkExecutor, InlineExecutor, chunked
-from monitor.rules import (
+from monitor.pipeline.executor import ChunkExecutor, InlineExecutor, chunked
+from monitor.pipeline.spec import (
     CUSUM_CONTEXT_BUCKETS,
     DETECTOR_NAME,
     holiday_floor,
@@ -849,7 +849,7 @@ def refit_all(
         store: Where models are saved.
         source: Metric source (queried ``fetch_size`` series at a time).
         now: The refit time (UTC-aware).
-        executor: Where fits run (:func:`monitor.executor.make_executor`).
+        executor: Where fits run (:func:`monitor.pipeline.executor.make_executor`).
         cache: The scorer's :class:`ModelCache`, updated in place.
         metrics: Only these metrics (default: all).
         series: Only these series of each metric (default: all).

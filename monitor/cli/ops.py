@@ -1,8 +1,8 @@
 """People-facing commands: ``investigate``, ``incidents``, ``silence`` and ``backtest``.
 
-Registered on the ``livewatch`` group in :mod:`monitor.cli`::
+Registered on the ``livewatch`` group in :mod:`monitor.cli.main`::
 
-    from monitor.cli_ops import backtest, incidents, investigate, silence
+    from monitor.cli.ops import backtest, incidents, investigate, silence
     for command in (investigate, incidents, silence, backtest):
         cli.add_command(command)
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,48 +28,18 @@ from rich.table import Table
 from alerts.engine import AlertRepos, IncidentNotFoundError, acknowledge_incident, resolve_incident
 from alerts.incidents import IncidentStateError
 from alerts.model import AlertDataError, IncidentState, LifecycleEvent, LifecycleKind, Matcher, Silence
+from monitor.cli.options import parse_time, utc_now, with_config
 from monitor.config import Config, load_config, parse_duration
 from monitor.errors import LivewatchError
 from monitor.store import HistorySummary, IncidentHistory, SqlStore
 
 if TYPE_CHECKING:
-    from monitor.backtest import Label
+    from monitor.tools.backtest import Label
 
 __all__ = ["backtest", "incidents", "investigate", "silence"]
 
 #: Actor recorded when ``--by`` is not given and ``$USER`` is unset.
 DEFAULT_ACTOR = "cli"
-#: Same default as the rest of the CLI.
-DEFAULT_CONFIG = "config.yaml"
-
-
-# monitor.cli registers these commands when it is imported, so this module must not import it at module
-# level (whichever of the two is imported first, the other would be half-initialised): the shared helpers
-# are looked up when a command runs.
-def utc_now() -> datetime:
-    """The CLI's clock (:func:`monitor.cli.utc_now`); tests pin this name."""
-    from monitor.cli import utc_now as clock
-
-    return clock()
-
-
-def parse_time(text: str | None, *, now: datetime) -> datetime:
-    """:func:`monitor.cli.parse_time`: ISO time (naive means UTC) or ``now``."""
-    from monitor.cli import parse_time as parse
-
-    return parse(text, now=now)
-
-
-def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The ``--config`` option every livewatch command takes (as :func:`monitor.cli.with_config`)."""
-    return click.option(
-        "--config",
-        "config_path",
-        default=DEFAULT_CONFIG,
-        show_default=True,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Path of the YAML configuration.",
-    )(func)
 
 
 class CommandError(LivewatchError):
@@ -131,8 +100,8 @@ def investigate(
     no_related: bool,
 ) -> None:
     """Explain METRIC in a region: expected vs observed, detectors, changepoints, causes, related metrics."""
-    from monitor.investigate import investigate as run_investigation
-    from monitor.report import investigation_html, investigation_png, print_investigation, to_json
+    from monitor.tools.investigate import investigate as run_investigation
+    from monitor.tools.report import investigation_html, investigation_png, print_investigation, to_json
     from monitor.wiring import warehouse_source
 
     if (at_text is None) == (from_text is None):
@@ -344,7 +313,7 @@ def incidents_ack(incident_id: str, by: str | None, config_path: Path) -> None:
 def incidents_resolve(incident_id: str, note: str, by: str | None, config_path: Path) -> None:
     """Resolve an incident by hand; the resolution is sent to every receiver that was told."""
     from alerts.outbox import deliver_pending
-    from monitor.pipeline import Monitor
+    from monitor.pipeline.tick import Monitor
     from monitor.wiring import build_routes, build_sinks, warehouse_source
 
     config = load_config(config_path)
@@ -569,9 +538,9 @@ def backtest(
     """Replay history as the daemon would and report precision, recall and alerts/week per sensitivity."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from monitor.backtest import executor_for, run_backtest
-    from monitor.report import backtest_png, print_backtest, to_json
     from monitor.source import floor_time
+    from monitor.tools.backtest import executor_for, run_backtest
+    from monitor.tools.report import backtest_png, print_backtest, to_json
     from monitor.wiring import warehouse_source
 
     if budget is not None and cost_ratio is not None:
@@ -642,8 +611,8 @@ def _labels(spec: str | None, engine: Any) -> list[Label]:
     """Labels from ``spec``; without one, the demo table when the warehouse has it, else none."""
     import sqlalchemy as sa
 
-    from monitor.backtest import load_labels
-    from monitor.demo import DEMO_INCIDENT_TABLE
+    from monitor.tools.backtest import load_labels
+    from monitor.tools.demo import DEMO_INCIDENT_TABLE
 
     if spec is not None:
         return load_labels(spec, engine)

@@ -1,0 +1,1 @@
+"""The ``livewatch`` command line (:mod:`monitor.cli.main` is the entry point)."""

@@ -1,0 +1,1 @@
+"""The long-running daemon: APScheduler jobs, Prometheus metrics and self-monitoring."""
