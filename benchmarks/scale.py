@@ -7,13 +7,13 @@ volumes, binomial counts, daily and weekly seasonality, one in five regions with
 a state store, then measures, in one run:
 
 * **single fit**: one ``DetectorStack`` fit (Prophet + robust baseline), JSON and compile, inline;
-* **refit**: :func:`monitor.pipeline.scoring.refit_all` of ``--fit-series`` series through the executor (all series
-  when ``--fit-series`` equals ``--series``), against the ideal ``single fit x series / cores``; the full
+* **refit**: :func:`monitor.pipeline.refit.refit_all` of ``--fit-series`` series through the executor (all
+  series when ``--fit-series`` equals ``--series``), against ``single fit x series / cores``; the full
   refit time is extrapolated to ``--series`` when only a part was fitted. The other series get a copy of a
   fitted model (series ``i`` takes the state of fitted series ``i mod fit-series``): scoring cost does not
   depend on which parameters a model holds;
-* **tick**: :meth:`monitor.pipeline.scoring.BatchScorer.score_metric` (pull, score, post-rules) of every series: a
-  *cold* tick (fresh process: parse every stored model, read the level-shift context) and then a *steady*
+* **tick**: :meth:`monitor.pipeline.scoring.MetricScorer.score_metric` (pull, score, decide) of every series:
+  a *cold* tick (fresh process: parse every stored model, read the level-shift context) and then a *steady*
   tick one hour later (only the new bucket is read); then one more tick under ``tracemalloc`` for the peak
   memory;
 * **naive**: per series, read its history, refit the stack, ``Prophet.predict`` the new bucket, score and
@@ -42,14 +42,16 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from detectors.postrules import evaluate
 from detectors.stack import DetectorStack
-from monitor.pipeline.scoring import BatchScorer, FitTask, ModelCache, fit_chunk, refit_all
 from monitor.config import Config, parse_config
 from monitor.pipeline.executor import ChunkExecutor, DaskExecutor, LocalExecutor
-from monitor.pipeline.spec import DETECTOR_NAME, holiday_floor, level_shifts, post_rules
+from monitor.pipeline.models import FitTask, ModelCache, fit_chunk
+from monitor.pipeline.refit import refit_all
+from monitor.pipeline.scoring import MetricScorer
+from monitor.pipeline.spec import DETECTOR_NAME, series_frame
 from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, make_engine, model_states, upgrade, watermarks
+from monitor.tools.investigate import series_decisions
 
 END = datetime(2026, 3, 9, tzinfo=UTC)  # a Monday; the data runs to END + 2 h
 METRIC = "violation_rate"
@@ -185,7 +187,7 @@ def single_fit_seconds(
             "country": config.regions.get(str(name)),
             "interval_width": metric.interval_width or 0.99,
         }
-        tasks.append(FitTask(METRIC, str(name), training, params, at))
+        tasks.append(FitTask(METRIC, str(name), training, params))
     fit_chunk(tasks[:1])  # imports Prophet and loads Stan once, as each pool worker does once
     cpu = _cpu_seconds()
     _, seconds = timed(lambda: fit_chunk(tasks[1:]))
@@ -196,7 +198,6 @@ def single_fit_seconds(
 def naive_seconds(config: Config, source: SqlMetricSource, names: list[str], now: datetime) -> float:
     """Mean seconds per series of the naive tick: read history, refit, ``Prophet.predict``, score, rules."""
     metric = config.metrics[0]
-    rules = post_rules(metric)
     start = pd.Timestamp(END) + pd.Timedelta(hours=1)  # the bucket the steady tick scores
     total = 0.0
     for name in names:
@@ -207,8 +208,7 @@ def naive_seconds(config: Config, source: SqlMetricSource, names: list[str], now
             (start + pd.Timedelta(hours=1)).to_pydatetime(),
             series=[name],
         ).frame
-        values = tidy.set_index("ts").sort_index()
-        values = pd.DataFrame({"value": values["value"], "volume": values["den"].astype(float)})
+        values = series_frame(metric, tidy)
         history, window = values[values.index < start], values[values.index >= start]
         stack = DetectorStack(
             kind="rate",
@@ -219,11 +219,7 @@ def naive_seconds(config: Config, source: SqlMetricSource, names: list[str], now
         ).fit(history[history.index > history.index.max() - pd.Timedelta(days=56)], series_id=name)
         assert stack.prophet_ is not None
         stack.prophet_.model_.predict(pd.DataFrame({"ds": pd.DatetimeIndex(window.index).tz_localize(None)}))
-        context = stack.score(history.iloc[-168:])
-        scores = stack.score(window)
-        scores["volume"] = window["volume"].to_numpy()
-        decisions = level_shifts(evaluate(scores, rules), context, rules)
-        holiday_floor(decisions, config.regions.get(name), pd.DatetimeIndex(history.index))
+        series_decisions(config, metric, name, stack.compile(), values, start, start + pd.Timedelta(hours=1))
         total += time.perf_counter() - began
     return total / len(names)
 
@@ -243,9 +239,9 @@ def tick_figures(root: Path, series: int, profile: bool) -> dict[str, float]:
     names = [f"r{i:05d}" for i in range(series)]
     metric = config.metrics[0]
     now = END + timedelta(minutes=20)
-    scorer = BatchScorer(config, store, source)
+    scorer = MetricScorer(config, store, source, models=ModelCache())
     cold, cold_s = timed(lambda: scorer.score_metric(metric, now))
-    assert not cold.pending and len(cold.scored) == series, (len(cold.pending), len(cold.scored))
+    assert not cold.refitted and len(cold.scored) == series, (len(cold.refitted), len(cold.scored))
     set_watermarks(store, names, END - timedelta(hours=1))
     steady, steady_s = timed(lambda: scorer.score_metric(metric, now + timedelta(hours=1)))
     assert len(steady.scored) == series and all(s.scored == 1 for s in steady.scored)

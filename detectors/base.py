@@ -10,9 +10,9 @@ A detector follows the scikit-learn / ruptures shape:
   next;
 * ``score(window) -> frame`` returns one row per timestamp with the columns of :data:`SCORE_COLUMNS`;
   a missing bucket (NaN value) gets a NaN score, never a dip;
-* ``detect(window, *, threshold=None, direction=None, ...) -> list[Anomaly]`` runs the post-rules of
-  :mod:`detectors.postrules` (threshold, k-of-n, noise floors, direction, suppression, merge and
-  spike/dip/level-shift classification). Arguments left to ``None`` take :meth:`Detector.default_rules`.
+* ``detect(window, rules=None) -> list[Anomaly]`` runs the post-rules of :mod:`detectors.postrules`
+  (threshold, k-of-n, noise floors, direction, suppression, merge and spike/dip/level-shift
+  classification) with ``rules`` or :meth:`Detector.default_rules`.
 
 The public methods validate (through :mod:`detectors.validation`) and call private hooks
 (``_fit``, ``_score``) that subclasses implement and that may assume clean input.
@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, ClassVar, Literal, Self, TypeVar
@@ -147,47 +146,17 @@ class Detector(ABC):
         """Score every timestamp of ``window``; returns a frame with :data:`SCORE_COLUMNS`."""
         return self._validated_score(window).loc[:, list(SCORE_COLUMNS)]
 
-    def detect(
-        self,
-        window: SeriesLike,
-        *,
-        threshold: float | None = None,
-        direction: Direction | None = None,
-        min_volume: float | None = None,
-        min_abs_effect: float | None = None,
-        min_rel_effect: float | None = None,
-        k: int | None = None,
-        n: int | None = None,
-        suppress: Sequence[tuple[Any, Any]] | None = None,
-    ) -> list[Anomaly]:
-        """Anomalies of ``window`` after the post-rules; ``None`` arguments take :meth:`default_rules`.
+    def detect(self, window: SeriesLike, rules: Any = None) -> list[Anomaly]:
+        """Anomalies of ``window`` after the post-rules (``rules``, default :meth:`default_rules`).
 
         Args:
             window: Series or frame (``value``, optional ``volume``) to check.
-            threshold: Minimum ``|score|`` in sigmas.
-            direction: ``"up"``, ``"down"`` or ``"both"``.
-            min_volume: Points whose ``volume`` is below this never flag.
-            min_abs_effect: Minimum ``|observed - expected|``.
-            min_rel_effect: Minimum ``|observed - expected| / |expected|``.
-            k: With ``n``: a point flags only if ``k`` of the ``n`` points ending at it pass the threshold.
-            n: Window length of the k-of-n rule.
-            suppress: Inclusive ``(start, end)`` UTC intervals where nothing flags (maintenance, known issue).
+            rules: A :class:`detectors.postrules.PostRules`; the one place post-rule settings live.
         """
         from detectors.postrules import apply_rules
 
-        overrides = {
-            "threshold": threshold,
-            "direction": direction,
-            "min_volume": min_volume,
-            "min_abs_effect": min_abs_effect,
-            "min_rel_effect": min_rel_effect,
-            "k": k,
-            "n": n,
-            "suppress": tuple(suppress) if suppress is not None else None,
-        }
-        rules = self.default_rules().replace(**{key: v for key, v in overrides.items() if v is not None})
         frame = self._validated_score(window)
-        return apply_rules(frame, rules, detector=self.name)
+        return apply_rules(frame, rules if rules is not None else self.default_rules(), detector=self.name)
 
     def default_rules(self) -> Any:
         """The :class:`detectors.postrules.PostRules` used by :meth:`detect` when no override is given."""
@@ -233,6 +202,7 @@ class Detector(ABC):
                 f"series {payload.get('series_id')!r}: JSON holds detector {name!r}, "
                 f"expected {getattr(cls, 'name', 'a registered one')!r}"
             )
+        payload = target._upgrade_payload(payload)
         if payload.get("version") != target.state_version:
             raise InvalidSeriesError(
                 f"series {payload.get('series_id')!r}: {name} state version {payload.get('version')} is not "
@@ -247,6 +217,14 @@ class Detector(ABC):
     def from_json(cls, text: str) -> Detector:
         """Rebuild a fitted detector from :meth:`to_json` output."""
         return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def _upgrade_payload(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """Rewrite a payload of an older ``state_version`` into the current layout (default: unchanged).
+
+        Subclasses that bump ``state_version`` override this so stored models keep loading.
+        """
+        return payload
 
     # -- hooks -----------------------------------------------------------------------------------
     @abstractmethod

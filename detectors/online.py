@@ -33,14 +33,13 @@ above the default threshold (4) of every other detector, so a confirmed shift al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from detectors.base import SIGMA_COLUMN, Anomaly, Detector, Direction, register
+from detectors.base import SIGMA_COLUMN, Anomaly, Detector, register
 from detectors.errors import InvalidSeriesError
 from detectors.postrules import evaluate
 from detectors.robust import RobustSeasonalDetector, Season
@@ -273,35 +272,13 @@ class CusumDetector(Detector):
             index=frame.index,
         )
 
-    def detect(
-        self,
-        window: SeriesLike,
-        *,
-        threshold: float | None = None,
-        direction: Direction | None = None,
-        min_volume: float | None = None,
-        min_abs_effect: float | None = None,
-        min_rel_effect: float | None = None,
-        k: int | None = None,
-        n: int | None = None,
-        suppress: Sequence[tuple[Any, Any]] | None = None,
-    ) -> list[Anomaly]:
+    def detect(self, window: SeriesLike, rules: Any = None) -> list[Anomaly]:
         """Confirmed level shifts of ``window`` that pass the post-rules (see :meth:`Detector.detect`).
 
         The rules see only the confirmation points; with the default hyper-parameters every confirmed
         shift has ``|score| >= 4.47`` (module docstring), so the default threshold keeps them all.
         """
-        overrides = {
-            "threshold": threshold,
-            "direction": direction,
-            "min_volume": min_volume,
-            "min_abs_effect": min_abs_effect,
-            "min_rel_effect": min_rel_effect,
-            "k": k,
-            "n": n,
-            "suppress": tuple(suppress) if suppress is not None else None,
-        }
-        rules = self.default_rules().replace(**{key: v for key, v in overrides.items() if v is not None})
+        rules = rules if rules is not None else self.default_rules()
         scored = self._validated_score(window)
         alarm = scored["alarm"].to_numpy(dtype=bool)
         at_alarms = scored.assign(

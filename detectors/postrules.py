@@ -16,7 +16,17 @@ turning flagged points off:
    stable magnitude, else ``spike`` (above) or ``dip`` (below).
 
 :func:`evaluate` returns the per-point decision frame (``flag`` and ``reason``) so logs can say why each
-point did or did not flag; :func:`apply_rules` goes all the way to anomalies.
+point did or did not flag; :func:`apply_rules` goes all the way to anomalies. :func:`evaluate_batch` runs the
+same steps on a (series x time) grid.
+
+Two rules sit on top of the per-point steps, for a monitored series scored tick after tick:
+
+* :func:`confirm_level_shifts`: a persistent deviation too small for the threshold (+1.5 sigma for hours) is
+  confirmed by the online CUSUM of :mod:`detectors.online` over the :data:`LEVEL_SHIFT_CONTEXT` buckets
+  before each bucket and the bucket itself. Each bucket's verdict depends on that trailing span only, so
+  scoring a window at once, bucket by bucket, or over history in a backtest gives the same decisions.
+* :func:`holiday_floor`: on a public holiday the model never saw, an anomaly must move the metric by at
+  least :data:`HOLIDAY_MIN_REL_EFFECT` (relative) to flag.
 """
 
 from __future__ import annotations
@@ -27,15 +37,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors.base import Anomaly, AnomalyKind, Direction
 
 __all__ = [
     "FLAGGED",
+    "HOLIDAY_MIN_REL_EFFECT",
+    "LEVEL_SHIFT_CONTEXT",
+    "LevelShifts",
     "PostRules",
     "apply_rules",
     "classify_run",
+    "confirm_level_shifts",
     "evaluate",
+    "evaluate_batch",
+    "holiday_floor",
     "k_of_n_step",
     "merge_runs",
     "noise_floor_step",
@@ -46,6 +63,11 @@ __all__ = [
 
 #: Reason of a point that passed every step.
 FLAGGED = "flagged"
+#: Buckets before each scored bucket that the level-shift CUSUM reads (a week of hourly buckets).
+LEVEL_SHIFT_CONTEXT = 168
+#: On a public holiday absent from the training history the model cannot know the holiday's effect, so an
+#: anomaly there must move the metric by at least this much (relative) to flag.
+HOLIDAY_MIN_REL_EFFECT = 0.5
 
 
 @dataclass(frozen=True)
@@ -247,3 +269,148 @@ def apply_rules(scores: pd.DataFrame, rules: PostRules, *, detector: str = "") -
 def scores_to_anomalies(scores: pd.DataFrame, *, threshold: float, detector: str = "") -> list[Anomaly]:
     """Threshold-only shortcut: ``apply_rules`` with default rules and this ``threshold``."""
     return apply_rules(scores, PostRules(threshold=threshold), detector=detector)
+
+
+def evaluate_batch(
+    observed: np.ndarray,
+    expected: np.ndarray,
+    score: np.ndarray,
+    volume: np.ndarray,
+    rules: PostRules,
+    index: pd.DatetimeIndex,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`evaluate` of many series on one time grid: ``(flag, reason)``, each of shape (series, time).
+
+    The same step functions run on the flattened grid (threshold, noise floors and suppression are per
+    point); the k-of-n step, which looks along time, runs per series.
+    """
+    shape = score.shape
+    reason = threshold_step(score.ravel(), threshold=rules.threshold, direction=rules.direction)
+    if rules.k > 1 and shape[0]:
+        rows = reason.reshape(shape)
+        reason = np.concatenate(
+            [k_of_n_step(rows[i], score[i], k=rules.k, n=rules.n) for i in range(shape[0])]
+        )
+    reason = noise_floor_step(
+        reason,
+        pd.DataFrame({"observed": observed.ravel(), "expected": expected.ravel(), "volume": volume.ravel()}),
+        min_volume=rules.min_volume,
+        min_abs_effect=rules.min_abs_effect,
+        min_rel_effect=rules.min_rel_effect,
+    )
+    if rules.suppress:
+        reason = suppression_step(
+            reason, pd.DatetimeIndex(np.tile(index.to_numpy(), shape[0])), rules.suppress
+        )
+    reason = reason.reshape(shape)
+    return reason == FLAGGED, reason
+
+
+@dataclass(frozen=True)
+class LevelShifts:
+    """Level shifts confirmed at each window bucket; arrays of shape (series, window).
+
+    Attributes:
+        confirmed: True where the CUSUM confirmed a shift that passes the direction and effect rules.
+        start: Column (of the input arrays, context included) where the confirmed shift began; -1 elsewhere.
+        effect: Mean relative deviation since the start (``(observed - expected) / expected``); NaN elsewhere.
+    """
+
+    confirmed: np.ndarray
+    start: np.ndarray
+    effect: np.ndarray
+
+
+def confirm_level_shifts(
+    observed: np.ndarray,
+    expected: np.ndarray,
+    score: np.ndarray,
+    rules: PostRules,
+    *,
+    context: int = LEVEL_SHIFT_CONTEXT,
+    max_columns: int = 250_000,
+) -> LevelShifts:
+    """Level shifts confirmed by the online CUSUM at each bucket after the first ``context`` columns.
+
+    The inputs are (series, context + window) arrays: the ``context`` buckets before the window (NaN where
+    the series had no row) then the window. For window bucket ``j`` the CUSUM runs over its own trailing
+    ``context`` buckets and itself, so the verdict of a bucket never depends on where a scoring call began.
+    A confirmation counts when the mean deviation since the estimated start has the wanted ``direction`` and
+    clears ``min_rel_effect``.
+    """
+    from detectors.online import online_cusum
+
+    series, total = score.shape
+    width = max(total - context, 0)
+    confirmed = np.zeros((series, width), dtype=bool)
+    start = np.full((series, width), -1, dtype=int)
+    effect = np.full((series, width), np.nan)
+    if width == 0 or series == 0:
+        return LevelShifts(confirmed, start, effect)
+    # One column per (series, window bucket): its trailing span, oldest first.
+    spans = sliding_window_view(np.asarray(score, dtype=float), context + 1, axis=1)[:, :width]
+    flat = spans.reshape(series * width, context + 1)
+    deviation = np.asarray(observed, dtype=float) - np.asarray(expected, dtype=float)
+    for first in range(0, flat.shape[0], max_columns):
+        result = online_cusum(flat[first : first + max_columns].T)
+        for column in np.flatnonzero(result.alarms[-1]):
+            row, j = divmod(first + int(column), width)
+            begin = j + max(int(result.starts[-1, column]), 0)
+            since = slice(begin, j + context + 1)
+            moved, base = deviation[row, since], np.asarray(expected[row, since], dtype=float)
+            seen = ~np.isnan(moved) & ~np.isnan(base)
+            if not seen.any():
+                continue
+            mean_moved, mean_base = float(moved[seen].mean()), float(base[seen].mean())
+            if (rules.direction == "up" and mean_moved < 0) or (rules.direction == "down" and mean_moved > 0):
+                continue
+            relative = mean_moved / mean_base if mean_base else np.inf
+            if mean_base and abs(relative) < rules.min_rel_effect:
+                continue
+            confirmed[row, j], start[row, j], effect[row, j] = True, begin, relative
+    return LevelShifts(confirmed, start, effect)
+
+
+def holiday_floor(
+    decisions: pd.DataFrame,
+    country: str | None,
+    trained_on: pd.DatetimeIndex,
+    *,
+    min_rel_effect: float = HOLIDAY_MIN_REL_EFFECT,
+) -> pd.DataFrame:
+    """Unflag small effects on holidays the model never saw (a pure post-rule with its reason).
+
+    A bucket counts as a holiday when its UTC date, or the date 12 hours either side (regions span time
+    zones), is a public holiday of ``country``. A holiday counts as seen when it falls on a training day
+    before the last one (the last day may hold only a few hours of it, which does not teach its effect).
+    """
+    if country is None or decisions.empty or not decisions["flag"].any():
+        return decisions
+    from detectors.prophet import holiday_names_by_date
+
+    index = pd.DatetimeIndex(decisions.index).tz_convert("UTC").tz_localize(None)
+    names: list[set[str]] = [set() for _ in range(len(index))]
+    for shift in (-12, 0, 12):
+        days = (index + pd.Timedelta(hours=shift)).normalize()
+        for i, found in enumerate(holiday_names_by_date(country, pd.DatetimeIndex(days))):
+            names[i].update(found)
+    if trained_on.size:
+        days = pd.DatetimeIndex(trained_on).tz_convert("UTC").tz_localize(None).normalize().unique()
+        seen_days = days[days < days.max()]
+        seen = {n for found in holiday_names_by_date(country, seen_days) for n in found}
+        names = [found - seen for found in names]
+    expected = decisions["expected"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.abs(decisions["observed"].to_numpy(dtype=float) - expected) / np.abs(expected)
+    small = np.array([bool(found) for found in names]) & (relative < min_rel_effect)
+    unflag = small & decisions["flag"].to_numpy(dtype=bool)
+    if not unflag.any():
+        return decisions
+    out = decisions.copy()
+    out.loc[unflag, "flag"] = False
+    out.loc[unflag, "reason"] = [
+        f"holiday unseen in training ({', '.join(sorted(n))}): effect < {min_rel_effect:.0%}"
+        for n, u in zip(names, unflag, strict=True)
+        if u
+    ]
+    return out

@@ -138,6 +138,61 @@ class ProphetParams:
     holiday_mode: Literal["additive", "multiplicative"]
     holiday_betas: dict[str, float]
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (livewatch's own layout, versioned with :class:`ProphetDetector`)."""
+        return {
+            "start": self.start,
+            "t_scale": self.t_scale,
+            "y_scale": self.y_scale,
+            "floor": self.floor,
+            "growth": self.growth,
+            "k": self.k,
+            "m": self.m,
+            "deltas": [float(v) for v in self.deltas],
+            "changepoints_t": [float(v) for v in self.changepoints_t],
+            "seasonalities": [
+                {
+                    "name": s.name,
+                    "period": s.period,
+                    "order": s.order,
+                    "mode": s.mode,
+                    "beta": [float(v) for v in s.beta],
+                }
+                for s in self.seasonalities
+            ],
+            "country": self.country,
+            "holiday_mode": self.holiday_mode,
+            "holiday_betas": dict(self.holiday_betas),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProphetParams:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            start=float(data["start"]),
+            t_scale=float(data["t_scale"]),
+            y_scale=float(data["y_scale"]),
+            floor=float(data["floor"]),
+            growth=str(data["growth"]),
+            k=float(data["k"]),
+            m=float(data["m"]),
+            deltas=np.asarray(data["deltas"], dtype=float),
+            changepoints_t=np.asarray(data["changepoints_t"], dtype=float),
+            seasonalities=tuple(
+                Seasonality(
+                    name=s["name"],
+                    period=float(s["period"]),
+                    order=int(s["order"]),
+                    mode=s["mode"],
+                    beta=np.asarray(s["beta"], dtype=float),
+                )
+                for s in data["seasonalities"]
+            ),
+            country=data["country"],
+            holiday_mode=data["holiday_mode"],
+            holiday_betas={str(k): float(v) for k, v in data["holiday_betas"].items()},
+        )
+
 
 def params_from_prophet(model: Prophet) -> ProphetParams:
     """Extract :class:`ProphetParams` from a fitted (or deserialised) Prophet model.
@@ -336,10 +391,13 @@ class ProphetDetector(Detector):
 
     name: ClassVar[str] = "prophet"
     min_history: ClassVar[int] = 14
+    #: Version 2 adds livewatch's own ``params`` beside Prophet's JSON, so scoring never parses Prophet's.
+    state_version: ClassVar[int] = 2
 
-    model_: Prophet
     params_: ProphetParams
     sigma_by_hour_: np.ndarray
+    _model: Prophet | None
+    _model_json: str
 
     def __init__(
         self,
@@ -410,7 +468,8 @@ class ProphetDetector(Detector):
         )
         with _quiet_prophet_warnings():
             model.fit(history)
-        self.model_ = model
+        self._model = model
+        self._model_json = ""
         self.params_ = params_from_prophet(model)
         residual = data["value"].to_numpy(dtype=float) - prophet_expected_batch([self.params_], index)[0]
         self.sigma_by_hour_ = self._residual_sigma(residual, index, sub_daily)
@@ -447,20 +506,46 @@ class ProphetDetector(Detector):
         )
         return scored.loc[:, [*SCORE_COLUMNS, SIGMA_COLUMN]]
 
-    def _state_to_dict(self) -> dict[str, Any]:
-        _prophet_class()
-        from prophet.serialize import model_to_json
+    @property
+    def model_(self) -> Prophet:
+        """The fitted Prophet model; a loaded detector parses Prophet's JSON only on first access."""
+        if self._model is None:
+            self._model = _model_from_json(self._model_json)
+        return self._model
 
+    def _state_to_dict(self) -> dict[str, Any]:
         return {
-            "prophet": model_to_json(self.model_),
+            "prophet": self._model_json if self._model is None else _model_to_json(self._model),
+            "params": self.params_.to_dict(),
             "sigma_by_hour": [float(s) for s in self.sigma_by_hour_],
         }
 
     def _state_from_dict(self, state: dict[str, Any]) -> None:
-        _prophet_class()
-        from prophet.serialize import model_from_json
-
-        with _quiet_prophet_warnings():
-            self.model_ = model_from_json(state["prophet"])
-        self.params_ = params_from_prophet(self.model_)
+        self._model = None
+        self._model_json = state["prophet"]
+        self.params_ = ProphetParams.from_dict(state["params"])
         self.sigma_by_hour_ = np.asarray(state["sigma_by_hour"], dtype=float)
+
+    @classmethod
+    def _upgrade_payload(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        """Version 1 holds Prophet's JSON only: derive ``params`` through Prophet's own loader."""
+        if payload.get("version") != 1:
+            return payload
+        state = dict(payload["state"])
+        state["params"] = params_from_prophet(_model_from_json(state["prophet"])).to_dict()
+        return {**payload, "version": 2, "state": state}
+
+
+def _model_to_json(model: Prophet) -> str:
+    _prophet_class()
+    from prophet.serialize import model_to_json
+
+    return str(model_to_json(model))
+
+
+def _model_from_json(text: str) -> Prophet:
+    _prophet_class()
+    from prophet.serialize import model_from_json
+
+    with _quiet_prophet_warnings():
+        return model_from_json(text)

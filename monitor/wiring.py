@@ -104,8 +104,13 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
     return root
 
 
-def build_monitor(config: Config, env: Mapping[str, str]) -> Monitor:
+def build_monitor(config: Config, env: Mapping[str, str], *, store: SqlStore | None = None) -> Monitor:
+    """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated)."""
     sinks, primary = build_sinks(config, env)
     return Monitor(
-        config, warehouse_source(config), open_store(config), sinks, build_routes(config, sinks, primary)
+        config,
+        warehouse_source(config),
+        store if store is not None else open_store(config),
+        sinks,
+        build_routes(config, sinks, primary),
     )

@@ -1,6 +1,6 @@
 """``livewatch run`` (daemon, ``--once``, replay) and ``livewatch status``, as click commands.
 
-Registered on the main group in :mod:`monitor.cli.main` (``cli.add_command(run)``, ``cli.add_command(status)``);
+Registered on the main group in :mod:`monitor.cli.main`;
 ``python -m monitor.cli.daemon`` runs them standalone. The wall clock and the signals are read here, at
 the edge; the daemon code gets a clock and a stop event.
 
@@ -187,7 +187,7 @@ def status(config_path: Path, at_text: str | None, url: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from monitor.daemon.health import read_store_figures, status_rows
+    from monitor.daemon.metrics import read_store_figures, status_rows
     from monitor.wiring import open_store
 
     config = load_config(config_path)

@@ -87,6 +87,9 @@ def _store(config: Config) -> SqlStore:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--no-related", is_flag=True, help="Skip checking the other metrics of the region.")
+@click.option(
+    "--refit", is_flag=True, help="Fit a model on the history before the window instead of the stored one."
+)
 def investigate(
     metric: str,
     region: str,
@@ -98,6 +101,7 @@ def investigate(
     html_path: Path | None,
     as_json: bool,
     no_related: bool,
+    refit: bool,
 ) -> None:
     """Explain METRIC in a region: expected vs observed, detectors, changepoints, causes, related metrics."""
     from monitor.tools.investigate import investigate as run_investigation
@@ -122,6 +126,7 @@ def investigate(
         end=end,
         now=now,
         related=not no_related,
+        refit=refit,
     )
     if as_json:
         click.echo(to_json(result))

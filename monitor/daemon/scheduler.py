@@ -29,7 +29,6 @@ abandoning a tick (SIGKILL, or a second SIGTERM) is safe: the next tick scores i
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,18 +45,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from alerts.model import Incident, IncidentState
 from alerts.muting import MaintenanceWindow
 from monitor.config import Config
-from monitor.daemon.health import (
-    HealthMetrics,
-    PipelineStore,
-    SelfMonitor,
-    SelfProblem,
-    read_store_figures,
-    tick_failed,
-)
+from monitor.daemon.metrics import HealthMetrics, read_store_figures
+from monitor.daemon.selfmon import PipelineStore, SelfMonitor, SelfProblem, tick_failed
 from monitor.pipeline.executor import make_executor
-from monitor.pipeline.scoring import refit_all
+from monitor.pipeline.refit import refit_all
 from monitor.pipeline.tick import Monitor, TickReport
 from monitor.source import floor_time
+from monitor.store import SqlStore
 
 __all__ = [
     "CATCH_UP_WINDOW",
@@ -225,7 +219,7 @@ def refit_models(monitor: Monitor, clock: Clock, *, metrics: Sequence[str] | Non
             monitor.source,
             now,
             executor,
-            cache=monitor.batch.models,
+            cache=monitor.models,
             metrics=metrics,
         )
     log.info("refit done", fitted=len(summary.fitted), errors=len(summary.errors))
@@ -238,7 +232,9 @@ class Daemon:
 
     Args:
         config: The configuration.
-        monitor: The pipeline; its store is replaced by a :class:`~monitor.daemon.health.PipelineStore` view.
+        monitor: The pipeline (its store a :class:`~monitor.daemon.selfmon.PipelineStore`, which hides
+            self-incidents from it).
+        store: The whole state store (figures, summaries, self-incidents).
         clock: Wall clock (``now`` can also be passed to each job, as :func:`replay` does).
         health: Prometheus collectors, or ``None``.
         self_monitor: Self-alerting, or ``None``.
@@ -249,6 +245,7 @@ class Daemon:
         self,
         config: Config,
         monitor: Monitor,
+        store: SqlStore,
         *,
         clock: Clock,
         health: HealthMetrics | None = None,
@@ -257,10 +254,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.monitor = monitor
-        #: The whole state store (figures, summaries); the pipeline gets a view without self-incidents,
-        #: which only `self_monitor` evaluates (see monitor.daemon.health.PipelineStore).
-        self.store = monitor.store
-        monitor.store = PipelineStore(monitor.store.engine)
+        self.store = store
         self.clock = clock
         self.health = health
         self.self_monitor = self_monitor
@@ -307,9 +301,7 @@ class Daemon:
         before: datetime | None = None
         try:
             before = self._oldest_watermark(group)
-            live = copy.copy(self.monitor)
-            live.windows = (*self.monitor.windows, catch_up_window(cutoff))
-            report = live.tick(now, metrics=group.metrics)
+            report = self.monitor.tick(now, metrics=group.metrics, windows=(catch_up_window(cutoff),))
         except Exception as exc:  # the daemon must outlive any tick (database outage, a bug)
             error = f"{type(exc).__name__}: {exc}"
             bound.exception("tick failed")
@@ -494,16 +486,20 @@ def build_daemon(
     """The daemon of ``config``: pipeline, Prometheus collectors and self-monitoring, wired together."""
     import os
 
-    from monitor.wiring import build_monitor
+    from monitor.wiring import build_monitor, open_store
 
-    monitor = build_monitor(config, dict(os.environ) if env is None else env)
+    store = open_store(config)
+    # The pipeline sees the incidents without self-monitoring ones, which only `self_monitor` evaluates.
+    monitor = build_monitor(
+        config, dict(os.environ) if env is None else env, store=PipelineStore(store.engine)
+    )
     self_monitor = SelfMonitor(
         config,
-        monitor.store,
+        store,
         monitor.sinks,
         monitor.routes,
         windows=monitor.windows,
         started=started or clock(),
         engine_config=monitor.engine_config,
     )
-    return Daemon(config, monitor, clock=clock, health=HealthMetrics(), self_monitor=self_monitor)
+    return Daemon(config, monitor, store, clock=clock, health=HealthMetrics(), self_monitor=self_monitor)

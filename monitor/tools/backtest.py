@@ -3,20 +3,20 @@
 Three stages, so the expensive one runs once per series and the sweep is cheap:
 
 1. :func:`score_history` (expensive, parallel): for every (metric, series), walk the replay range in steps of
-   the configured ``refit_every``. At each refit time ``t`` a :class:`~detectors.stack.DetectorStack` is
-   fitted on the ``history`` before ``t`` only (expanding window, no look-ahead) and scores the buckets up to
-   the next refit. Each bucket is then decided as a steady-state daemon tick would (one tick per bucket): the
-   online CUSUM of :func:`monitor.pipeline.tick.level_shifts` re-reads the previous :data:`~monitor.pipeline.tick.
-   CUSUM_CONTEXT_BUCKETS` buckets scored by the model in force, and the unseen-holiday floor of
-   :func:`monitor.pipeline.tick.holiday_floor` is precomputed as a mask. Everything that does not depend on the
-   threshold is kept per bucket: ``observed, expected, score, volume, shift, shift_start, holiday_block``.
-2. :func:`sweep`: for each threshold, the daemon's post-rules (:func:`detectors.postrules.evaluate`) give
-   the flags, and the flagged buckets are replayed bucket by bucket through
-   :func:`alerts.incidents.group_signals` (the daemon's grouping and auto-resolution), giving the incidents
-   the daemon would have opened. They are compared with labelled incidents: per metric and overall
-   precision (share of opened incidents with a member on a labelled window), recall (labelled rows whose
-   metric and region flagged within their window), F1, median and p90 time to detect (from the labelled
-   start to the end of the first flagged bucket plus the completeness delay), and alerts per week.
+   the configured ``refit_every``. At each refit time ``t`` the daemon's stack is fitted on the ``history``
+   before ``t`` only (expanding window, no look-ahead) and the buckets up to the next refit are decided by
+   the daemon's own scoring path, :func:`monitor.pipeline.scoring.score_and_decide` (post-rules, CUSUM level
+   shifts over each bucket's trailing week, unseen-holiday floor), once per swept threshold. A bucket's
+   decision does not depend on how many buckets one call scores, so these are the decisions of the
+   daemon's ticks.
+2. :func:`sweep`: for each threshold the flagged buckets become signals exactly as in a tick
+   (:func:`monitor.pipeline.signals.series_signals`: runs, kinds by :func:`detectors.postrules.classify_run`)
+   and are replayed bucket by bucket through :func:`alerts.incidents.group_signals` (the daemon's grouping
+   and auto-resolution), giving the incidents the daemon would have opened. They are compared with
+   labelled incidents: per metric and overall precision (share of opened incidents with a member on a
+   labelled window), recall (labelled rows whose metric and region flagged within their window), F1, median
+   and p90 time to detect (from the labelled start to the end of the first flagged bucket plus the
+   completeness delay), and alerts per week.
 3. :func:`recommend`: the threshold meeting an alert budget with the best recall, or minimising
    ``cost_ratio * missed + false alerts``, or (neither given) maximising F1.
 
@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from alerts.incidents import GroupingConfig, group_signals
 from alerts.model import AlertSignal, Incident
 from detectors.errors import DetectorError
-from detectors.postrules import PostRules, evaluate
+from detectors.postrules import LEVEL_SHIFT_CONTEXT
 from monitor.config import Config, ExecutorConfig, MetricConfig
 from monitor.errors import ConfigError, LivewatchError
 from monitor.pipeline.executor import (
@@ -57,9 +57,11 @@ from monitor.pipeline.executor import (
     LocalExecutor,
     make_executor,
 )
-from monitor.pipeline.spec import CUSUM_CONTEXT_BUCKETS, holiday_floor, level_shifts, post_rules, series_frame
+from monitor.pipeline.scoring import SeriesDecisions
+from monitor.pipeline.signals import series_signals
+from monitor.pipeline.spec import post_rules, series_frame
 from monitor.source import MetricSource, floor_time
-from monitor.tools.investigate import fit_stack
+from monitor.tools.investigate import fit_series, series_decisions
 
 __all__ = [
     "DEFAULT_SWEEP",
@@ -72,7 +74,6 @@ __all__ = [
     "SettingResult",
     "evaluate_setting",
     "executor_for",
-    "flags_for",
     "load_labels",
     "recommend",
     "replay_incidents",
@@ -119,15 +120,16 @@ class SeriesTask:
     frame: pd.DataFrame
     start: datetime
     end: datetime
+    thresholds: tuple[float, ...]
 
 
 @dataclass(frozen=True)
 class SeriesScores:
-    """Threshold-independent per-bucket results of one series (see the module docstring)."""
+    """The daemon's decisions of one series over the replay, per swept threshold (module docstring)."""
 
     metric: str
     series: str
-    scores: pd.DataFrame
+    decisions: Mapping[float, pd.DataFrame]
     refits: int
     errors: tuple[str, ...] = ()
 
@@ -340,14 +342,11 @@ def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
 def score_series(task: SeriesTask) -> SeriesScores:
     """Replay one series (runs in a worker process); see the module docstring, stage 1."""
     metric, config = task.metric, task.config
-    step = pd.Timedelta(metric.granularity or timedelta(hours=1))
     refit = pd.Timedelta(config.scheduler.refit_every)
-    span = pd.Timedelta(metric.history or timedelta(days=56))
-    rules = post_rules(metric)
-    country = config.regions.get(task.series)
+    span = pd.Timedelta(metric.history)
     frame = task.frame
     start, end = pd.Timestamp(task.start), pd.Timestamp(task.end)
-    parts: list[pd.DataFrame] = []
+    parts: dict[float, list[pd.DataFrame]] = {t: [] for t in task.thresholds}
     errors: list[str] = []
     refits = 0
     moment = start
@@ -355,60 +354,19 @@ def score_series(task: SeriesTask) -> SeriesScores:
         until = min(moment + refit, end)
         training = frame[(frame.index >= moment - span) & (frame.index < moment)]
         try:
-            model = fit_stack(metric, config, task.series, training)
+            model = fit_series(config, metric, task.series, training)
         except (DetectorError, ValueError) as exc:
             errors.append(f"{metric.name}/{task.series} at {_iso(moment)}: {exc}")
             moment = until
             continue
         refits += 1
-        grid = pd.date_range(moment, until, freq=step, inclusive="left")
-        window = frame.reindex(grid)
-        context_rows = frame[(frame.index >= moment - CUSUM_CONTEXT_BUCKETS * step) & (frame.index < moment)]
-        scores = model.score(pd.concat([context_rows, window]))
-        scores["volume"] = (
-            pd.concat([context_rows, window])["volume"].to_numpy()
-            if metric.kind == "ratio"
-            else scores["expected"]
-        )
-        parts.append(_decide_ticks(scores, grid, step, rules, country, pd.DatetimeIndex(training.index)))
+        for threshold in task.thresholds:
+            rules = post_rules(metric, threshold=threshold)
+            item = series_decisions(config, metric, task.series, model, frame, moment, until, rules=rules)
+            parts[threshold].append(item.decisions)
         moment = until
-    columns = ["observed", "expected", "score", "volume", "shift", "shift_start", "holiday_block"]
-    scores = pd.concat(parts) if parts else pd.DataFrame(columns=columns)
-    return SeriesScores(metric.name, task.series, scores, refits, tuple(errors))
-
-
-def _decide_ticks(
-    scores: pd.DataFrame,
-    grid: pd.DatetimeIndex,
-    step: pd.Timedelta,
-    rules: PostRules,
-    country: str | None,
-    trained_on: pd.DatetimeIndex,
-) -> pd.DataFrame:
-    """Per bucket of ``grid``: what a one-bucket daemon tick decides, minus the threshold step."""
-    window = scores.loc[grid]
-    no_flags = window.assign(flag=False, reason="")
-    shift = np.zeros(len(grid), dtype=bool)
-    shift_start = pd.Series(pd.NaT, index=grid, dtype="datetime64[us, UTC]")
-    observed_rows = scores.index[scores["observed"].notna()]
-    for i, bucket in enumerate(grid):
-        if not np.isfinite(window["score"].iloc[i]):
-            continue
-        lo = bucket - CUSUM_CONTEXT_BUCKETS * step
-        context = scores.loc[(scores.index >= lo) & (scores.index < bucket)]
-        context = context[context.index.isin(observed_rows)]
-        tick = level_shifts(no_flags.iloc[i : i + 1], context, rules)
-        if bool(tick["flag"].iloc[0]):
-            shift[i] = True
-            shift_start.iloc[i] = tick["shift_start"].iloc[0]
-    # The unseen-holiday floor only ever unflags: precompute where it would, as if everything flagged.
-    everything = window.assign(flag=True, reason="")
-    holiday_block = ~holiday_floor(everything, country, trained_on)["flag"].to_numpy(dtype=bool)
-    out = window.loc[:, ["observed", "expected", "score", "volume"]].copy()
-    out["shift"] = shift
-    out["shift_start"] = shift_start
-    out["holiday_block"] = holiday_block
-    return out
+    decisions = {t: pd.concat(frames) if frames else pd.DataFrame() for t, frames in parts.items()}
+    return SeriesScores(metric.name, task.series, decisions, refits, tuple(errors))
 
 
 def score_history(
@@ -418,12 +376,14 @@ def score_history(
     start: datetime,
     end: datetime,
     *,
+    thresholds: Sequence[float],
     executor: ChunkExecutor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[SeriesScores], list[str]]:
     """Stage 1 for every series of ``metrics`` over ``[start, end)``.
 
     Args:
+        thresholds: The sweep: the decisions are made once per threshold.
         executor: Where to run :func:`score_series` (``None``: in this process), see :func:`executor_for`.
         progress: Called with (done, total) after each series.
 
@@ -433,13 +393,14 @@ def score_history(
     tasks: list[SeriesTask] = []
     problems: list[str] = []
     for metric in metrics:
-        span = pd.Timedelta(metric.history or timedelta(days=56))
-        step = metric.granularity or timedelta(hours=1)
-        lo = floor_time(pd.Timestamp(start) - span - CUSUM_CONTEXT_BUCKETS * pd.Timedelta(step), step)
+        span = pd.Timedelta(metric.history)
+        step = metric.granularity
+        lo = floor_time(pd.Timestamp(start) - span - LEVEL_SHIFT_CONTEXT * pd.Timedelta(step), step)
         result = source.fetch(metric, lo.to_pydatetime(), end)
         problems += [str(p) for p in result.problems]
         for series, tidy in result.frame.groupby("series", sort=True):
-            tasks.append(SeriesTask(metric, config, str(series), series_frame(metric, tidy), start, end))
+            frame = series_frame(metric, tidy)
+            tasks.append(SeriesTask(metric, config, str(series), frame, start, end, tuple(thresholds)))
     done: list[SeriesScores] = []
     if progress is not None:
         progress(0, len(tasks))
@@ -468,28 +429,17 @@ class _Opened:
     members: list[tuple[str, str, pd.Timestamp]] = field(default_factory=list)
 
 
-def flags_for(scored: SeriesScores, rules: PostRules) -> pd.DataFrame:
-    """The daemon's final per-bucket flags of one series at ``rules`` (threshold step + shifts + holiday)."""
-    scores = scored.scores
-    if scores.empty:
-        return scores.assign(flag=pd.Series(dtype=bool))
-    base = scores.loc[:, ["observed", "expected", "score", "volume"]].assign(lower=np.nan, upper=np.nan)
-    decided = evaluate(base, rules)
-    flag = (decided["flag"].to_numpy(dtype=bool) | scores["shift"].to_numpy(dtype=bool)) & ~scores[
-        "holiday_block"
-    ].to_numpy(dtype=bool)
-    return scores.assign(flag=flag)
-
-
 def replay_incidents(
     flagged: Mapping[tuple[str, str], pd.DataFrame], step: timedelta, resolve_after: int
 ) -> list[_Opened]:
-    """Replay flagged buckets through the daemon's grouping, one evaluation per bucket, in time order."""
+    """Replay decisions through the daemon's signals and grouping, one evaluation per bucket in order."""
     by_bucket: dict[pd.Timestamp, list[AlertSignal]] = {}
     for (metric, region), frame in flagged.items():
-        hits = frame[frame["flag"]]
-        for bucket, row in zip(pd.DatetimeIndex(hits.index), (r for _, r in hits.iterrows()), strict=True):
-            by_bucket.setdefault(bucket, []).append(_signal(metric, region, bucket, row))
+        if frame.empty:
+            continue
+        item = SeriesDecisions(region, frame, frame.iloc[:0], len(frame), 0, int(frame["flag"].sum()))
+        for signal in series_signals(metric, item, charts=False):
+            by_bucket.setdefault(pd.Timestamp(signal.end), []).append(signal)
     if not by_bucket:
         return []
     grouping = GroupingConfig(resolve_after_clean=resolve_after)
@@ -515,28 +465,6 @@ def replay_incidents(
     return sorted(opened.values(), key=lambda o: (o.opened_at, o.id))
 
 
-def _signal(metric: str, region: str, bucket: pd.Timestamp, row: pd.Series) -> AlertSignal:
-    observed, expected = float(row["observed"]), float(row["expected"])
-    shift_start = row.get("shift_start")
-    if bool(row.get("shift")) and shift_start is not None and not pd.isna(shift_start):
-        kind, start = "level_shift", min(bucket, pd.Timestamp(shift_start))
-    else:
-        kind, start = ("spike" if observed >= expected else "dip"), bucket
-    volume = float(row["volume"]) if np.isfinite(float(row["volume"])) else observed
-    return AlertSignal(
-        metric=metric,
-        region=region,
-        kind=kind,
-        observed=observed,
-        expected=expected,
-        change_pct=100.0 * (observed - expected) / expected if expected else math.nan,
-        score=float(row["score"]) if np.isfinite(float(row["score"])) else 0.0,
-        volume=volume,
-        start=start.to_pydatetime(),
-        end=bucket.to_pydatetime(),
-    )
-
-
 def evaluate_setting(
     threshold: float,
     scored: Sequence[SeriesScores],
@@ -549,10 +477,8 @@ def evaluate_setting(
 ) -> SettingResult:
     """Stage 2 for one threshold (applied to every metric)."""
     by_name = {m.name: m for m in metrics}
-    flagged = {
-        (s.metric, s.series): flags_for(s, post_rules(by_name[s.metric], threshold=threshold)) for s in scored
-    }
-    step = min((m.granularity or timedelta(hours=1)) for m in metrics)
+    flagged = {(s.metric, s.series): s.decisions[threshold] for s in scored}
+    step = min(m.granularity for m in metrics)
     incidents = replay_incidents(flagged, step, resolve_after)
     weeks = (pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(days=7)
     wanted = [lb for lb in labels if lb.should_alert and lb.metric in by_name]
@@ -575,7 +501,7 @@ def _score(
     only: str | None = None,
 ) -> Score:
     def on_label(metric: str, region: str, bucket: pd.Timestamp) -> bool:
-        grace = DETECT_GRACE_BUCKETS * pd.Timedelta(metrics[metric].granularity or timedelta(hours=1))
+        grace = DETECT_GRACE_BUCKETS * pd.Timedelta(metrics[metric].granularity)
         return any(
             lb.metric == metric and lb.region == region and lb.start <= bucket < pd.Timestamp(lb.end) + grace
             for lb in labels
@@ -588,7 +514,7 @@ def _score(
     delays: list[timedelta] = []
     for label in labels:
         metric = metrics[label.metric]
-        step = pd.Timedelta(metric.granularity or timedelta(hours=1))
+        step = pd.Timedelta(metric.granularity)
         frame = flagged.get((label.metric, label.region))
         if frame is None or frame.empty:
             continue
@@ -597,7 +523,7 @@ def _score(
             frame["flag"] & (frame.index >= label.start) & (frame.index < pd.Timestamp(label.end) + grace)
         ]
         if len(hits):
-            seen = hits.index[0] + step + pd.Timedelta(metric.completeness_delay or 0)
+            seen = hits.index[0] + step + pd.Timedelta(metric.completeness_delay)
             delays.append((seen - pd.Timestamp(label.start)).to_pytimedelta())
     seconds = np.array([d.total_seconds() for d in delays])
     return Score(
@@ -726,14 +652,14 @@ def run_backtest(
     if unknown:
         raise BacktestError(f"unknown metric(s) {', '.join(unknown)}; configured metrics: {', '.join(names)}")
     specs = [config.metric(n) for n in chosen]
-    step = min((m.granularity or timedelta(hours=1)) for m in specs)
+    step = min((m.granularity) for m in specs)
     end_at = floor_time(end, step)
     start_at = floor_time(start if start is not None else end_at - pd.Timedelta(DEFAULT_SPAN), step)
     if start_at >= end_at:
         raise BacktestError(
             f"empty replay range {_iso(start_at)}..{_iso(end_at)}: --from must be before --to"
         )
-    configured = {m.name: float(m.threshold or 4.0) for m in specs}
+    configured = {m.name: float(m.threshold) for m in specs}
     sweep_values = sorted(set(thresholds or DEFAULT_SWEEP) | set(configured.values()))
     scored, problems = score_history(
         config,
@@ -741,6 +667,7 @@ def run_backtest(
         specs,
         start_at.to_pydatetime(),
         end_at.to_pydatetime(),
+        thresholds=sweep_values,
         executor=executor,
         progress=progress,
     )
@@ -780,7 +707,7 @@ def run_backtest(
 
 @contextmanager
 def executor_for(config: Config, *, workers: int | None = None) -> Iterator[tuple[ChunkExecutor, str]]:
-    """The configured :mod:`monitor.pipeline.executor` executor (closed on exit) and a line saying which it is.
+    """The configured executor (closed on exit) and a line saying which it is.
 
     A Dask executor that cannot start (``distributed`` not installed, scheduler unreachable) falls back to
     the local process pool; the line says why. ``workers=1`` scores in this process.

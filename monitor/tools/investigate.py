@@ -5,18 +5,19 @@
 1. **Window.** ``--from T1 --to T2`` is the window as given (bucket-aligned). ``--at T`` is the bucket holding
    ``T``, widened to the run of flagged buckets of one sign around it (at most :data:`MAX_RUN` buckets each
    way), so the root causes describe the whole anomaly rather than one hour of it.
-2. **Model.** The stored model of the series is used when it was fitted no later than the window start (it
-   has then never seen the window); otherwise a :class:`~detectors.stack.DetectorStack` is fitted like the
-   daemon would, on the configured ``history`` before the window. Nothing is written back to the store.
-3. **Scores.** The window and :data:`CONTEXT_BEFORE` buckets before it (for charts) are scored, and the
-   daemon's post-rules (threshold, direction, noise floors, unseen-holiday floor) decide the flags. Each
-   member of the stack (Prophet, robust seasonal baseline) is also scored alone, to say which fired.
+2. **Model.** The stored model of the series (what the daemon scores with; the note says when it was fitted
+   after the window start and so has seen it), or with ``refit=True`` (or none stored) a stack fitted like
+   the daemon would, on the configured ``history`` before the window. Nothing is written back to the store.
+3. **Decisions** come from the daemon's own scoring path,
+   :func:`monitor.pipeline.scoring.score_and_decide` (post-rules, CUSUM level shifts over each bucket's
+   trailing week, unseen-holiday floor), so they are what a tick decides with that model. Each member of the
+   stack (Prophet, robust seasonal baseline) is also scored alone, to say which fired.
 4. **Changepoints** of the recent history: :func:`detectors.changepoint.find_changepoints` on the residual
    ``observed - expected`` (the seasonality removed) over the context and the window.
-5. **Root causes** from the slicer (:func:`monitor.pipeline.slicing.explain_window`) over the flagged buckets (the whole
-   window when none flagged): deviation share, surprise, and mix versus rate for ratio metrics.
+5. **Root causes** from the slicer (:func:`monitor.pipeline.slicing.explain_window`) over the flagged
+   buckets (the whole window when none flagged): deviation share, surprise, and mix versus rate for ratios.
 6. **Related metrics**: every other configured metric in the same region over the same window, scored with
-   its stored model when valid, else a quick robust baseline fit (Prophet fits would cost seconds each).
+   its stored model, else a quick robust baseline fit (Prophet fits would cost seconds each).
 7. **Covers**: incidents of the store overlapping the window on this metric and region, silences matching
    it while active during the window, and maintenance or event windows of the config.
 
@@ -25,6 +26,7 @@ Bad requests raise :class:`InvestigationError` subclasses whose one-line message
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,25 +37,18 @@ import numpy as np
 import pandas as pd
 
 from alerts.model import matches_all
-from detectors.base import interval_z
 from detectors.changepoint import find_changepoints
 from detectors.errors import DetectorError
-from detectors.postrules import FLAGGED, PostRules, classify_run, evaluate
+from detectors.postrules import LEVEL_SHIFT_CONTEXT, PostRules, evaluate_batch
 from detectors.slicer import RootCause
-from detectors.stack import DetectorStack
-from detectors.volume import MetricKind, rescore
+from detectors.stack import CompiledStack, DetectorStack, score_members
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
+from monitor.pipeline.models import FitTask, fit_chunk
+from monitor.pipeline.scoring import SeriesDecisions, score_and_decide, series_grid
+from monitor.pipeline.signals import run_kind
 from monitor.pipeline.slicing import explain_window
-from monitor.pipeline.spec import (
-    DETECTOR_NAME,
-    holiday_floor,
-    level_shifts,
-    matchers,
-    new_stack,
-    post_rules,
-    series_frame,
-)
+from monitor.pipeline.spec import DETECTOR_NAME, matchers, post_rules, series_frame, stack_params
 from monitor.source import MetricSource, floor_time
 from monitor.store import SqlStore
 
@@ -68,10 +63,9 @@ __all__ = [
     "RelatedMetric",
     "UnknownMetricError",
     "UnknownRegionError",
-    "fit_stack",
+    "fit_series",
     "investigate",
-    "post_rules",
-    "score_frame",
+    "series_decisions",
 ]
 
 #: Buckets scored before the window, for charts and changepoints (7 days of hourly buckets).
@@ -301,40 +295,57 @@ class Investigation:
 
 
 # -- shared with the backtest ------------------------------------------------------------------------
-def fit_stack(
-    metric: MetricConfig, config: Config, series: str, history: pd.DataFrame, *, prophet: bool = True
-) -> DetectorStack:
-    """Fit the daemon's stack on ``history`` (already cut to the training window).
+def fit_series(
+    config: Config, metric: MetricConfig, series: str, history: pd.DataFrame, *, prophet: bool = True
+) -> CompiledStack:
+    """Fit the daemon's stack on ``history`` (already cut to the training window), compiled for scoring.
 
     Args:
         prophet: ``False`` fits the robust baseline only (fast, for quick looks).
+
+    Raises:
+        DetectorError: the history cannot be fitted (too short, bad values).
     """
-    days = PROPHET_MIN_DAYS if prophet else NEVER_PROPHET_DAYS
-    return new_stack(config, metric, series, prophet_min_days=days).fit(
-        history, series_id=f"{metric.name}/{series}"
-    )
+    params = stack_params(config, metric, series)
+    if not prophet:
+        params["prophet_min_days"] = NEVER_PROPHET_DAYS
+    outcome = fit_chunk([FitTask(metric.name, series, history, params)])[0]
+    if outcome.model is None:
+        raise DetectorError(f"{metric.name}/{series}: {outcome.error}")
+    return outcome.model
 
 
-def score_frame(
-    model: DetectorStack,
+def series_decisions(
+    config: Config,
     metric: MetricConfig,
+    series: str,
+    model: CompiledStack,
     frame: pd.DataFrame,
-    rules: PostRules,
-    country: str | None,
-    trained_on: pd.DatetimeIndex,
-) -> pd.DataFrame:
-    """Score ``frame`` (on its regular grid) and decide like the daemon: post-rules, the CUSUM level-shift
-    confirmation (run over the whole frame, oldest bucket first) and the unseen-holiday floor.
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    rules: PostRules | None = None,
+) -> SeriesDecisions:
+    """The daemon's decisions of one series over ``[start, end)``: :func:`score_and_decide`, a batch of one.
 
-    Returns:
-        ``observed, expected, lower, upper, score, volume, flag, reason, shift_start`` per bucket.
+    ``frame`` holds the series' rows (``value``, ``volume``; UTC index) from at least
+    :data:`LEVEL_SHIFT_CONTEXT` buckets before ``start``.
     """
-    scores = model.score(frame)
-    # Noise floors compare against the denominator of a ratio and the expected count of a count.
-    scores["volume"] = frame["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
-    decisions = evaluate(scores, rules)
-    decisions = level_shifts(decisions, decisions.iloc[:0], rules)
-    return holiday_floor(decisions, country, trained_on)
+    step = pd.Timedelta(metric.granularity)
+    grid = pd.date_range(start - LEVEL_SHIFT_CONTEXT * step, end, freq=step, inclusive="left", name="ts")
+    rows = pd.DataFrame(
+        {"ts": frame.index, "series": series, "value": frame["value"].to_numpy(), "volume": frame["volume"]}
+    )
+    return score_and_decide(
+        metric,
+        rules if rules is not None else post_rules(metric),
+        [series],
+        [model],
+        series_grid(rows, [series], grid),
+        countries={series: config.regions.get(series)},
+        trained_on=pd.DatetimeIndex(frame.index[frame.index < start]),
+        full_context=True,
+    )[0]
 
 
 # -- the investigation ---------------------------------------------------------------------------------
@@ -349,6 +360,7 @@ def investigate(
     end: datetime | None = None,
     now: datetime,
     related: bool = True,
+    refit: bool = False,
 ) -> Investigation:
     """Investigate ``metric`` in ``region``; see the module docstring.
 
@@ -362,12 +374,13 @@ def investigate(
         end: Exclusive window end (``--from/--to``); ``None`` means ``--at start``.
         now: Current time, for open incidents and silences.
         related: Also check the other metrics of the region.
+        refit: Fit a model on the history before the window instead of using the stored one.
 
     Raises:
         UnknownMetricError, UnknownRegionError, OutOfRangeError: one line listing what is valid.
     """
     spec = _metric(config, metric)
-    step = pd.Timedelta(spec.granularity or timedelta(hours=1))
+    step = pd.Timedelta(spec.granularity)
     first = floor_time(start, step.to_pytimedelta())
     if end is not None:
         last = floor_time(pd.Timestamp(end) - pd.Timedelta(microseconds=1), step.to_pytimedelta()) + step
@@ -375,7 +388,7 @@ def investigate(
             raise OutOfRangeError(f"--to {_iso(end)} must be after --from {_iso(start)}")
     else:
         last = first + step
-    history_span = pd.Timedelta(spec.history or timedelta(days=56))
+    history_span = pd.Timedelta(spec.history)
     probe_end = last + (MAX_RUN + CONTEXT_AFTER) * step if end is None else last + CONTEXT_AFTER * step
     result = source.fetch(
         spec, (first - history_span).to_pydatetime(), probe_end.to_pydatetime(), series=[region]
@@ -391,37 +404,34 @@ def investigate(
             f"{metric}/{region}: {_iso(first)} has under {MIN_HISTORY.days} days of history before it; data "
             f"starts {_iso(data_start)}, investigate from {_iso(data_start + pd.Timedelta(MIN_HISTORY))} on"
         )
-    if store is not None:
-        model, model_note = _model(config, spec, region, history, first, store)
-    else:
-        model, model_note = _fitted(config, spec, region, history, first)
+    model, model_note = _model(config, spec, region, history, first, store, refit=refit)
     rules = post_rules(spec)
-    country = config.regions.get(region)
-    grid_end = min(probe_end, frame.index.max() + step)
-    grid = pd.date_range(first - CONTEXT_BEFORE * step, max(grid_end, last), freq=step, inclusive="left")
-    grid = grid[grid >= frame.index.min()]
-    scored = score_frame(model, spec, frame.reindex(grid), rules, country, pd.DatetimeIndex(history.index))
+    # Decide from MAX_RUN buckets before the window, so --at can widen over the run that led to it.
+    decide_from = max(first - MAX_RUN * step, frame.index.min()) if end is None else first
+    grid_end = max(min(probe_end, frame.index.max() + step), last)
+    item = series_decisions(config, spec, region, model, frame, decide_from, grid_end, rules=rules)
+    context = item.context.assign(
+        volume=np.nan,
+        flag=False,
+        reason=pd.array([""] * len(item.context), dtype="string"),
+        shift_start=pd.Series(pd.NaT, index=item.context.index, dtype=item.decisions["shift_start"].dtype),
+    )
+    context = context[context.index >= first - CONTEXT_BEFORE * step]
+    scored = pd.concat([context, item.decisions]) if len(context) else item.decisions.copy()
     if end is None:
         first, last = _widen(scored, first, step)
         keep_until = last + CONTEXT_AFTER * step
         scored = scored[scored.index < keep_until]
     scored["in_window"] = (scored.index >= first) & (scored.index < last)
     window = scored[scored["in_window"]]
-    kind = "none"
-    # Buckets past the threshold are classified by their run; a shift only the CUSUM confirmed is a shift.
-    beyond = window["flag"] & (window["reason"] == FLAGGED)
-    if window["flag"].any() and not beyond.any():
-        kind = "level_shift"
-    elif beyond.any():
-        flagged = window[beyond]
-        kind, _ = classify_run(
-            (flagged["observed"] - flagged["expected"]).to_numpy(dtype=float), min_points=6, max_spread=0.5
-        )
+    flagged = window[window["flag"]]
+    kind = run_kind(flagged)[0] if len(flagged) else "none"
+    beyond = flagged["shift_start"].isna() if len(flagged) else pd.Series(dtype=bool)
     verdicts = _verdicts(model, spec, frame.reindex(window.index), rules, window)
     changepoints = _changepoints(scored)
     # The slicer and the related metrics each wait mostly on the warehouse: ask both at once.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending_causes = pool.submit(_root_causes, source, spec, region, window, whole=not beyond.any())
+        pending_causes = pool.submit(_root_causes, source, spec, region, window, whole=not bool(beyond.any()))
         pending_others = (
             pool.submit(_related, config, source, store, spec, region, first, last) if related else None
         )
@@ -491,38 +501,39 @@ def _model(
     region: str,
     history: pd.DataFrame,
     first: pd.Timestamp,
-    store: SqlStore,
-) -> tuple[DetectorStack, str]:
-    stored = store.load_model_state(metric.name, region, DETECTOR_NAME)
-    if stored is not None and pd.Timestamp(stored.fitted_at) <= first:
+    store: SqlStore | None,
+    *,
+    refit: bool,
+) -> tuple[CompiledStack, str]:
+    """The stored model (what the daemon scores with), or a fit on the history before the window."""
+    stored = store.load_model_state(metric.name, region, DETECTOR_NAME) if store is not None else None
+    if stored is not None and not refit:
         try:
-            model = DetectorStack.from_json(stored.state)
-        except (DetectorError, ValueError, KeyError):
-            return _fitted(config, metric, region, history, first)
-        if isinstance(model, DetectorStack):
-            return model, f"stored model fitted {_iso(stored.fitted_at)}"
-    return _fitted(config, metric, region, history, first)
-
-
-def _fitted(
-    config: Config, metric: MetricConfig, region: str, history: pd.DataFrame, first: pd.Timestamp
-) -> tuple[DetectorStack, str]:
-    span = pd.Timedelta(metric.history or timedelta(days=56))
+            model = DetectorStack.compile_state(json.loads(stored.state))
+        except (DetectorError, ValueError, KeyError, TypeError):
+            model = None
+        if model is not None:
+            seen = (
+                " (fitted after the window start, so it has seen these buckets; --refit fits on the history "
+                "before)"
+                if pd.Timestamp(stored.fitted_at) > first
+                else ""
+            )
+            return model, f"stored model fitted {_iso(stored.fitted_at)} ({', '.join(_members(model))}){seen}"
+    span = pd.Timedelta(metric.history)
     training = history[history.index >= first - span]
     try:
-        model = fit_stack(metric, config, region, training)
+        model = fit_series(config, metric, region, training)
     except DetectorError as exc:
         raise OutOfRangeError(
             f"{metric.name}/{region}: cannot fit a model before {_iso(first)}: {exc}"
         ) from exc
-    days = (
-        training.index.max() - training.index.min() + pd.Timedelta(metric.granularity or timedelta(hours=1))
-    )
+    days = training.index.max() - training.index.min() + pd.Timedelta(metric.granularity)
     return model, f"fitted now on {days.days} days before the window ({', '.join(_members(model))})"
 
 
-def _members(model: DetectorStack) -> list[str]:
-    return ["prophet" if m is model.prophet_ else "robust" for m in model.members_]
+def _members(model: CompiledStack) -> list[str]:
+    return ["prophet", "robust"] if model.prophet is not None else ["robust"]
 
 
 def _widen(
@@ -568,24 +579,21 @@ def _peak(scores: pd.Series) -> float:
 
 
 def _verdicts(
-    model: DetectorStack, metric: MetricConfig, frame: pd.DataFrame, rules: PostRules, window: pd.DataFrame
+    model: CompiledStack, metric: MetricConfig, frame: pd.DataFrame, rules: PostRules, window: pd.DataFrame
 ) -> tuple[DetectorVerdict, ...]:
-    """The stack's verdict, each member's alone (member bands made volume-aware like the stack's), and the
-    CUSUM level-shift confirmation (its flagged buckets; it has no per-point score)."""
+    """The stack's verdict, each member's alone (volume-aware like the stack's), and the CUSUM level-shift
+    confirmation (its flagged buckets; it has no per-point score)."""
     verdicts = [DetectorVerdict("stack", _peak(window["score"]), int(window["flag"].sum()))]
-    cusum = int((window["flag"] & (window["reason"] != FLAGGED)).sum())
-    z = interval_z(model.interval_width)
-    kind: MetricKind = "count" if metric.kind == "count" else "rate"
-    for name, member in zip(_members(model), model.members_, strict=True):
-        scores = member.score(frame)
-        scores["sigma"] = (scores["upper"] - scores["lower"]) / (2 * z)
-        scores["volume"] = frame["volume"].to_numpy()
-        scores = rescore(scores, kind=kind, z=z, per=model.rate_per)
-        scores["volume"] = frame["volume"].to_numpy() if metric.kind == "ratio" else scores["expected"]
-        decided = evaluate(
-            scores.loc[:, ["observed", "expected", "lower", "upper", "score", "volume"]], rules
-        )
-        verdicts.append(DetectorVerdict(name, _peak(decided["score"]), int(decided["flag"].sum())))
+    cusum = int((window["flag"] & window["shift_start"].notna()).sum())
+    index = pd.DatetimeIndex(frame.index)
+    values = frame["value"].to_numpy(dtype=float)[None, :]
+    volumes = frame["volume"].to_numpy(dtype=float)[None, :]
+    members = score_members([model], index, values, volumes)
+    for name in _members(model):
+        scores = members[name]
+        volume = volumes if metric.kind == "ratio" else scores.expected
+        flags, _ = evaluate_batch(scores.observed, scores.expected, scores.score, volume, rules, index)
+        verdicts.append(DetectorVerdict(name, _peak(pd.Series(scores.score[0])), int(flags.sum())))
     verdicts.append(DetectorVerdict("cusum", math.nan, cusum))
     return tuple(verdicts)
 
@@ -641,33 +649,24 @@ def _related_one(
     first: pd.Timestamp,
     last: pd.Timestamp,
 ) -> RelatedMetric:
-    step = pd.Timedelta(metric.granularity or timedelta(hours=1))
-    span = pd.Timedelta(metric.history or timedelta(days=56))
+    step = pd.Timedelta(metric.granularity)
+    span = pd.Timedelta(metric.history)
     stored = store.load_model_state(metric.name, region, DETECTOR_NAME) if store is not None else None
-    usable = stored is not None and pd.Timestamp(stored.fitted_at) <= first
-    fetch_from = first - (CONTEXT_BEFORE * step if usable else min(span, pd.Timedelta(QUICK_HISTORY)))
+    context = LEVEL_SHIFT_CONTEXT * step
+    fetch_from = first - (
+        context if stored is not None else max(context, min(span, pd.Timedelta(QUICK_HISTORY)))
+    )
     tidy = source.fetch(metric, fetch_from.to_pydatetime(), last.to_pydatetime(), series=[region]).frame
     if tidy.empty:
         return RelatedMetric(metric.name, math.nan, math.nan, math.nan, 0, "none", error="no data")
     frame = series_frame(metric, tidy)
-    history = frame[frame.index < first]
-    model: DetectorStack | None = None
+    model: CompiledStack | None = None
     note = "robust"
-    if usable and stored is not None:
-        loaded = DetectorStack.from_json(stored.state)
-        if isinstance(loaded, DetectorStack):
-            model, note = loaded, "stored"
+    if stored is not None:
+        model, note = DetectorStack.compile_state(json.loads(stored.state)), "stored"
     if model is None:
-        model = fit_stack(metric, config, region, history, prophet=False)
-    grid = pd.date_range(first, last, freq=step, inclusive="left")
-    scored = score_frame(
-        model,
-        metric,
-        frame.reindex(grid),
-        post_rules(metric),
-        config.regions.get(region),
-        pd.DatetimeIndex(history.index),
-    )
+        model = fit_series(config, metric, region, frame[frame.index < first], prophet=False)
+    scored = series_decisions(config, metric, region, model, frame, first, last).decisions
     peak = _peak(scored["score"])
     at = int(np.nanargmax(np.abs(scored["score"].fillna(0).to_numpy(dtype=float)))) if len(scored) else 0
     return RelatedMetric(

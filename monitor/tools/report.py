@@ -9,7 +9,8 @@
   file: it opens offline.
 * :func:`backtest_png`: the tradeoff curve (recall and precision against alerts per week, one point per
   threshold, the recommendation marked).
-* JSON: :meth:`monitor.tools.investigate.Investigation.to_dict` and :meth:`monitor.tools.backtest.Backtest.to_dict`;
+* JSON: :meth:`~monitor.tools.investigate.Investigation.to_dict` and
+  :meth:`~monitor.tools.backtest.Backtest.to_dict`;
   :func:`to_json` serialises either.
 """
 

@@ -139,7 +139,7 @@ def test_missing_bucket_gets_nan_score_and_never_flags() -> None:
     scores = detector.score(window)
     assert scores["score"].iloc[5:8].isna().all()
     assert scores["score"].drop(window.index[5:8]).notna().all()
-    anomalies = detector.detect(window, threshold=0.01)  # nearly every observed point flags
+    anomalies = detector.detect(window, detector.default_rules().replace(threshold=0.01))  # nearly all flag
     assert anomalies
     assert all(not (a.start <= ts <= a.end) for a in anomalies for ts in window.index[5:8])
 
@@ -158,9 +158,14 @@ def test_detect_overrides_replace_default_rules() -> None:
     detector = RobustSeasonalDetector().fit(series.iloc[: 21 * 24], series_id="s")
     window, _ = inject_dip(series.iloc[21 * 24 :], 10, magnitude=9.0)
     assert [a.kind for a in detector.detect(window)] == ["dip"]
-    assert detector.detect(window, direction="up") == []
-    assert detector.detect(window, threshold=50.0) == []
-    assert detector.detect(window, suppress=[(window.index[9], window.index[11])]) == []
+    assert detector.detect(window, detector.default_rules().replace(direction="up")) == []
+    assert detector.detect(window, detector.default_rules().replace(threshold=50.0)) == []
+    assert (
+        detector.detect(
+            window, detector.default_rules().replace(suppress=tuple([(window.index[9], window.index[11])]))
+        )
+        == []
+    )
 
 
 def test_anomaly_to_dict_uses_iso_timestamps() -> None:

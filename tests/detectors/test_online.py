@@ -174,8 +174,13 @@ def test_detector_post_rules_apply_to_confirmations(fitted: CusumDetector, serie
     window = series.iloc[HISTORY:].copy()
     window.iloc[30:, 0] += 10.0
     assert len(fitted.detect(window)) == 1
-    assert fitted.detect(window, direction="down") == []
-    assert fitted.detect(window, suppress=[(window.index[0], window.index[-1])]) == []
+    assert fitted.detect(window, fitted.default_rules().replace(direction="down")) == []
+    assert (
+        fitted.detect(
+            window, fitted.default_rules().replace(suppress=tuple([(window.index[0], window.index[-1])]))
+        )
+        == []
+    )
 
 
 def test_detector_quiet_on_clean_window(fitted: CusumDetector, series: pd.DataFrame) -> None:

@@ -65,11 +65,14 @@ def test_detect_keywords_reach_the_post_rules(hourly_short: tuple[pd.DataFrame, 
     spiked, _ = inject_spike(window, 10, magnitude=12.0)
     stack = DetectorStack(granularity="1h").fit(history, series_id="s")
     assert [a.kind for a in stack.detect(spiked)] == ["spike"]
-    assert stack.detect(spiked, direction="down") == []
-    assert stack.detect(spiked, k=2, n=3) == []  # a single point does not make 2 of 3
-    assert stack.detect(spiked, min_rel_effect=0.5) == []  # +12 on ~100 is 12%
-    assert stack.detect(spiked, min_volume=1.0) == []  # volume unknown fails a volume floor
-    assert DetectorStack(granularity="1h", direction="down").fit(history, series_id="s").detect(spiked) == []
+    assert stack.detect(spiked, stack.default_rules().replace(direction="down")) == []
+    assert (
+        stack.detect(spiked, stack.default_rules().replace(k=2, n=3)) == []
+    )  # a single point does not make 2 of 3
+    assert stack.detect(spiked, stack.default_rules().replace(min_rel_effect=0.5)) == []  # +12 on ~100 is 12%
+    assert (
+        stack.detect(spiked, stack.default_rules().replace(min_volume=1.0)) == []
+    )  # volume unknown fails a volume floor
 
 
 def test_level_shift_is_classified(hourly_short: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -87,9 +90,7 @@ def test_unknown_kind_is_rejected(hourly_short: tuple[pd.DataFrame, pd.DataFrame
 
 def test_json_round_trip_without_prophet(hourly_short: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     history, window = hourly_short
-    stack = DetectorStack(kind="ratio", granularity="1h", country="BR", threshold=5.0).fit(
-        history, series_id="s"
-    )
+    stack = DetectorStack(kind="ratio", granularity="1h", country="BR").fit(history, series_id="s")
     loaded = DetectorStack.from_json(stack.to_json())
     assert isinstance(loaded, DetectorStack)
     assert loaded.get_params() == stack.get_params()

@@ -1,4 +1,4 @@
-"""``monitor.tools.backtest``: the pure recommendation and scoring, the grouping replay, labels, and a real replay
+"""``monitor.tools.backtest``: the pure recommendation and scoring, the grouping replay, labels, a real replay
 on the small demo warehouse (no look-ahead, the injected raid found)."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from monitor.config import Config, parse_config
+from monitor.pipeline.spec import series_frame
 from monitor.tools.backtest import (
     BacktestError,
     Label,
@@ -25,8 +27,6 @@ from monitor.tools.backtest import (
     run_backtest,
     score_series,
 )
-from monitor.config import Config, parse_config
-from monitor.tools.investigate import series_frame
 from monitor.wiring import warehouse_source
 from tests.monitor.test_investigate import TRUTH, demo_config, demo_warehouse
 
@@ -132,14 +132,22 @@ def scored(
     scores: dict[int, float],
     shift: tuple[int, ...] = (),
     holiday: tuple[int, ...] = (),
+    thresholds: tuple[float, ...] = (3.0, 4.0),
 ) -> SeriesScores:
+    """Decisions per threshold as the scoring path makes them: threshold or CUSUM shift, minus holidays."""
     frame = pd.DataFrame({"observed": 100.0, "expected": 50.0, "score": 0.0, "volume": 500.0}, index=index)
     for position, value in scores.items():
         frame.loc[index[position], "score"] = value
-    frame["shift"] = [i in shift for i in range(len(index))]
-    frame["shift_start"] = pd.Series(pd.NaT, index=index, dtype="datetime64[us, UTC]")
-    frame["holiday_block"] = [i in holiday for i in range(len(index))]
-    return SeriesScores(metric, region, frame, refits=1)
+    starts = pd.Series(pd.NaT, index=index, dtype="datetime64[us, UTC]")
+    for position in shift:
+        starts.iloc[position] = index[position]
+    frame["shift_start"] = starts
+    decisions = {}
+    for threshold in thresholds:
+        flag = (frame["score"].abs() >= threshold) | frame["shift_start"].notna()
+        flag &= np.array([i not in holiday for i in range(len(index))])
+        decisions[threshold] = frame.assign(flag=flag)
+    return SeriesScores(metric, region, decisions, refits=1)
 
 
 def test_evaluate_setting_counts_precision_recall_and_time_to_detect() -> None:
@@ -229,12 +237,12 @@ def test_replay_never_looks_ahead(config: Config) -> None:
         .frame
     )
     frame = series_frame(metric, tidy)
-    full = score_series(SeriesTask(metric, config, "BR", frame, start, start + timedelta(days=2)))
+    full = score_series(SeriesTask(metric, config, "BR", frame, start, start + timedelta(days=2), (4.0,)))
     # the same replay with everything after the first day removed scores the first day identically
     cut = frame[frame.index < start + timedelta(days=1)]
-    truncated = score_series(SeriesTask(metric, config, "BR", cut, start, start + timedelta(days=1)))
-    first_day = full.scores[full.scores.index < start + timedelta(days=1)]
-    pd.testing.assert_frame_equal(first_day, truncated.scores)
+    truncated = score_series(SeriesTask(metric, config, "BR", cut, start, start + timedelta(days=1), (4.0,)))
+    first_day = full.decisions[4.0][full.decisions[4.0].index < start + timedelta(days=1)]
+    pd.testing.assert_frame_equal(first_day, truncated.decisions[4.0])
     assert full.refits == 2 and not full.errors
 
 

@@ -19,10 +19,10 @@ from click.testing import CliRunner, Result
 from alerts.incidents import group_signals
 from alerts.model import AlertSignal, RootCause
 from monitor.cli import ops as cli_ops
-from monitor.tools.backtest import executor_for, run_backtest
 from monitor.cli.options import LivewatchGroup
 from monitor.config import Config, parse_config
 from monitor.pipeline.executor import InlineExecutor
+from monitor.tools.backtest import executor_for, run_backtest
 from monitor.wiring import open_store, warehouse_source
 from tests.monitor.test_investigate import END, TRUTH, demo_config, demo_warehouse
 

@@ -30,8 +30,8 @@ import pytest
 
 from alerts.model import DeliveryStatus, NotifyReason
 from monitor.config import load_config
-from monitor.daemon.health import TICKS_FAILING
 from monitor.daemon.scheduler import build_daemon, replay
+from monitor.daemon.selfmon import TICKS_FAILING
 from monitor.store import SqlStore, make_engine
 from tests.monitor.daemon_helpers import SPIKE_AA, build_warehouse, write_config
 

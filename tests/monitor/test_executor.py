@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from monitor.pipeline.scoring import refit_all
 from monitor.config import ExecutorConfig
 from monitor.errors import ConfigError
 from monitor.pipeline.executor import (
@@ -20,7 +19,11 @@ from monitor.pipeline.executor import (
     collect,
     make_executor,
 )
-from tests.monitor.test_batch import NOW, build_warehouse, make_config, open_parts
+from monitor.pipeline.models import ModelCache
+from monitor.pipeline.refit import refit_all
+from monitor.source import SqlMetricSource
+from monitor.store import SqlStore, make_engine, upgrade
+from tests.monitor.test_scoring import NOW, build_warehouse, make_config
 
 
 def squares(chunk: list[int]) -> list[int]:
@@ -125,8 +128,12 @@ def test_refit_on_dask_stores_the_same_models_as_inline(dask_client: object, tmp
     ]
     for name, executor in executors:
         config = make_config(tmp_path / "w.db", tmp_path / f"{name}.db")
-        source, store = open_parts(config)
-        summary = refit_all(config, store, source, NOW, executor, chunk_size=2, fetch_size=3)
+        engine = make_engine(config.state.url)
+        upgrade(engine)
+        source, store = SqlMetricSource(make_engine(config.database.url)), SqlStore(engine)
+        summary = refit_all(
+            config, store, source, NOW, executor, cache=ModelCache(), chunk_size=2, fetch_size=3
+        )
         assert summary.errors == {} and len(summary.fitted) == 10
         stored = store.load_model_state("violations", "MX", "stack")
         assert stored is not None

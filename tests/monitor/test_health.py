@@ -12,10 +12,10 @@ from alerts.model import AlertSignal, DeliveryStatus, IncidentState, NotifyReaso
 from alerts.routing import Route
 from alerts.testing import RecordingSink
 from monitor.config import Config, MetricConfig, parse_config
-from monitor.daemon.health import (
+from monitor.daemon.metrics import HealthMetrics, read_store_figures, status_rows
+from monitor.daemon.selfmon import (
     DATA_STALE,
     TICKS_FAILING,
-    HealthMetrics,
     HealthPolicy,
     HealthState,
     IncidentView,
@@ -23,9 +23,7 @@ from monitor.daemon.health import (
     SelfMonitor,
     assess,
     is_self_incident,
-    read_store_figures,
     self_signals,
-    status_rows,
     tick_failed,
 )
 from monitor.pipeline.tick import SeriesOutcome, TickReport

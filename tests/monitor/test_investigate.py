@@ -1,4 +1,4 @@
-"""``monitor.tools.investigate`` on a small demo warehouse: true root causes first, covers, stored models, errors.
+"""``monitor.tools.investigate`` on a small demo warehouse: true causes first, covers, stored models, errors.
 
 The warehouse (24 days, seed 7) is built once per session and shared with the backtest and CLI tests. A
 10-day ``history`` keeps every model the robust baseline (no Prophet fit), so each investigation is fast.
@@ -16,17 +16,16 @@ import sqlalchemy as sa
 
 from alerts.model import Matcher, Silence
 from monitor.config import Config, parse_config
+from monitor.pipeline.models import FitTask, fit_chunk
+from monitor.pipeline.spec import DETECTOR_NAME, series_frame, stack_params
 from monitor.tools.demo import build_demo, demo_incidents
 from monitor.tools.investigate import (
     Investigation,
     OutOfRangeError,
     UnknownMetricError,
     UnknownRegionError,
-    fit_stack,
     investigate,
-    series_frame,
 )
-from monitor.pipeline.tick import DETECTOR_NAME
 from monitor.wiring import open_store, warehouse_source
 
 END = datetime(2026, 11, 29, tzinfo=UTC)
@@ -215,7 +214,7 @@ def test_silence_and_window_covers_are_reported(
     assert [(c.kind, c.id, c.state) for c in found.covers] == [("silence", "s-1", "expired")]
 
 
-def test_stored_model_is_used_only_when_it_never_saw_the_window(
+def test_stored_model_is_used_and_refit_fits_on_the_history_before(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     config = demo_config(demo_warehouse(tmp_path_factory), tmp_path / "state.db")
@@ -223,31 +222,35 @@ def test_stored_model_is_used_only_when_it_never_saw_the_window(
     metric = config.metric("user_reports")
     source = warehouse_source(config)
     tidy = source.fetch(metric, truth.start - timedelta(days=10), truth.start, series=["BR"]).frame
-    model = fit_stack(metric, config, "BR", series_frame(metric, tidy))
+    state = fit_chunk(
+        [FitTask(metric.name, "BR", series_frame(metric, tidy), stack_params(config, metric, "BR"))]
+    )
     store = open_store(config)
 
-    # fitted before the window: reused
+    # the stored model is what the daemon scores with: investigate uses it
     store.save_model_state(
         "user_reports",
         "BR",
         DETECTOR_NAME,
-        model.to_json(),
-        version=model.state_version,
+        str(state[0].state),
+        version=2,
         fitted_at=truth.start - timedelta(hours=2),
     )
     before = investigate(
         config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False
     )
-    assert before.model.startswith("stored model")
-    # fitted after the window started (it may have learnt the anomaly): ignored, a fresh fit is made
+    assert before.model.startswith("stored model") and "has seen" not in before.model
+    # a model fitted after the window started says so; --refit fits on the history before the window
     store.save_model_state(
-        "user_reports", "BR", DETECTOR_NAME, model.to_json(), version=model.state_version, fitted_at=truth.end
+        "user_reports", "BR", DETECTOR_NAME, str(state[0].state), version=2, fitted_at=truth.end
     )
-    after = investigate(
-        config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False
+    seen = investigate(config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False)
+    assert "has seen these buckets" in seen.model
+    refit = investigate(
+        config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False, refit=True
     )
-    assert after.model.startswith("fitted now")
-    assert after.root_causes[0].label() == before.root_causes[0].label() == truth.root_cause
+    assert refit.model.startswith("fitted now")
+    assert refit.root_causes[0].label() == before.root_causes[0].label() == truth.root_cause
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from alerts.sinks.console import ConsoleSink
 from monitor.config import Config, parse_config
-from monitor.tools.demo import build_demo, demo_incidents
 from monitor.pipeline.tick import Monitor
+from monitor.tools.demo import build_demo, demo_incidents
 from monitor.wiring import build_monitor, build_routes, open_store, warehouse_source
 from tests.fakeslack import FakeSlack
 

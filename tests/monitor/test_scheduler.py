@@ -13,7 +13,6 @@ import pytest
 
 from alerts.model import IncidentState, NotifyReason
 from monitor.config import Config, load_config, parse_config
-from monitor.pipeline.tick import Monitor
 from monitor.daemon.scheduler import (
     CATCH_UP_WINDOW,
     Daemon,
@@ -30,6 +29,7 @@ from monitor.daemon.scheduler import (
     scoring_groups,
     scoring_trigger,
 )
+from monitor.pipeline.tick import Monitor
 from monitor.store import SqlStore, make_engine
 from tests.monitor.daemon_helpers import SPIKE_AA, SPIKE_BB, build_warehouse, write_config
 

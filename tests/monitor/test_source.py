@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from monitor.config import MetricConfig, parse_config
-from monitor.tools.demo import build_demo, demo_incidents
 from monitor.errors import SourceError
 from monitor.source import SqlMetricSource, check_metrics, missing_buckets
+from monitor.tools.demo import build_demo, demo_incidents
 
 POSTGRES_URL = os.environ.get("LIVEWATCH_TEST_POSTGRES_URL")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -44,7 +44,6 @@ from alerts.testing import (
     check_outbox,
     check_silence_repository,
 )
-from monitor.store import migrate as store_module
 from monitor.store import (
     HistorySummary,
     IncidentHistory,
@@ -60,6 +59,7 @@ from monitor.store import (
     notifications,
     upgrade,
 )
+from monitor.store import migrate as store_module
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

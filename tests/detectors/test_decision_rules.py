@@ -1,4 +1,4 @@
-"""Table-driven tests of the per-series rules on top of the detectors: unseen holidays, level shifts."""
+"""Table-driven tests of the rules on top of the post-rules: unseen holidays and confirmed level shifts."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.postrules import PostRules, evaluate
-from monitor.pipeline.spec import holiday_floor, level_shifts
+from detectors.postrules import LEVEL_SHIFT_CONTEXT, PostRules, confirm_level_shifts, holiday_floor
 
 HOLIDAY = pd.Timestamp("2026-11-15T18:00Z")  # Brazil: Proclamation of the Republic
 ORDINARY = pd.Timestamp("2026-11-18T18:00Z")
@@ -60,24 +59,12 @@ def test_holiday_floor(
         assert "holiday unseen in training" in out["reason"].iloc[0]
 
 
-def shift_frames(shift: float, rel_floor: float = 0.0, direction: str = "both") -> tuple[pd.DataFrame, ...]:
-    rng = np.random.default_rng(3)
-    index = pd.date_range("2026-11-01", periods=240, freq="h", tz="UTC")
-    noise = rng.standard_normal(len(index))
-    score = noise + np.where(np.arange(len(index)) >= 200, shift, 0.0)
-    expected = np.full(len(index), 100.0)
-    frame = pd.DataFrame(
-        {
-            "observed": expected + 10 * score,
-            "expected": expected,
-            "lower": 60.0,
-            "upper": 140.0,
-            "score": score,
-        },
-        index=index,
-    )
-    rules = PostRules(threshold=4.0, direction=direction, min_rel_effect=rel_floor)  # type: ignore[arg-type]
-    return frame.iloc[:168], evaluate(frame.iloc[168:], rules), rules  # type: ignore[return-value]
+def shifted(shift: float, length: int = 240, at: int = 200, seed: int = 3) -> tuple[np.ndarray, ...]:
+    """(observed, expected, score) of one series, shape (1, length): noise, plus ``shift`` from ``at``."""
+    noise = np.random.default_rng(seed).standard_normal(length)
+    score = noise + np.where(np.arange(length) >= at, shift, 0.0)
+    expected = np.full(length, 100.0)
+    return (expected + 10 * score)[None, :], expected[None, :], score[None, :]
 
 
 @pytest.mark.parametrize(
@@ -90,13 +77,27 @@ def shift_frames(shift: float, rel_floor: float = 0.0, direction: str = "both") 
         (0.0, 0.0, "both", 0),  # no shift, no alarm
     ],
 )
-def test_level_shifts_alert_once_and_rebaseline(
-    shift: float, rel_floor: float, direction: str, alarms: int
-) -> None:
-    context, decisions, rules = shift_frames(shift, rel_floor, direction)
-    out = level_shifts(decisions, context, rules)
-    confirmed = out["shift_start"].notna()
-    assert int(confirmed.sum()) == alarms
+def test_level_shifts_alert_once(shift: float, rel_floor: float, direction: str, alarms: int) -> None:
+    observed, expected, score = shifted(shift)
+    rules = PostRules(threshold=4.0, direction=direction, min_rel_effect=rel_floor)  # type: ignore[arg-type]
+    found = confirm_level_shifts(observed, expected, score, rules)
+    assert found.confirmed.shape == (1, 240 - LEVEL_SHIFT_CONTEXT)
+    assert int(found.confirmed.sum()) == alarms
     if alarms:
-        start = out.loc[confirmed, "shift_start"].iloc[0]
-        assert abs(start - pd.Timestamp("2026-11-09T08:00Z")) <= pd.Timedelta(hours=3)  # bucket 200
+        start = int(found.start[found.confirmed][0])
+        assert abs(start - 200) <= 3  # the estimated start is the bucket where the shift began
+
+
+def test_level_shift_verdicts_do_not_depend_on_where_a_call_begins() -> None:
+    # Proves the property that makes the tick, investigate and the backtest agree: each bucket reads its own
+    # trailing context, so one call over the window equals one call per bucket (a tick per hour).
+    observed, expected, score = shifted(2.5, length=300, at=220)
+    rules = PostRules()
+    whole = confirm_level_shifts(observed, expected, score, rules)
+    for j in range(300 - LEVEL_SHIFT_CONTEXT):
+        end = j + LEVEL_SHIFT_CONTEXT + 1
+        one = confirm_level_shifts(observed[:, j:end], expected[:, j:end], score[:, j:end], rules)
+        assert bool(one.confirmed[0, 0]) == bool(whole.confirmed[0, j])
+        if one.confirmed[0, 0]:
+            assert int(one.start[0, 0]) + j == int(whole.start[0, j])
+    assert whole.confirmed.any()

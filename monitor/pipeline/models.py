@@ -1,0 +1,244 @@
+"""Fitted models: fit through an executor, store as JSON, keep compiled in memory, decide freshness.
+
+* :func:`fit_models` trains a :class:`~detectors.stack.DetectorStack` per series on its history before a
+  cutoff, streaming histories from the source a few hundred series at a time and fitting many series per
+  executor task (:func:`fit_chunk`), so memory stays bounded for any number of series.
+* :class:`ModelCache` keeps the :class:`~detectors.stack.CompiledStack` of every stored model, refreshed
+  from the store only where ``fitted_at`` changed (cold start: every model once; steady state: none).
+* :func:`is_fresh` is the freshness rule: a model fitted more than ``max_age`` ago is refitted.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+import structlog
+
+from detectors.errors import DetectorError
+from detectors.stack import CompiledStack, DetectorStack
+from monitor.config import Config, MetricConfig
+from monitor.errors import SourceError
+from monitor.pipeline.executor import ChunkExecutor, InlineExecutor, chunked
+from monitor.pipeline.spec import DETECTOR_NAME, series_frame, stack_params
+from monitor.source import MetricSource
+from monitor.store import SqlStore, model_states
+
+__all__ = [
+    "FitOutcome",
+    "FitTask",
+    "ModelCache",
+    "StoredModel",
+    "fit_chunk",
+    "fit_models",
+    "is_fresh",
+]
+
+log = structlog.get_logger(__name__)
+
+
+def is_fresh(fitted_at: datetime, now: datetime, max_age: timedelta) -> bool:
+    """Whether a model fitted at ``fitted_at`` may still score at ``now`` (the one freshness rule)."""
+    return pd.Timestamp(fitted_at) > pd.Timestamp(now) - pd.Timedelta(max_age)
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A compiled model and when it was fitted."""
+
+    fitted_at: datetime
+    model: CompiledStack
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One series to fit: its training frame (``value``, ``volume``; UTC index) and stack arguments."""
+
+    metric: str
+    series: str
+    frame: pd.DataFrame
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """A fitted series (``state`` JSON and its compiled model) or the error that stopped it."""
+
+    metric: str
+    series: str
+    state: str | None
+    model: CompiledStack | None
+    error: str | None = None
+
+
+def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
+    """Executor task: fit a stack per task; a series that fails does not stop the others."""
+    outcomes = []
+    for task in tasks:
+        try:
+            stack = DetectorStack(**task.params).fit(task.frame, series_id=f"{task.metric}/{task.series}")
+            outcomes.append(FitOutcome(task.metric, task.series, stack.to_json(), stack.compile()))
+        except Exception as exc:  # one bad series must not stop the chunk
+            outcomes.append(FitOutcome(task.metric, task.series, None, None, f"{type(exc).__name__}: {exc}"))
+    return outcomes
+
+
+def _fit_tasks(
+    config: Config,
+    source: MetricSource,
+    metric: MetricConfig,
+    cutoffs: Mapping[str, pd.Timestamp],
+    fetch_size: int,
+    errors: dict[str, str],
+) -> Iterator[FitTask]:
+    """Training frames: the rows before each series' cutoff, over the metric's ``history`` ending there."""
+    span = pd.Timedelta(metric.history)
+    for group in chunked(sorted(cutoffs), fetch_size):
+        lo = min(cutoffs[s] for s in group) - span
+        hi = max(cutoffs[s] for s in group)
+        try:
+            result = source.fetch(metric, lo.to_pydatetime(), hi.to_pydatetime(), series=group)
+        except SourceError as exc:  # one failing fetch must not stop the other series' fits
+            for name in group:
+                errors[name] = f"fetch failed: {exc}"
+            continue
+        found = set()
+        for key, tidy in result.frame.groupby("series", sort=True):
+            series = str(key)
+            found.add(series)
+            frame = series_frame(metric, tidy)
+            frame = frame[(frame.index < cutoffs[series]) & (frame.index >= cutoffs[series] - span)]
+            if frame.empty:
+                errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
+                continue
+            yield FitTask(metric.name, series, frame, stack_params(config, metric, series))
+        for series in set(group) - found:
+            errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
+
+
+def fit_models(
+    config: Config,
+    source: MetricSource,
+    metric: MetricConfig,
+    cutoffs: Mapping[str, pd.Timestamp],
+    executor: ChunkExecutor | None = None,
+    *,
+    chunk_size: int = 20,
+    fetch_size: int = 400,
+) -> tuple[list[FitOutcome], dict[str, str]]:
+    """Fit the stack of every series in ``cutoffs`` on its history before its cutoff (never after).
+
+    Returns:
+        The outcomes (fitted or failed), and series whose training data could not be read.
+    """
+    errors: dict[str, str] = {}
+    runner = executor or InlineExecutor()
+    outcomes: list[FitOutcome] = []
+    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors)
+    for chunk in runner.map_chunks(fit_chunk, tasks, chunk_size):
+        outcomes += chunk
+    return outcomes, errors
+
+
+def _compile_chunk(rows: list[tuple[str, str, datetime]]) -> list[tuple[str, StoredModel | None, str]]:
+    """Executor task: compile ``(series, state, fitted_at)`` rows; errors come back as text."""
+    out: list[tuple[str, StoredModel | None, str]] = []
+    for series, text, fitted_at in rows:
+        try:
+            out.append((series, StoredModel(fitted_at, DetectorStack.compile_state(json.loads(text))), ""))
+        except (DetectorError, ValueError, KeyError, TypeError) as exc:
+            out.append((series, None, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+class ModelCache:
+    """Compiled models per ``(metric, series)``, refreshed from the store only where ``fitted_at`` changed.
+
+    Thread-safe: the daemon's refit job (its own thread) puts models while scoring ticks sync.
+
+    Args:
+        executor: Where to compile many changed models at once (a cold start); ``None`` compiles inline.
+        chunk_size: Models per compile task.
+    """
+
+    def __init__(self, *, executor: ChunkExecutor | None = None, chunk_size: int = 250) -> None:
+        self.executor = executor
+        self.chunk_size = chunk_size
+        self._entries: dict[str, dict[str, StoredModel]] = {}
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(models) for models in self._entries.values())
+
+    def put(self, metric: str, series: str, model: StoredModel) -> None:
+        """Remember ``model`` (e.g. just fitted and saved)."""
+        with self._lock:
+            self._entries.setdefault(metric, {})[series] = model
+
+    def get(self, metric: str, series: str) -> StoredModel | None:
+        with self._lock:
+            return self._entries.get(metric, {}).get(series)
+
+    def sync(self, store: SqlStore, metric: str) -> tuple[dict[str, StoredModel], dict[str, str]]:
+        """Bring the cache of ``metric`` in line with the store; returns its models and compile errors.
+
+        Reads ``(series, fitted_at)`` of every stored stack, then the JSON of the new or refitted ones only.
+        """
+        table = model_states
+        where = (table.c.metric == metric) & (table.c.detector == DETECTOR_NAME)
+        with store.engine.connect() as connection:
+            stamps = {
+                str(row.series): row.fitted_at
+                for row in connection.execute(sa.select(table.c.series, table.c.fitted_at).where(where))
+            }
+        with self._lock:
+            cached = self._entries.setdefault(metric, {})
+            for gone in set(cached) - set(stamps):
+                del cached[gone]
+            changed = sorted(s for s, at in stamps.items() if s not in cached or cached[s].fitted_at != at)
+            errors: dict[str, str] = {}
+            if changed:
+                executor = self.executor or InlineExecutor()
+                for results in executor.map_chunks(
+                    _compile_chunk, _states(store, metric, changed), self.chunk_size
+                ):
+                    for series, model, error in results:
+                        if model is None:
+                            errors[series] = error
+                            cached.pop(series, None)
+                        else:
+                            cached[series] = model
+            return dict(cached), errors
+
+    def save(self, store: SqlStore, outcome: FitOutcome, fitted_at: datetime) -> None:
+        """Store a fitted outcome's JSON and remember its compiled model."""
+        if outcome.state is None or outcome.model is None:
+            raise ValueError(f"{outcome.metric}/{outcome.series}: cannot save a failed fit ({outcome.error})")
+        store.save_model_state(
+            outcome.metric,
+            outcome.series,
+            DETECTOR_NAME,
+            outcome.state,
+            version=DetectorStack.state_version,
+            fitted_at=fitted_at,
+        )
+        self.put(outcome.metric, outcome.series, StoredModel(fitted_at, outcome.model))
+
+
+def _states(store: SqlStore, metric: str, series: Sequence[str]) -> Iterator[tuple[str, str, datetime]]:
+    table = model_states
+    for group in chunked(series, 500):
+        query = sa.select(table.c.series, table.c.state, table.c.fitted_at).where(
+            (table.c.metric == metric) & (table.c.detector == DETECTOR_NAME) & table.c.series.in_(group)
+        )
+        with store.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        for row in rows:
+            yield str(row.series), str(row.state), row.fitted_at

@@ -1,0 +1,104 @@
+"""The refit job: every series' model refitted on its history before its next window, through the executor.
+
+A series with a watermark is trained on its history up to the watermark; a series never scored (seen in
+the last :data:`DISCOVERY_SPAN`) on the history before the first bucket its first tick will score; both are
+"the rows before :meth:`~monitor.pipeline.plan.MetricPlan.start_of`". Histories stream from the source a
+few hundred series at a time and fits run many series per executor task, so memory stays bounded for any
+number of series; models are saved and put in the tick's :class:`~monitor.pipeline.models.ModelCache` as
+they come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+import structlog
+
+from monitor.config import Config
+from monitor.errors import SourceError
+from monitor.pipeline.executor import ChunkExecutor
+from monitor.pipeline.models import ModelCache, fit_models
+from monitor.pipeline.plan import plan_metric
+from monitor.source import MetricSource
+from monitor.store import SqlStore
+
+__all__ = ["DISCOVERY_SPAN", "RefitSummary", "refit_all"]
+
+log = structlog.get_logger(__name__)
+
+#: How far back :func:`refit_all` looks for series that have never been scored.
+DISCOVERY_SPAN = timedelta(days=1)
+
+
+@dataclass
+class RefitSummary:
+    """What :func:`refit_all` did: fitted series (``metric/series``) and errors by series or metric."""
+
+    now: datetime
+    fitted: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def refit_all(
+    config: Config,
+    store: SqlStore,
+    source: MetricSource,
+    now: datetime,
+    executor: ChunkExecutor,
+    *,
+    cache: ModelCache,
+    metrics: Collection[str] | None = None,
+    series: Collection[str] | None = None,
+    chunk_size: int = 20,
+    fetch_size: int = 400,
+) -> RefitSummary:
+    """Refit and store the stack of every series (see the module docstring); ``fitted_at = now``.
+
+    Args:
+        config: The configuration.
+        store: Where models are saved.
+        source: Metric source (queried ``fetch_size`` series at a time).
+        now: The refit time (UTC-aware).
+        executor: Where fits run (:func:`monitor.pipeline.executor.make_executor`).
+        cache: The scorer's model cache, updated in place.
+        metrics: Only these metrics (default: all).
+        series: Only these series of each metric (default: all).
+        chunk_size: Series per executor task.
+        fetch_size: Series per history query; bounds memory with the executor's in-flight limit.
+    """
+    summary = RefitSummary(now)
+    for metric in config.metrics:
+        if metrics is not None and metric.name not in metrics:
+            continue
+        watermarks = {w.series: w.bucket for w in store.list_watermarks(metric.name)}
+        plan = plan_metric(metric, now, watermarks, config.scheduler.max_catchup)
+        try:
+            recent = source.fetch(
+                metric, (plan.end - pd.Timedelta(DISCOVERY_SPAN)).to_pydatetime(), plan.end.to_pydatetime()
+            )
+        except SourceError as exc:  # the metric's refit fails, the others go on
+            summary.errors[metric.name] = f"series discovery failed: {exc}"
+            log.error("refit discovery failed", metric=metric.name, error=str(exc))
+            continue
+        names = set(watermarks) | set(recent.frame["series"].astype(str).unique())
+        if series is not None:
+            names &= set(series)
+        cutoffs = {name: plan.start_of(name) for name in sorted(names)}
+        outcomes, errors = fit_models(
+            config, source, metric, cutoffs, executor, chunk_size=chunk_size, fetch_size=fetch_size
+        )
+        for name, error in errors.items():
+            summary.errors[f"{metric.name}/{name}"] = error
+        for outcome in outcomes:
+            key = f"{outcome.metric}/{outcome.series}"
+            if outcome.state is None or outcome.model is None:
+                summary.errors[key] = outcome.error or "fit failed"
+                log.error("refit failed", metric=outcome.metric, series=outcome.series, error=outcome.error)
+                continue
+            cache.save(store, outcome, now)
+            summary.fitted.append(key)
+    log.info("refit done", fitted=len(summary.fitted), errors=len(summary.errors))
+    return summary

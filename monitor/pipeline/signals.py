@@ -1,0 +1,159 @@
+"""From decisions to alert signals: the one place runs are cut, classified and turned into ``AlertSignal``.
+
+A *run* is a stretch of consecutive flagged buckets of one sign. Its kind comes from
+:func:`detectors.postrules.classify_run` (spike, dip or level shift by the stability of its deviations),
+and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start. The
+tick sends one signal per bucket of a run (the run so far), so incidents grow bucket by bucket; the backtest
+and ``investigate`` use the same functions, so they name kinds exactly as the daemon does.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from alerts.model import AlertSignal, ChartData
+from alerts.model import RootCause as AlertRootCause
+from detectors.base import AnomalyKind
+from detectors.postrules import PostRules, classify_run
+from detectors.slicer import RootCause
+from monitor.pipeline.scoring import SeriesDecisions
+
+__all__ = [
+    "CHART_CONTEXT_BUCKETS",
+    "alert_cause",
+    "anomaly_runs",
+    "build_signal",
+    "chart_data",
+    "explain_span",
+    "run_kind",
+    "series_signals",
+]
+
+#: Buckets of context before the anomaly drawn in alert charts.
+CHART_CONTEXT_BUCKETS = 48
+_SHAPE = PostRules()
+
+
+def anomaly_runs(decisions: pd.DataFrame) -> list[pd.DataFrame]:
+    """Consecutive flagged buckets of one sign."""
+    flag = decisions["flag"].to_numpy(dtype=bool)
+    sign = np.sign(decisions["score"].to_numpy(dtype=float))
+    runs, i = [], 0
+    while i < len(flag):
+        if not flag[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(flag) and flag[j + 1] and sign[j + 1] == sign[i]:
+            j += 1
+        runs.append(decisions.iloc[i : j + 1])
+        i = j + 1
+    return runs
+
+
+def run_kind(run: pd.DataFrame) -> tuple[AnomalyKind, pd.Timestamp]:
+    """The kind of a run and when it began (a confirmed shift began at its estimated start)."""
+    deviation = (run["observed"] - run["expected"]).to_numpy(dtype=float)
+    kind, _ = classify_run(deviation, min_points=_SHAPE.shift_min_points, max_spread=_SHAPE.shift_max_spread)
+    start = pd.Timestamp(run.index[0])
+    shift_start = run["shift_start"].dropna() if "shift_start" in run else pd.Series(dtype=object)
+    if len(shift_start):
+        kind, start = "level_shift", min(start, pd.Timestamp(shift_start.iloc[0]))
+    return kind, start
+
+
+def build_signal(
+    metric: str,
+    series: str,
+    run: pd.DataFrame,
+    *,
+    causes: tuple[AlertRootCause, ...] = (),
+    chart: ChartData | None = None,
+) -> AlertSignal:
+    """The signal of a run so far (its last bucket is the one being evaluated)."""
+    last = run.iloc[-1]
+    kind, start = run_kind(run)
+    expected, observed = float(last["expected"]), float(last["observed"])
+    volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
+    score = float(last["score"])
+    begin: datetime = start.to_pydatetime()
+    return AlertSignal(
+        metric=metric,
+        region=series,
+        kind=kind,
+        observed=observed,
+        expected=expected,
+        change_pct=100.0 * (observed - expected) / expected if expected else float("nan"),
+        score=score if np.isfinite(score) else 0.0,
+        volume=volume,
+        start=begin,
+        end=pd.Timestamp(run.index[-1]).to_pydatetime(),
+        root_causes=causes,
+        chart=chart,
+        investigate=f"livewatch investigate {shlex.quote(metric)} --region {shlex.quote(series)} "
+        f"--at {begin:%Y-%m-%dT%H:%MZ}",
+    )
+
+
+def series_signals(
+    metric: str,
+    item: SeriesDecisions,
+    *,
+    explain: Callable[[pd.DataFrame], tuple[AlertRootCause, ...]] | None = None,
+    charts: bool = True,
+) -> list[AlertSignal]:
+    """One signal per flagged bucket of ``item``: the run up to that bucket, with causes and chart."""
+    signals = []
+    for run in anomaly_runs(item.decisions):
+        causes = explain(run) if explain is not None else ()
+        for position in range(len(run)):
+            prefix = run.iloc[: position + 1]
+            chart = chart_data(item, prefix.index[-1]) if charts else None
+            signals.append(build_signal(metric, item.series, prefix, causes=causes, chart=chart))
+    return signals
+
+
+def chart_data(item: SeriesDecisions, until: pd.Timestamp) -> ChartData | None:
+    """Observed, expected and band up to ``until`` with the flagged buckets, for the alert chart."""
+    frames = [f for f in (item.context, item.decisions) if len(f)]
+    if not frames:
+        return None
+    frame = pd.concat([f.loc[:, ["observed", "expected", "lower", "upper"]] for f in frames])
+    frame = frame[frame.index <= until].tail(CHART_CONTEXT_BUCKETS + 24)
+    flags = item.decisions["flag"].reindex(frame.index, fill_value=False)
+    clean = frame.astype(float)
+    return ChartData(
+        timestamps=tuple(t.to_pydatetime() for t in frame.index),
+        observed=tuple(clean["observed"]),
+        expected=tuple(clean["expected"]),
+        lower=tuple(clean["lower"]),
+        upper=tuple(clean["upper"]),
+        anomalous=tuple(bool(f) for f in flags),
+    )
+
+
+def alert_cause(cause: RootCause) -> AlertRootCause:
+    """A slicer cause as the alert model carries it."""
+    return AlertRootCause(
+        segment=cause.label(),
+        share=float(cause.deviation_share),
+        mix=None if cause.mix_share is None else float(cause.mix_share),
+        rate=None if cause.rate_share is None else float(cause.rate_share),
+    )
+
+
+def explain_span(item: SeriesDecisions, run: pd.DataFrame) -> tuple[Sequence[pd.Timestamp], list[float]]:
+    """The buckets and expectations a run's root causes are computed over.
+
+    A confirmed level shift is explained over everything since its estimated start.
+    """
+    shift_start = run["shift_start"].dropna()
+    if len(shift_start):
+        trail = pd.concat([f.loc[:, ["expected"]] for f in (item.context, item.decisions) if len(f)])
+        run = trail[(trail.index >= shift_start.iloc[0]) & (trail.index <= run.index[-1])]
+    return list(run.index), run["expected"].astype(float).tolist()
