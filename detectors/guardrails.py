@@ -74,6 +74,7 @@ GuardrailKind = Literal["rate", "ratio"]
 
 _REQUIRED = ("ts", "arm", "num", "den")
 _EXAMPLES = 5  # offending values quoted in an error message
+_LOOK = "_look"  # internal column: 0-based position of the row's bucket among the looks
 
 
 class InvalidExperimentError(DetectorError, ValueError):
@@ -347,21 +348,21 @@ def _validate_pre(pre_period: pd.DataFrame, spec: GuardrailSpec) -> pd.DataFrame
 _UNIT_SUMS = ("n", "y", "d", "yy", "dd", "yd", "x", "m", "xx", "mm", "xm", "yx", "ym", "dx", "dm")
 
 
-def _cumulate(rows: pd.DataFrame, columns: Sequence[str], looks: pd.DatetimeIndex) -> dict[str, np.ndarray]:
-    """Per-bucket sums of ``columns`` reindexed to ``looks`` and cumulated."""
-    sums = rows.groupby("ts")[list(columns)].sum().reindex(looks, fill_value=0.0).cumsum()
-    return {c: sums[c].to_numpy(dtype=float) for c in columns}
+def _cumulate(look: np.ndarray, values: Mapping[str, np.ndarray], n_looks: int) -> dict[str, np.ndarray]:
+    """Sums of each array per look position ``look`` (0-based), cumulated over the looks."""
+    return {
+        key: np.cumsum(np.bincount(look, weights=np.asarray(v, dtype=float), minlength=n_looks))
+        for key, v in values.items()
+    }
 
 
-def _unit_sums(
-    rows: pd.DataFrame, pre: pd.DataFrame | None, looks: pd.DatetimeIndex
-) -> dict[str, np.ndarray]:
+def _unit_sums(rows: pd.DataFrame, pre: pd.DataFrame | None, n_looks: int) -> dict[str, np.ndarray]:
     """Cumulative sums over units of one arm at each look: counts, first and second moments.
 
     Each unit's totals grow over time; a row adding ``(y, d)`` to a unit at ``(Y, D)`` adds
     ``(Y + y)^2 - Y^2`` to the sum of squares, so every moment is an exact cumulative sum of row deltas.
     """
-    rows = rows.sort_values(["unit", "ts"], kind="stable")
+    rows = rows.sort_values(["unit", _LOOK], kind="stable")
     grouped = rows.groupby("unit", sort=False)
     y, d = rows["num"].to_numpy(), rows["den"].to_numpy()
     cy, cd = grouped["num"].cumsum().to_numpy(), grouped["den"].cumsum().to_numpy()
@@ -375,27 +376,24 @@ def _unit_sums(
         )
     else:
         x = m = np.zeros(len(rows))
-    deltas = pd.DataFrame(
-        {
-            "ts": rows["ts"].to_numpy(),
-            "n": first,
-            "y": y,
-            "d": d,
-            "yy": cy**2 - py**2,
-            "dd": cd**2 - pd_**2,
-            "yd": cy * cd - py * pd_,
-            "x": first * x,
-            "m": first * m,
-            "xx": first * x**2,
-            "mm": first * m**2,
-            "xm": first * x * m,
-            "yx": y * x,
-            "ym": y * m,
-            "dx": d * x,
-            "dm": d * m,
-        }
-    )
-    return _cumulate(deltas, _UNIT_SUMS, looks)
+    deltas = {
+        "n": first,
+        "y": y,
+        "d": d,
+        "yy": cy**2 - py**2,
+        "dd": cd**2 - pd_**2,
+        "yd": cy * cd - py * pd_,
+        "x": first * x,
+        "m": first * m,
+        "xx": first * x**2,
+        "mm": first * m**2,
+        "xm": first * x * m,
+        "yx": y * x,
+        "ym": y * m,
+        "dx": d * x,
+        "dm": d * m,
+    }
+    return _cumulate(rows[_LOOK].to_numpy(), deltas, n_looks)
 
 
 def _cov(s: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
@@ -424,17 +422,17 @@ class _ArmStats:
     pre_den: np.ndarray
 
 
-def _arm_stats(
-    rows: pd.DataFrame, spec: GuardrailSpec, pre: pd.DataFrame | None, looks: pd.DatetimeIndex
-) -> _ArmStats:
-    nan = np.full(len(looks), np.nan)
+def _arm_stats(rows: pd.DataFrame, spec: GuardrailSpec, pre: pd.DataFrame | None, n_looks: int) -> _ArmStats:
+    nan = np.full(n_looks, np.nan)
     if "unit" not in rows.columns:
-        s = _cumulate(rows, ["num", "den"], looks)
+        s = _cumulate(
+            rows[_LOOK].to_numpy(), {"num": rows["num"].to_numpy(), "den": rows["den"].to_numpy()}, n_looks
+        )
         rate, var = (poisson_rate if spec.kind == "rate" else binomial_rate)(s["num"], s["den"])
         return _ArmStats(
             s["num"], s["den"], rate, var, s["num"] >= spec.min_events, nan, nan, nan, nan, nan, nan, nan
         )
-    s = _unit_sums(rows, pre, looks)
+    s = _unit_sums(rows, pre, n_looks)
     n = s["n"]
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = s["y"] / s["d"]
@@ -472,19 +470,22 @@ def _cuped(t: _ArmStats, c: _ArmStats) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _srm_sequence(
-    rows: pd.DataFrame, spec: GuardrailSpec, looks: pd.DatetimeIndex
+    rows: pd.DataFrame, spec: GuardrailSpec, n_looks: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Cumulative assignment counts per configured arm at each look (looks x arms), and the split."""
     arms = spec.arms
     if "unit" in rows.columns:
-        first = rows.sort_values("ts", kind="stable").drop_duplicates("unit")
-        counts = first.groupby(["ts", "arm"]).size().unstack("arm")
+        rows = rows.sort_values(_LOOK, kind="stable").drop_duplicates("unit")
+        weights = np.ones(len(rows))
     elif "assigned" in rows.columns:
-        counts = rows.groupby(["ts", "arm"])["assigned"].sum().unstack("arm")
+        weights = rows["assigned"].to_numpy(dtype=float)
     else:
         return None
-    counts = counts.reindex(index=looks, columns=list(arms), fill_value=0).fillna(0.0).cumsum()
-    return counts.to_numpy(dtype=float), np.array(list(arms.values()))
+    look, arm = rows[_LOOK].to_numpy(), rows["arm"].to_numpy()
+    counts = np.column_stack(
+        [_cumulate(look[arm == name], {"k": weights[arm == name]}, n_looks)["k"] for name in arms]
+    )
+    return counts, np.array(list(arms.values()))
 
 
 def _srm_result(counts: np.ndarray, split: np.ndarray, spec: GuardrailSpec, max_log_bf: float) -> SRMResult:
@@ -514,9 +515,10 @@ def _timeline(
     frame: pd.DataFrame, spec: GuardrailSpec, pre: pd.DataFrame | None, *, alpha: float
 ) -> list[GuardrailResult]:
     """The computation behind the public functions, on a validated frame."""
-    looks = pd.DatetimeIndex(np.sort(frame["ts"].unique()))
-    t = _arm_stats(frame[frame["arm"] == spec.treatment], spec, pre, looks)
-    c = _arm_stats(frame[frame["arm"] == spec.control], spec, pre, looks)
+    looks = pd.DatetimeIndex(frame["ts"].unique()).sort_values()
+    frame = frame.assign(**{_LOOK: looks.get_indexer(pd.DatetimeIndex(frame["ts"]))})
+    t = _arm_stats(frame[frame["arm"] == spec.treatment], spec, pre, len(looks))
+    c = _arm_stats(frame[frame["arm"] == spec.control], spec, pre, len(looks))
     raw_theta, raw_v = log_ratio(t.rate, t.var, c.rate, c.var)
     reduction = np.full(len(looks), np.nan)
     if pre is not None:
@@ -530,7 +532,7 @@ def _timeline(
     theta, v = np.where(usable, theta, np.nan), np.where(usable, v, np.nan)
     lower, upper = confidence_sequence(theta, v, alpha=alpha, tau=spec.tau)
     lower_rel, upper_rel, effect = np.expm1(lower), np.expm1(upper), np.expm1(theta)
-    srm = _srm_sequence(frame, spec, looks)
+    srm = _srm_sequence(frame, spec, len(looks))
     srm_results: list[SRMResult | None] = [None] * len(looks)
     if srm is not None:
         counts, split = srm
