@@ -181,6 +181,9 @@ class GuardrailResult:
         control_num: Control numerator so far.
         treatment_den: Treatment denominator (exposure) so far.
         control_den: Control denominator so far.
+        std_error: Standard error of the log rate ratio at this look (delta method; CUPED-adjusted when a
+            pre-period is given); NaN before the look is usable. A fixed-n test would use it alone; the
+            always-valid bounds are wider (see :func:`detectors.sequential.mixture_boundary`).
         variance_reduction: Share of the effect variance removed by CUPED at this look (NaN without it).
         srm: Sample ratio mismatch test so far, or ``None`` when there are no units or ``assigned`` counts.
     """
@@ -202,6 +205,7 @@ class GuardrailResult:
     control_num: float
     treatment_den: float
     control_den: float
+    std_error: float = float("nan")
     variance_reduction: float = float("nan")
     srm: SRMResult | None = field(default=None)
 
@@ -562,6 +566,7 @@ def _timeline(
                 control_num=float(c.num[i]),
                 treatment_den=float(t.den[i]),
                 control_den=float(c.den[i]),
+                std_error=float(np.sqrt(v[i])),
                 variance_reduction=float(reduction[i]),
                 srm=srm_results[i],
             )

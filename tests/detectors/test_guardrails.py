@@ -343,14 +343,37 @@ def test_unit_variance_sees_overdispersion_that_poisson_misses() -> None:
     assert by_unit.effect == pytest.approx(pooled.effect)
 
 
-def test_cuped_reduces_variance_on_correlated_pre_period_data() -> None:
+@pytest.fixture(scope="module")
+def unit_aa_runs() -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Thirty seeded per-unit A/A experiments (3,000 units, 3 buckets) with their pre-periods."""
+    return [_unit_frame(3_000, seed=100 + seed) for seed in range(30)]
+
+
+def test_unit_standard_error_matches_the_spread_of_estimates_over_runs(
+    unit_aa_runs: list[tuple[pd.DataFrame, pd.DataFrame]],
+) -> None:
+    effects, errors, poisson_errors = [], [], []
+    for frame, _ in unit_aa_runs:
+        result = evaluate_guardrail(frame, SPEC)
+        effects.append(np.log1p(result.effect))
+        errors.append(result.std_error)
+        poisson_errors.append(evaluate_guardrail(frame.drop(columns="unit"), SPEC).std_error)
+    spread = np.std(effects, ddof=1)
+    assert 0.75 < np.median(errors) / spread < 1.3  # the delta method over units is calibrated...
+    assert np.median(poisson_errors) / spread < 0.7  # ...where Poisson on pooled counts is overconfident
+
+
+def test_cuped_reduces_variance_on_correlated_pre_period_data(
+    unit_aa_runs: list[tuple[pd.DataFrame, pd.DataFrame]],
+) -> None:
     raw, adjusted, reductions = [], [], []
-    for seed in range(30):
-        frame, pre = _unit_frame(3_000, seed=100 + seed)
-        raw.append(evaluate_guardrail(frame, SPEC).effect)
+    for frame, pre in unit_aa_runs:
+        unadjusted = evaluate_guardrail(frame, SPEC)
+        raw.append(unadjusted.effect)
         result = evaluate_guardrail(frame, SPEC, pre_period=pre)
         adjusted.append(result.effect)
         reductions.append(result.variance_reduction)
+        assert result.std_error < unadjusted.std_error
     assert np.median(reductions) > 0.3  # the reported reduction...
     assert np.var(adjusted) < 0.75 * np.var(raw)  # ...shows in the spread of the estimates
     assert abs(np.mean(adjusted)) < 2 * np.std(adjusted) / np.sqrt(len(adjusted))  # and stays unbiased on A/A
