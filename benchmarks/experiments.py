@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from detectors.guardrails import GuardrailSpec, evaluate_guardrail, guardrail_timeline
-from detectors.sequential import Decision, confidence_sequence, log_ratio, poisson_rate, srm_log_bayes_factor
+from detectors.sequential import Decision, confidence_sequence, count_log_ratio, srm_log_bayes_factor
 
 HOURS = 14 * 24
 START = pd.Timestamp("2026-03-02", tz="UTC")
@@ -57,9 +57,7 @@ def simulate(
     treated = rng.poisson(rate * (1 + effect) * views, (runs, HOURS)).cumsum(axis=1)
     control = rng.poisson(rate * views, (runs, HOURS)).cumsum(axis=1)
     exposure = np.cumsum(views)
-    theta, v = log_ratio(*poisson_rate(treated, exposure), *poisson_rate(control, exposure))
-    usable = (treated >= spec.min_events) & (control >= spec.min_events)
-    theta, v = np.where(usable, theta, np.nan), np.where(usable, v, np.nan)
+    theta, v = count_log_ratio(treated, exposure, control, exposure, kind="rate", min_events=spec.min_events)
     lower, upper = confidence_sequence(theta, v, alpha=spec.alpha, tau=tau)
     return np.expm1(lower), np.expm1(upper), np.nan_to_num(theta / np.sqrt(v))
 

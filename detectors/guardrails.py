@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,11 +46,13 @@ from detectors.errors import DetectorError
 from detectors.sequential import (
     Decision,
     HarmDirection,
-    binomial_rate,
+    RateKind,
     confidence_sequence,
+    count_log_ratio,
     decide,
-    log_ratio,
-    poisson_rate,
+    pooled_log_variance,
+    pseudo_events,
+    pseudo_rate,
     srm_log_bayes_factor,
 )
 
@@ -70,7 +72,7 @@ __all__ = [
 
 #: ``"rate"``: events per exposure (reports per 1k views, Poisson without units); ``"ratio"``: numerator
 #: over denominator (violations / reviews, binomial without units).
-GuardrailKind = Literal["rate", "ratio"]
+GuardrailKind = RateKind
 
 _REQUIRED = ("ts", "arm", "num", "den")
 _EXAMPLES = 5  # offending values quoted in an error message
@@ -104,8 +106,9 @@ class GuardrailSpec:
         srm_concentration: Prior mass of the SRM Dirichlet-multinomial mixture.
         mixture_scale: Prior scale ``tau`` of the effect on the log scale; ``None`` = ``log(1 + min_effect)``
             (most power near the minimum effect).
-        min_events: Looks before both arms have this many numerator events (units: and 2 units) are skipped
-            (the normal approximation needs them).
+        min_events: Looks before the two arms together have this many numerator events (and, with units,
+            2 units each) are skipped: the normal approximation needs them. An arm with no events at all
+            is still compared (a pseudo-event, :func:`detectors.sequential.pseudo_events`).
     """
 
     experiment: str
@@ -120,7 +123,7 @@ class GuardrailSpec:
     srm_alpha: float = 0.001
     srm_concentration: float = 100.0
     mixture_scale: float | None = None
-    min_events: int = 20
+    min_events: int = 40
 
     @property
     def arms(self) -> dict[str, float]:
@@ -410,13 +413,10 @@ def _cov(s: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
 
 @dataclass
 class _ArmStats:
-    """Rate and variance of one arm at each look, and the moments CUPED needs (NaN when not available)."""
+    """Cumulative totals of one arm at each look, and the unit moments (NaN without units)."""
 
     num: np.ndarray
     den: np.ndarray
-    rate: np.ndarray
-    var: np.ndarray
-    usable: np.ndarray
     units: np.ndarray  # units seen so far
     lin_var: np.ndarray  # per-unit variance of l (delta method)
     lin_cov: np.ndarray  # cov(l, x)
@@ -426,16 +426,13 @@ class _ArmStats:
     pre_den: np.ndarray
 
 
-def _arm_stats(rows: pd.DataFrame, spec: GuardrailSpec, pre: pd.DataFrame | None, n_looks: int) -> _ArmStats:
+def _arm_stats(rows: pd.DataFrame, pre: pd.DataFrame | None, n_looks: int) -> _ArmStats:
     nan = np.full(n_looks, np.nan)
     if "unit" not in rows.columns:
         s = _cumulate(
             rows[_LOOK].to_numpy(), {"num": rows["num"].to_numpy(), "den": rows["den"].to_numpy()}, n_looks
         )
-        rate, var = (poisson_rate if spec.kind == "rate" else binomial_rate)(s["num"], s["den"])
-        return _ArmStats(
-            s["num"], s["den"], rate, var, s["num"] >= spec.min_events, nan, nan, nan, nan, nan, nan, nan
-        )
+        return _ArmStats(s["num"], s["den"], nan, nan, nan, nan, nan, nan, nan)
     s = _unit_sums(rows, pre, n_looks)
     n = s["n"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -453,14 +450,14 @@ def _arm_stats(rows: pd.DataFrame, spec: GuardrailSpec, pre: pd.DataFrame | None
             - rate * _cov(s, "d", "x")
             + rate * pre_rate * _cov(s, "d", "m")
         ) / (mean_d * mean_m)
-    usable = (s["y"] >= spec.min_events) & (n >= 2)
-    return _ArmStats(
-        s["y"], s["d"], rate, lin_var / n, usable, n, lin_var, lin_cov, cov_var, pre_rate, s["x"], s["m"]
-    )
+    return _ArmStats(s["y"], s["d"], n, lin_var, lin_cov, cov_var, pre_rate, s["x"], s["m"])
 
 
-def _cuped(t: _ArmStats, c: _ArmStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """CUPED-adjusted ``(rate_t, var_t, rate_c, var_c)`` with ``theta`` pooled within arms over both arms."""
+def _cuped(t: _ArmStats, c: _ArmStats) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """``theta`` pooled within arms over both arms, and per arm the rate shift and adjusted unit variance.
+
+    The adjusted rate is ``rate - theta * shift``; its variance is ``adjusted_lin_var / units``.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.nan_to_num(t.units * t.cov_var + c.units * c.cov_var)
         theta = np.nan_to_num(np.where(denom > 0, (t.units * t.lin_cov + c.units * c.lin_cov) / denom, 0.0))
@@ -469,8 +466,41 @@ def _cuped(t: _ArmStats, c: _ArmStats) -> tuple[np.ndarray, np.ndarray, np.ndarr
         for arm in (t, c):
             shift = np.where(np.isfinite(arm.pre_rate) & np.isfinite(pooled), arm.pre_rate - pooled, 0.0)
             cov, var_x = np.nan_to_num(arm.lin_cov), np.nan_to_num(arm.cov_var)
-            out += [arm.rate - theta * shift, (arm.lin_var - 2 * theta * cov + theta**2 * var_x) / arm.units]
-    return out[0], out[1], out[2], out[3]
+            out.append((shift, arm.lin_var - 2 * theta * cov + theta**2 * var_x))
+    return theta, out
+
+
+def _effect(
+    t: _ArmStats, c: _ArmStats, spec: GuardrailSpec, *, cuped: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log rate ratio, its variance (NaN on unusable looks) and the CUPED variance reduction per look.
+
+    Without units the arms' events are independent (:func:`detectors.sequential.count_log_ratio`). With
+    units the variance is the delta method over units, never below the sampling variance of independent
+    events (:func:`detectors.sequential.pooled_log_variance`), and CUPED (when ``cuped``) shifts the rates
+    and shrinks the unit variance down to that floor.
+    """
+    n_looks = len(t.num)
+    if not np.isfinite(t.units).any():
+        theta, v = count_log_ratio(t.num, t.den, c.num, c.den, kind=spec.kind, min_events=spec.min_events)
+        return theta, v, np.full(n_looks, np.nan)
+    w_t, w_c = pseudo_events(t.den, c.den)
+    rate_t = pseudo_rate(t.num, t.den, kind=spec.kind, pseudo=w_t)
+    rate_c = pseudo_rate(c.num, c.den, kind=spec.kind, pseudo=w_c)
+    floor = pooled_log_variance(t.num, t.den, c.num, c.den, kind=spec.kind)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        theta = np.log(rate_t) - np.log(rate_c)
+        v = np.fmax(t.lin_var / (t.units * rate_t**2) + c.lin_var / (c.units * rate_c**2), floor)
+        reduction = np.full(n_looks, np.nan)
+        if cuped:
+            slope, ((shift_t, lin_t), (shift_c, lin_c)) = _cuped(t, c)
+            adj_t, adj_c = rate_t - slope * shift_t, rate_c - slope * shift_c
+            theta = np.log(adj_t) - np.log(adj_c)
+            adjusted = np.fmax(lin_t / (t.units * adj_t**2) + lin_c / (c.units * adj_c**2), floor)
+            reduction, v = 1.0 - adjusted / v, adjusted
+    usable = (t.num + c.num >= spec.min_events) & (t.units >= 2) & (c.units >= 2) & np.isfinite(theta)
+    usable &= np.isfinite(v) & (v > 0)
+    return np.where(usable, theta, np.nan), np.where(usable, v, np.nan), reduction
 
 
 def _srm_sequence(
@@ -521,19 +551,12 @@ def _timeline(
     """The computation behind the public functions, on a validated frame."""
     looks = pd.DatetimeIndex(frame["ts"].unique()).sort_values()
     frame = frame.assign(**{_LOOK: looks.get_indexer(pd.DatetimeIndex(frame["ts"]))})
-    t = _arm_stats(frame[frame["arm"] == spec.treatment], spec, pre, len(looks))
-    c = _arm_stats(frame[frame["arm"] == spec.control], spec, pre, len(looks))
-    raw_theta, raw_v = log_ratio(t.rate, t.var, c.rate, c.var)
-    reduction = np.full(len(looks), np.nan)
-    if pre is not None:
-        rate_t, var_t, rate_c, var_c = _cuped(t, c)
-        theta, v = log_ratio(rate_t, var_t, rate_c, var_c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reduction = 1.0 - v / raw_v
-    else:
-        theta, v = raw_theta, raw_v
-    usable = t.usable & c.usable & np.isfinite(theta) & np.isfinite(v) & (v > 0)
-    theta, v = np.where(usable, theta, np.nan), np.where(usable, v, np.nan)
+    t = _arm_stats(frame[frame["arm"] == spec.treatment], pre, len(looks))
+    c = _arm_stats(frame[frame["arm"] == spec.control], pre, len(looks))
+    theta, v, reduction = _effect(t, c, spec, cuped=pre is not None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate_t = np.where(t.den > 0, t.num / t.den, np.nan)
+        rate_c = np.where(c.den > 0, c.num / c.den, np.nan)
     lower, upper = confidence_sequence(theta, v, alpha=alpha, tau=spec.tau)
     lower_rel, upper_rel, effect = np.expm1(lower), np.expm1(upper), np.expm1(theta)
     srm = _srm_sequence(frame, spec, len(looks))
@@ -560,8 +583,8 @@ def _timeline(
                 lower=float(lower_rel[i]),
                 upper=float(upper_rel[i]),
                 ruled_out_beyond=float(upper_rel[i] if spec.direction == "up" else lower_rel[i]),
-                treatment_rate=float(t.rate[i]),
-                control_rate=float(c.rate[i]),
+                treatment_rate=float(rate_t[i]),
+                control_rate=float(rate_c[i]),
                 treatment_num=float(t.num[i]),
                 control_num=float(c.num[i]),
                 treatment_den=float(t.den[i]),

@@ -42,18 +42,24 @@ from scipy import special
 __all__ = [
     "Decision",
     "HarmDirection",
+    "RateKind",
     "Verdict",
-    "binomial_rate",
     "confidence_sequence",
+    "count_log_ratio",
     "decide",
-    "log_ratio",
     "mixture_boundary",
-    "poisson_rate",
+    "pooled_log_variance",
+    "pseudo_events",
+    "pseudo_rate",
     "srm_log_bayes_factor",
 ]
 
 #: ``"up"``: a higher rate in treatment is harmful (reports per 1k views); ``"down"``: a lower one is.
 HarmDirection = Literal["up", "down"]
+
+#: ``"rate"``: events per exposure (reports per 1k views), Poisson without units; ``"ratio"``: successes over
+#: trials (violations / reviews), binomial without units.
+RateKind = Literal["rate", "ratio"]
 
 _BISECTION_STEPS = 60
 
@@ -132,43 +138,74 @@ def confidence_sequence(
     return np.maximum.accumulate(lower, axis=-1), np.minimum.accumulate(upper, axis=-1)
 
 
-def poisson_rate(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rate ``num / den`` of Poisson events over exposure and its variance ``num / den**2``.
+def pseudo_rate(
+    num: np.ndarray, den: np.ndarray, *, kind: RateKind, pseudo: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """Rate with ``pseudo`` events added: ``(num + pseudo) / den``, or ``/ (den + 2 pseudo)`` for ``ratio``.
 
-    Zero exposure gives NaN for both.
+    Zero exposure gives NaN.
     """
-    num = np.asarray(num, dtype=float)
+    num = np.asarray(num, dtype=float) + pseudo
     den = np.asarray(den, dtype=float)
+    trials = den if kind == "rate" else den + 2 * np.asarray(pseudo, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(den > 0, num / den, np.nan)
-        return rate, np.where(den > 0, num / den**2, np.nan)
+        return np.where(den > 0, num / trials, np.nan)
 
 
-def binomial_rate(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Proportion ``num / den`` of independent trials and its variance ``p (1 - p) / den``.
+def pseudo_events(den_t: np.ndarray, den_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One pseudo-event shared by the arms in proportion to exposure: ``(den_t / D, den_c / D)``.
 
-    Zero trials give NaN for both.
+    Adding them to both numerators adds the same ``1 / D`` to both rates, which keeps the log ratio finite
+    when an arm has no events yet (a harmful drop to zero is still seen) and pulls it slightly toward 0.
     """
-    num = np.asarray(num, dtype=float)
-    den = np.asarray(den, dtype=float)
+    den_t, den_c = np.asarray(den_t, dtype=float), np.asarray(den_c, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(den > 0, num / den, np.nan)
-        return rate, np.where(den > 0, rate * (1.0 - rate) / den, np.nan)
+        total = den_t + den_c
+        return np.where(total > 0, den_t / total, 0.0), np.where(total > 0, den_c / total, 0.0)
 
 
-def log_ratio(
-    rate_t: np.ndarray, var_t: np.ndarray, rate_c: np.ndarray, var_c: np.ndarray
+def pooled_log_variance(
+    num_t: np.ndarray, den_t: np.ndarray, num_c: np.ndarray, den_c: np.ndarray, *, kind: RateKind
+) -> np.ndarray:
+    """Sampling variance of the log rate ratio of independent events, at the pooled rate.
+
+    ``kind="rate"`` (Poisson): ``1 / E_t + 1 / E_c`` with expected counts ``E = R_pooled * den``;
+    ``kind="ratio"`` (binomial): ``(1 - p) / p * (1 / den_t + 1 / den_c)``. Evaluated at the pooled rate,
+    like a score test, it is exact under "no effect" (the ``harm`` decision), close near the minimum
+    effect (the ``no_harm`` decision) and stays finite when one arm has no events (the per-arm delta
+    method gives ``1 / 0``). NaN without events or exposure.
+    """
+    num = np.asarray(num_t, dtype=float) + np.asarray(num_c, dtype=float)
+    den_t, den_c = np.asarray(den_t, dtype=float), np.asarray(den_c, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = num / (den_t + den_c)
+        spread = np.where((den_t > 0) & (den_c > 0), 1.0 / den_t + 1.0 / den_c, np.nan)
+        odds = 1.0 / pooled if kind == "rate" else (1.0 - pooled) / pooled
+        return np.where(pooled > 0, odds * spread, np.nan)
+
+
+def count_log_ratio(
+    num_t: np.ndarray,
+    den_t: np.ndarray,
+    num_c: np.ndarray,
+    den_c: np.ndarray,
+    *,
+    kind: RateKind,
+    min_events: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Log rate ratio ``log(R_t / R_c)`` and its delta-method variance.
+    """Log rate ratio (with :func:`pseudo_events`) and its :func:`pooled_log_variance`, without units.
 
-    Non-positive rates (no events yet) give NaN, which :func:`confidence_sequence` skips.
+    Looks where the arms together have fewer than ``min_events`` numerator events, or an arm has no
+    exposure, give NaN (skipped by :func:`confidence_sequence`).
     """
-    rate_t, rate_c = np.asarray(rate_t, dtype=float), np.asarray(rate_c, dtype=float)
-    ok = (rate_t > 0) & (rate_c > 0)
+    w_t, w_c = pseudo_events(den_t, den_c)
+    rate_t = pseudo_rate(num_t, den_t, kind=kind, pseudo=w_t)
+    rate_c = pseudo_rate(num_c, den_c, kind=kind, pseudo=w_c)
     with np.errstate(divide="ignore", invalid="ignore"):
-        theta = np.where(ok, np.log(rate_t) - np.log(rate_c), np.nan)
-        variance = np.where(ok, np.asarray(var_t) / rate_t**2 + np.asarray(var_c) / rate_c**2, np.nan)
-    return theta, variance
+        theta = np.log(rate_t) - np.log(rate_c)
+    v = pooled_log_variance(num_t, den_t, num_c, den_c, kind=kind)
+    usable = (np.asarray(num_t) + np.asarray(num_c) >= min_events) & np.isfinite(theta) & np.isfinite(v)
+    return np.where(usable, theta, np.nan), np.where(usable, v, np.nan)
 
 
 def decide(lower: float, upper: float, *, direction: HarmDirection, min_effect: float) -> Verdict:

@@ -31,10 +31,12 @@ from detectors.guardrails import (
 from detectors.sequential import (
     Decision,
     confidence_sequence,
+    count_log_ratio,
     decide,
-    log_ratio,
     mixture_boundary,
-    poisson_rate,
+    pooled_log_variance,
+    pseudo_events,
+    pseudo_rate,
     srm_log_bayes_factor,
 )
 
@@ -61,11 +63,8 @@ def _simulate_lower_upper(
     treated = rng.poisson(RATE * (1 + effect) * views, (runs, HOURS)).cumsum(axis=1)
     control = rng.poisson(RATE * views, (runs, HOURS)).cumsum(axis=1)
     exposure = np.cumsum(views)
-    theta, v = log_ratio(*poisson_rate(treated, exposure), *poisson_rate(control, exposure))
-    usable = (treated >= spec.min_events) & (control >= spec.min_events)
-    lower, upper = confidence_sequence(
-        np.where(usable, theta, np.nan), np.where(usable, v, np.nan), alpha=spec.alpha, tau=spec.tau
-    )
+    theta, v = count_log_ratio(treated, exposure, control, exposure, kind="rate", min_events=spec.min_events)
+    lower, upper = confidence_sequence(theta, v, alpha=spec.alpha, tau=spec.tau)
     return np.expm1(lower), np.expm1(upper)
 
 
@@ -205,9 +204,8 @@ def _fixed_n_peeking_rate(*, seed: int) -> float:
     treated = rng.poisson(RATE * views, (300, HOURS)).cumsum(axis=1)
     control = rng.poisson(RATE * views, (300, HOURS)).cumsum(axis=1)
     exposure = np.cumsum(views)
-    theta, v = log_ratio(*poisson_rate(treated, exposure), *poisson_rate(control, exposure))
-    usable = (treated >= 20) & (control >= 20)
-    z = np.where(usable, theta / np.sqrt(v), 0.0)
+    theta, v = count_log_ratio(treated, exposure, control, exposure, kind="rate", min_events=SPEC.min_events)
+    z = np.nan_to_num(theta / np.sqrt(v))
     return float((z > stats.norm.ppf(0.95)).any(axis=1).mean())
 
 
@@ -233,8 +231,10 @@ def test_frame_path_matches_the_array_path_and_detects_harm() -> None:
     views = np.round(_exposure(HOURS, 5000.0))
     c = rng.poisson(RATE * views).cumsum()
     t = rng.poisson(RATE * 1.2 * views).cumsum()
-    theta, v = log_ratio(*poisson_rate(t, views.cumsum()), *poisson_rate(c, views.cumsum()))
-    ok = (t >= 20) & (c >= 20)
+    # equal exposure: half a pseudo-event per arm, and the Poisson variance at the pooled count, simply
+    theta = np.log((t + 0.5) / (c + 0.5))
+    v = 4 / (t + c)
+    ok = t + c >= SPEC.min_events
     lower, upper = confidence_sequence(
         np.where(ok, theta, np.nan), np.where(ok, v, np.nan), alpha=0.05, tau=SPEC.tau
     )
@@ -263,6 +263,90 @@ def test_direction_down_flags_a_drop_and_not_a_rise() -> None:
     rise = evaluate_guardrail(_aggregate_frame(0.25, seed=5), spec)
     assert rise.decision is Decision.NO_HARM
     assert rise.ruled_out_beyond == rise.lower
+
+
+def test_a_drop_to_zero_events_is_still_seen_when_lower_is_harmful() -> None:
+    spec = GuardrailSpec(
+        experiment="exp-17",
+        metric="reports_per_1k_views",
+        control="control",
+        treatment="new_feed",
+        direction="down",
+    )
+    frame = _aggregate_frame(0.0, seed=8, hours=48)
+    frame.loc[frame["arm"] == "new_feed", "num"] = 0  # the report button vanished in treatment
+    result = evaluate_guardrail(frame, spec)
+    assert result.decision is Decision.HARM
+    assert result.effect < -0.95 and result.treatment_rate == 0.0
+
+
+@pytest.mark.parametrize("treated_share", [0.1, 0.5, 0.9])
+def test_aa_false_alarms_stay_below_alpha_with_an_uneven_split(treated_share: float) -> None:
+    rng = np.random.default_rng(12)
+    views = 2 * _exposure(HOURS, 5000.0)
+    treated_views, control_views = treated_share * views, (1 - treated_share) * views
+    treated = rng.poisson(RATE * treated_views, (300, HOURS)).cumsum(axis=1)
+    control = rng.poisson(RATE * control_views, (300, HOURS)).cumsum(axis=1)
+    theta, v = count_log_ratio(
+        treated,
+        treated_views.cumsum(),
+        control,
+        control_views.cumsum(),
+        kind="rate",
+        min_events=SPEC.min_events,
+    )
+    lower, upper = confidence_sequence(theta, v, alpha=SPEC.alpha, tau=SPEC.tau)
+    assert (lower[:, -1] > 0).mean() <= SPEC.alpha  # no false harm (up)
+    assert (upper[:, -1] < 0).mean() <= SPEC.alpha  # no false harm (down)
+
+
+@pytest.mark.parametrize(
+    ("num", "den", "kind", "pseudo", "rate"),
+    [
+        (10.0, 1000.0, "rate", 0.0, 0.01),  # events per exposure
+        (0.0, 1000.0, "rate", 0.5, 5e-4),  # no events yet: the pseudo-event keeps it positive
+        (25.0, 100.0, "ratio", 0.0, 0.25),  # a proportion
+        (0.0, 99.0, "ratio", 0.5, 0.005),  # Haldane-style (0 + w) / (n + 2w)
+        (3.0, 0.0, "rate", 0.5, NAN),  # no exposure: unknown
+    ],
+)
+def test_pseudo_rate(num: float, den: float, kind: str, pseudo: float, rate: float) -> None:
+    got = pseudo_rate(np.array(num), np.array(den), kind=kind, pseudo=pseudo)  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, rate, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("num_t", "den_t", "num_c", "den_c", "kind", "expected"),
+    [
+        (50.0, 1e4, 50.0, 1e4, "rate", 2 / 50),  # Poisson, equal arms: 1/E_t + 1/E_c = 2 / 50
+        (0.0, 1e4, 100.0, 1e4, "rate", 2 / 50),  # an empty arm does not blow it up (pooled rate)
+        (30.0, 1e3, 90.0, 3e3, "rate", (1 / 1e3 + 1 / 3e3) / 0.03),  # uneven exposure
+        (50.0, 100.0, 50.0, 100.0, "ratio", 1.0 * (2 / 100)),  # binomial p = 0.5: (1 - p) / p = 1
+        (0.0, 1e4, 0.0, 1e4, "rate", NAN),  # no events: unknown
+        (5.0, 0.0, 5.0, 1e4, "rate", NAN),  # an arm without exposure: unknown
+    ],
+)
+def test_pooled_log_variance(
+    num_t: float, den_t: float, num_c: float, den_c: float, kind: str, expected: float
+) -> None:
+    got = pooled_log_variance(np.array(num_t), np.array(den_t), np.array(num_c), np.array(den_c), kind=kind)  # type: ignore[arg-type]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_pseudo_events_share_one_event_by_exposure_and_count_log_ratio_gates_on_pooled_events() -> None:
+    w_t, w_c = pseudo_events(np.array([100.0, 0.0]), np.array([300.0, 0.0]))
+    np.testing.assert_allclose(w_t, [0.25, 0.0])
+    np.testing.assert_allclose(w_c, [0.75, 0.0])
+    theta, v = count_log_ratio(
+        np.array([0.0, 10.0, 30.0]),
+        np.full(3, 1e4),
+        np.array([30.0, 29.0, 30.0]),
+        np.full(3, 1e4),
+        kind="rate",
+        min_events=40,
+    )
+    assert np.isnan(theta[0]) and np.isnan(theta[1])  # 30 and 39 pooled events: too few
+    assert theta[2] == pytest.approx(0.0) and v[2] == pytest.approx(2 / 30)
 
 
 def test_no_harm_is_reached_on_a_large_aa_experiment() -> None:
