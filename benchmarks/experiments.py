@@ -7,6 +7,7 @@ arm with a daily cycle (+-60 % around ``--views-per-hour``), one look per hour f
   fixed-n z-test looked at every hour; the share reaching ``no_harm`` and when.
 * Power: for +5 %, +10 %, +20 % relative, the median hours to the first ``harm`` look and the share
   detected within 14 days; the false ``no_harm`` rate at exactly +5 % (target <= alpha).
+* Direction ``down``: hours to flag a -10 % drop and a drop to zero events.
 * Mixture scale: the same two figures for other prior scales ``tau`` (the default is ``log(1 + min_effect)``).
 * Units: per-viewer A/A runs (gamma-distributed viewer report rates, so reports are overdispersed), through
   the frame API: false alarms with the unit-level delta method vs the Poisson variance of pooled counts.
@@ -19,7 +20,7 @@ The A/A and power sections use the array functions of :mod:`detectors.sequential
 (the test suite checks that the frame API gives the same bounds); the unit and CUPED sections use the
 frame API end to end.
 
-Run: ``.venv/bin/python benchmarks/experiments.py`` (about 30 s). The last line printed is
+Run: ``.venv/bin/python benchmarks/experiments.py`` (about 1.5 min). The last line printed is
 ``experiments: A/A false alarms <rate> (alpha 0.05), median time to detect +10 %: <hours> h``.
 """
 
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2000, help="simulated experiments per cell")
     parser.add_argument("--views-per-hour", type=float, default=20_000.0, help="mean hourly views per arm")
     parser.add_argument("--rate", type=float, default=2.0, help="control reports per 1k views")
-    parser.add_argument("--unit-runs", type=int, default=100, help="per-viewer A/A runs (frame API)")
+    parser.add_argument("--unit-runs", type=int, default=200, help="per-viewer A/A runs (frame API)")
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()
     rate, views, runs = args.rate / 1000.0, args.views_per_hour, args.runs
@@ -149,6 +150,24 @@ def main() -> None:
             f"{effect:>+7.0%} {med:>17.0f} {p10:>6.0f} {p90:>6.0f} {detected.mean():>11.1%} "
             f"{'' if np.isnan(false_no_harm) else f'{false_no_harm:.4f}':>14}"
         )
+
+    down = GuardrailSpec(
+        experiment="bench",
+        metric="reports_per_1k_views",
+        control="control",
+        treatment="treatment",
+        direction="down",
+    )
+    cells = []
+    for k, effect in enumerate((-0.10, -1.0)):
+        _, upper, _ = simulate(
+            runs, effect, rate=rate, mean_views=views, seed=args.seed + 20 + k, spec=down, tau=down.tau
+        )
+        hours = first_hour(upper < 0)
+        cells.append(
+            f"{effect:+.0%}: median {median_hours(hours):.0f} h, power {np.isfinite(hours).mean():.1%}"
+        )
+    print(f"direction down (a drop is harmful): {'; '.join(cells)}")
 
     print("mixture scale tau (log scale): A/A false harm, median h to detect +10 %, power +5 % at 14 d")
     for tau in (0.02, SPEC.tau, 0.1, 0.2):

@@ -23,11 +23,16 @@ bounds are a one-sided half-normal mixture confidence sequence (mSPRT) at level 
 over looks. Decision (:func:`detectors.sequential.decide`): ``harm`` when the interval excludes zero on the
 harmful side, ``no_harm`` when it excludes the minimum harmful effect, else ``inconclusive``.
 
+Assumptions: the split is constant over the frame (after a ramp-up, start the frame at the ramp's end:
+pooling buckets with different splits and different base rates confounds the ratio, and the SRM check
+flags it); each unit stays in one arm; the effect is the average over the exposure seen so far.
+
 CUPED (Deng et al. 2013) with a per-unit pre-period of the same metric (``unit, num, den``): the
 linearised unit values ``l_i = (Y_i - R N_i) / mean(N)`` and ``x_i = (X_i - R_x M_i) / mean(M)`` give
 ``theta = cov(l, x) / var(x)`` pooled within arms over both arms, the adjusted rate
-``R_adj = R - theta (R_x,arm - R_x,pooled)`` and variance ``var(l - theta x) / n``. Units without a
-pre-period get ``x_i = 0``. Composition with the sequential test: at each look ``theta`` is re-estimated
+``R_adj = R - theta (R_x,arm - R_x,pooled)`` and variance ``var(l - theta x) / n`` (never below the
+sampling variance of the events themselves, which no covariate can explain). Units without a pre-period
+get ``x_i = 0``. Composition with the sequential test: at each look ``theta`` is re-estimated
 from the units seen so far and the adjusted estimate and its (smaller) variance replace the raw ones in the
 same confidence sequence. The pre-period is fixed before assignment, so the adjustment is unbiased whatever
 the treatment does; the plug-in ``theta`` makes the guarantee asymptotic like the plug-in variance.

@@ -3,9 +3,13 @@
 Everything here works on arrays whose last axis is the sequence of looks (one per hourly tick), so the same
 code serves one experiment in the daemon and thousands of simulated ones in the benchmark.
 
-Effect scale. The effect of a treatment on a rate is the log rate ratio ``theta = log(R_t / R_c)``; its
-variance comes from the delta method, ``v = Var(R_t) / R_t**2 + Var(R_c) / R_c**2``. Reports convert it
-to the relative effect ``exp(theta) - 1`` (``+0.10`` = ten percent more harm per exposure).
+Effect scale. The effect of a treatment on a rate is the log rate ratio ``theta = log(R_t / R_c)``,
+reported as the relative effect ``exp(theta) - 1`` (``+0.10`` = ten percent more harm per exposure). Its
+variance is the delta method ``v = Var(R_t) / R_t**2 + Var(R_c) / R_c**2``; for independent events
+(no units) ``Var`` is Poisson or binomial at the pooled rate (:func:`pooled_log_variance`:
+``v = (1 / D_t + 1 / D_c) / R_pooled`` for Poisson), which is exact under "no effect" and finite when an
+arm has no events yet. One pseudo-event shared by exposure (:func:`pseudo_events`) keeps ``theta``
+finite in that case.
 
 Confidence sequence. The bounds are those of a mixture sequential probability ratio test (mSPRT, Johari et
 al. 2017, "Peeking at A/B tests"; the normal-mixture boundary of Howard et al. 2021, "Time-uniform,
