@@ -20,7 +20,7 @@ The A/A and power sections use the array functions of :mod:`detectors.sequential
 (the test suite checks that the frame API gives the same bounds); the unit and CUPED sections use the
 frame API end to end.
 
-Run: ``.venv/bin/python benchmarks/experiments.py`` (about 1.5 min). The last line printed is
+Run: ``.venv/bin/python benchmarks/experiments.py`` (about a minute). The last line printed is
 ``experiments: A/A false alarms <rate> (alpha 0.05), median time to detect +10 %: <hours> h``.
 """
 
