@@ -162,7 +162,7 @@ def run_synthetic(seed: int, per_scenario: int, missing: float) -> tuple[float, 
 
 def run_real() -> tuple[float, float]:
     """Print per-series and mean scores on the real series; return (F1, cover) of find_changepoints."""
-    from cpd_real import load_real, load_unannotated  # noqa: PLC0415 - needs the optional bench extra
+    from cpd_real import load_real, load_unannotated  # the optional bench extra
 
     dataset = load_real()
     print(f"{len(dataset)} real annotated series (see benchmarks/cpd_real.py for label provenance)")
@@ -178,8 +178,10 @@ def run_real() -> tuple[float, float]:
             scores[name].append((f1, cover))
             cells += f"{f1:>10.3f}{cover:>10.3f}"
         print(f"{series.name:<26}{len(series.values):>6}{cells}")
-    means = {name: (float(np.mean([f for f, _ in rows])), float(np.mean([c for _, c in rows])))
-             for name, rows in scores.items()}
+    means = {
+        name: (float(np.mean([f for f, _ in rows])), float(np.mean([c for _, c in rows])))
+        for name, rows in scores.items()
+    }
     print(f"{'mean':<32}" + "".join(f"{f:>10.3f}{c:>10.3f}" for f, c in means.values()))
     print("changepoints on unannotated random-walk-like series (a chart reader marks a handful at most):")
     print(f"{'series':<26}{'n':>6}" + "".join(f"{name:>20}" for name in METHODS))

@@ -80,7 +80,9 @@ def f_measure(annotations: dict[str, list[int]], predictions: Sequence[int], mar
     for marks in per_annotator:
         union |= marks
     precision = len(_true_positives(union, predicted, margin)) / len(predicted)
-    recall = sum(len(_true_positives(t, predicted, margin)) / len(t) for t in per_annotator) / len(per_annotator)
+    recall = sum(len(_true_positives(t, predicted, margin)) / len(t) for t in per_annotator) / len(
+        per_annotator
+    )
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)

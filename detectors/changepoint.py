@@ -4,9 +4,11 @@
 without per-series tuning, so every default is derived from the data itself:
 
 1. **Missing values** (NaN, ±inf) are linearly interpolated so positions stay those of the input.
-2. **Counts** (non-negative integers with a median below 1000, where Poisson noise dominates) go through the
-   Anscombe transform ``2 * sqrt(x + 3/8)``, which makes their noise roughly unit-variance at every level, so
-   a rate change at a low level is judged like one at a high level.
+2. **Scale of variation.** Counts (non-negative integers with a median below 1000, where Poisson noise
+   dominates) go through the Anscombe transform ``2 * sqrt(x + 3/8)``, which makes their noise roughly
+   unit-variance at every level, so a rate change at a low level is judged like one at a high level. Other
+   positive series whose maximum is at least 5 times their minimum (populations, prices, epidemics) are
+   segmented in logs: their changes and noise are multiplicative, and exponential growth becomes a line.
 3. **Seasonality** (``seasonal=True``): for each candidate period ``p`` in ``3..min(60, n/3)`` the series
    minus its centred moving average of width ``p`` (which cancels a cycle of period ``p`` and removes levels
    and trends) is checked for robust autocorrelation at ``p``, ``2p`` and ``3p``. The period is the shortest
@@ -27,19 +29,34 @@ without per-series tuning, so every default is derived from the data itself:
    with a penalised cost. ``model="trend"`` (default) fits a straight line per segment, so it reports level
    shifts *and* changes of slope and does not cut a steady trend into a staircase; ``model="level"`` fits a
    constant per segment (ruptures' ``l2``), with more power for pure level shifts of flat metrics.
-8. **Penalty** per changepoint is ``penalty * log(n)`` in those long-run units. With the Gaussian
-   log-likelihood a trend segment costs three parameters (location, intercept, slope), so BIC would be
-   ``3 log n``; the default ``4 log n`` sits between BIC and MBIC because on human-annotated benchmarks many
-   series have no change at all and a false alarm costs more than a late or missed one.
+8. **Penalty** per changepoint is the larger of two thresholds on the cost it saves. *Significant*:
+   ``penalty * log(n)`` in those long-run units; with the Gaussian log-likelihood a trend segment costs three
+   parameters (location, intercept, slope), so BIC would be ``3 log n``; the default ``4 log n`` sits between
+   BIC and MBIC. *Visible*: ``min_gain`` (5%) of the series' total variation (its sum of squares about the
+   mean), the share of the chart a change must explain. Human annotators mark large, obvious regime changes;
+   noise-based penalties alone cut smooth growth curves (whose misfit to lines is not noise) into pieces and
+   random walks into dozens, because the cost saved by one more line grows with the length of the series
+   while the penalty grows with ``log n``. Both thresholds scale with the series, so one setting serves
+   every length and noise level.
 9. **Minimum segment** of 5 points: shorter runs are outliers or bursts, not regimes.
+10. **Variance changes** (``variance=True``): the residuals of the line per segment are segmented again with
+    ruptures' Gaussian cost (``model="normal"``, a change of spread; segments of at least 10 points) with the
+    same ``penalty * log n``. A change is kept when the spread changes by a factor of at least 2 (standard
+    deviations) and the extra variation of the wider side is itself at least ``min_gain`` of the total, so the
+    volatility clusters of a price series (invisible on its chart) are not reported.
 
-On the seeded benchmark (``benchmarks/changepoint.py``, seed 0) these defaults reach F1 0.882 and cover 0.851
-against 0.812 and 0.778 for ruptures PELT with a BIC penalty on globally standardised data; they stay weak on
-variance-only changes (the cost models the mean).
+Figures (``benchmarks/changepoint.py``): on the seeded generator (seed 0) F1 0.870 and cover 0.838, against
+0.833 / 0.796 for binary segmentation with R ``changepoint``'s defaults (MBIC, at most five changes, on the
+z-scored series); on 15 real public series with documented change dates (``--real``) F1 0.818 and cover
+0.847, against 0.650 / 0.627. Weak spots: level shifts inside strongly autocorrelated noise under the trend
+model (the line per segment absorbs part of the step), and several changes of which one is small next to the
+others (it explains less than ``min_gain`` of the total).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -62,6 +79,12 @@ _OUTLIER_WINDOW = 5
 _MAX_PERIOD = 60
 #: Smallest seasonal evidence (autocorrelation at the period) accepted as a season (also >= 3 / sqrt(n)).
 _MIN_SEASONAL_ACF = 0.3
+#: Positive series whose maximum is at least this multiple of their minimum are segmented in logs.
+_LOG_RANGE = 5.0
+#: Shortest segment of a variance change (a spread is poorly estimated from fewer points).
+_VARIANCE_MIN_SIZE = 10
+#: Smallest ratio of standard deviations across a variance change.
+_VARIANCE_RATIO = 2.0
 #: Multiples of a period correlate as well: the shortest peak within this fraction of the best one wins.
 _NEAR_BEST = 0.8
 #: Points (the most recent) searched for a season.
@@ -244,20 +267,67 @@ def _winsorise(values: np.ndarray, threshold: float) -> np.ndarray:
     return np.clip(values, median - threshold * scale, median + threshold * scale)
 
 
+def _stabilise(values: np.ndarray) -> np.ndarray:
+    """Anscombe transform for counts, log for positive series spanning a wide range, else unchanged."""
+    stabilised = _stabilise_counts(values)
+    if stabilised is not values:
+        return stabilised
+    low, high = float(np.min(values)), float(np.max(values))
+    if low > 0 and high >= _LOG_RANGE * low:
+        return np.log(values)
+    return values
+
+
+def _trend_residuals(values: np.ndarray, breaks: list[int]) -> np.ndarray:
+    """Residuals of a least-squares line per segment between ``breaks``."""
+    residuals = np.empty_like(values)
+    for start, end in itertools.pairwise([0, *breaks, values.size]):
+        t = np.arange(start, end, dtype=float)
+        coef = np.polyfit(t, values[start:end], 1)
+        residuals[start:end] = values[start:end] - np.polyval(coef, t)
+    return residuals
+
+
+def _variance_changes(residuals: np.ndarray, *, penalty: float, min_excess: float) -> list[int]:
+    """Changes of the spread of ``residuals`` that are significant, large (ratio) and visible (excess)."""
+    scale = _mad(residuals)
+    if scale == 0:
+        return []
+    z = (residuals / scale).reshape(-1, 1)
+    with warnings.catch_warnings():
+        # ruptures announces, every time, that it adds a small bias to constant segments' variance
+        warnings.simplefilter("ignore", UserWarning)
+        algo = rpt.Binseg(model="normal", min_size=_VARIANCE_MIN_SIZE, jump=1).fit(z)
+        found = [int(b) for b in algo.predict(pen=penalty * np.log(z.size))[:-1]]
+    if not found:
+        return []
+    kept: list[int] = []
+    for start, cut, end in zip([0, *found[:-1]], found, [*found[1:], z.size], strict=True):
+        sides = sorted(
+            (float(np.mean(part**2)), part.size) for part in (residuals[start:cut], residuals[cut:end])
+        )
+        (low, _), (high, size) = sides
+        if low > 0 and high >= _VARIANCE_RATIO**2 * low and size * (high - low) >= min_excess:
+            kept.append(cut)
+    return kept
+
+
 def _segment_1d(
     values: np.ndarray,
     *,
     model: Model,
     penalty: float,
+    min_gain: float,
     min_size: int,
     outlier_threshold: float,
     max_phi: float,
     seasonal: bool,
+    variance: bool,
 ) -> list[int]:
     filled = _fill_gaps(values)
     if filled is None or filled.size < 2 * min_size:
         return []
-    series = _stabilise_counts(filled)
+    series = _stabilise(filled)
     if seasonal:
         series = _deseasonalise(series)
     sigma, phi = robust_noise(series, max_phi=max_phi)
@@ -270,8 +340,17 @@ def _segment_1d(
         algo = rpt.Binseg(custom_cost=CostTrend(), min_size=min_size, jump=1)
     else:
         algo = rpt.Binseg(model="l2", min_size=min_size, jump=1)
-    breaks = algo.fit(scaled).predict(pen=penalty * np.log(scaled.size))
-    return [int(b) for b in breaks[:-1]]
+    # a change must be significant (penalty * log n long-run variances) and visible: explain at least
+    # min_gain of the series' total variation, which keeps smooth curves and random walks in one piece
+    total = float(np.sum((scaled - scaled.mean()) ** 2))
+    pen = max(penalty * np.log(scaled.size), min_gain * total)
+    breaks = [int(b) for b in algo.fit(scaled).predict(pen=pen)[:-1]]
+    if variance and scaled.size >= 2 * _VARIANCE_MIN_SIZE:
+        extra = _variance_changes(
+            _trend_residuals(scaled, breaks), penalty=penalty, min_excess=min_gain * total
+        )
+        breaks = _merge_close(breaks + extra, min_size)
+    return breaks
 
 
 def _merge_close(positions: list[int], gap: int) -> list[int]:
@@ -288,10 +367,12 @@ def find_changepoints(
     *,
     model: Model = "trend",
     penalty: float = 4.0,
+    min_gain: float = 0.05,
     min_size: int = 5,
     outlier_threshold: float = 4.0,
     max_phi: float = 0.9,
     seasonal: bool = True,
+    variance: bool = True,
 ) -> list[int]:
     """Positions where a new segment starts (sorted, excluding 0 and ``len(values)``).
 
@@ -304,10 +385,13 @@ def find_changepoints(
         values: 1-D array or Series (index ignored; positions are 0-based).
         model: ``"trend"`` (line per segment: level and slope changes) or ``"level"`` (constant per segment).
         penalty: multiplier of ``log(n)`` per changepoint, in long-run noise variances.
+        min_gain: smallest share of the series' total variation (sum of squares about its mean) a change must
+            explain; 0 keeps only the statistical penalty.
         min_size: minimum number of points in a segment (at least 2; 3 for ``"trend"``).
         outlier_threshold: winsorising threshold, in robust standard deviations around a rolling median.
         max_phi: cap of the AR(1) coefficient used for the long-run noise scale.
         seasonal: find and remove a dominant seasonal cycle before segmenting.
+        variance: also look for changes of the noise's spread (see the module docstring, step 10).
 
     Returns:
         Sorted unique positions ``0 < p < len(values)``.
@@ -322,6 +406,8 @@ def find_changepoints(
             "find_changepoints: penalty and outlier_threshold must be > 0 and max_phi in [0, 1), got "
             f"penalty={penalty}, outlier_threshold={outlier_threshold}, max_phi={max_phi}"
         )
+    if not 0 <= min_gain < 1:
+        raise InvalidSeriesError(f"find_changepoints: min_gain must be in [0, 1), got {min_gain}")
     smallest = 3 if model == "trend" else 2
     if min_size < smallest:
         raise InvalidSeriesError(f"find_changepoints: min_size must be >= {smallest} for model {model!r}")
@@ -332,9 +418,11 @@ def find_changepoints(
             column,
             model=model,
             penalty=penalty,
+            min_gain=min_gain,
             min_size=min_size,
             outlier_threshold=outlier_threshold,
             max_phi=max_phi,
             seasonal=seasonal,
+            variance=variance,
         )
     return _merge_close(found, min_size) if matrix.shape[1] > 1 else sorted(found)
