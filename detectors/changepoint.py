@@ -66,7 +66,7 @@ from ruptures.base import BaseCost
 
 from detectors.errors import InvalidSeriesError
 
-__all__ = ["CostTrend", "find_changepoints", "robust_noise", "seasonal_period"]
+__all__ = ["CostLevel", "CostTrend", "find_changepoints", "robust_noise", "seasonal_period"]
 
 Model = Literal["trend", "level"]
 
@@ -178,44 +178,62 @@ def robust_noise(values: np.ndarray, *, max_phi: float = 0.9) -> tuple[float, fl
 
 
 class CostTrend(BaseCost):  # type: ignore[misc]
-    """Residual sum of squares of a least-squares line per segment, O(1) per segment from prefix sums.
+    """Weighted residual sum of squares of a least-squares line per segment, O(1) from prefix sums.
 
     ruptures' ``CostLinear`` solves a least-squares problem per call; this closed form makes binary
-    segmentation over a few thousand points take milliseconds.
+    segmentation over a few thousand points take milliseconds. ``weights`` (one per point, default 1) are the
+    inverse noise variances of the points, relative to the series' noise: a noisier stretch counts for less.
     """
 
     model = "trend"
     min_size = 3
+    #: Fit a slope per segment (``False`` in :class:`CostLevel`: a constant per segment).
+    slope = True
+
+    def __init__(self, weights: np.ndarray | None = None) -> None:
+        self.weights = weights
 
     def fit(self, signal: np.ndarray) -> CostTrend:
-        """Precompute prefix sums of ``1, t, t^2, y, t*y, y^2`` for a 1-D ``signal``."""
+        """Precompute prefix sums of ``w, w*t, w*t^2, w*y, w*t*y, w*y^2`` for a 1-D ``signal``."""
         y = np.asarray(signal, dtype=float).reshape(-1)
         t = np.arange(y.size, dtype=float)
+        w = np.ones_like(y) if self.weights is None else np.asarray(self.weights, dtype=float).reshape(-1)
 
         def prefix(v: np.ndarray) -> list[float]:
             return [0.0, *np.cumsum(v).tolist()]
 
         self.signal = y.reshape(-1, 1)
-        self._t = prefix(t)
-        self._tt = prefix(t * t)
-        self._y = prefix(y)
-        self._ty = prefix(t * y)
-        self._yy = prefix(y * y)
+        self._w = prefix(w)
+        self._t = prefix(w * t)
+        self._tt = prefix(w * t * t)
+        self._y = prefix(w * y)
+        self._ty = prefix(w * t * y)
+        self._yy = prefix(w * y * y)
         return self
 
     def error(self, start: int, end: int) -> float:
-        """Residual sum of squares of the best line through ``signal[start:end]``."""
-        n = end - start
+        """Weighted residual sum of squares of the best line (or constant) through ``signal[start:end]``."""
+        total = self._w[end] - self._w[start]
+        sy = self._y[end] - self._y[start]
+        syy = self._yy[end] - self._yy[start]
+        var_y = syy - sy * sy / total
+        if not self.slope:
+            return max(var_y, 0.0)
         st = self._t[end] - self._t[start]
         stt = self._tt[end] - self._tt[start]
-        sy = self._y[end] - self._y[start]
         sty = self._ty[end] - self._ty[start]
-        syy = self._yy[end] - self._yy[start]
-        var_t = stt - st * st / n
-        cov_ty = sty - st * sy / n
-        var_y = syy - sy * sy / n
+        var_t = stt - st * st / total
+        cov_ty = sty - st * sy / total
         explained = cov_ty * cov_ty / var_t if var_t > 0 else 0.0
         return max(var_y - explained, 0.0)
+
+
+class CostLevel(CostTrend):
+    """Weighted residual sum of squares of a constant per segment (ruptures' ``l2`` when unweighted)."""
+
+    model = "level"
+    min_size = 2
+    slope = False
 
 
 def _as_matrix(values: np.ndarray | pd.Series | pd.DataFrame) -> np.ndarray:
@@ -278,22 +296,18 @@ def _stabilise(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _trend_residuals(values: np.ndarray, breaks: list[int]) -> np.ndarray:
-    """Residuals of a least-squares line per segment between ``breaks``."""
-    residuals = np.empty_like(values)
-    for start, end in itertools.pairwise([0, *breaks, values.size]):
-        t = np.arange(start, end, dtype=float)
-        coef = np.polyfit(t, values[start:end], 1)
-        residuals[start:end] = values[start:end] - np.polyval(coef, t)
-    return residuals
+def _variance_changes(scaled: np.ndarray, *, penalty: float, min_excess: float) -> list[int]:
+    """Changes of the noise's spread, read from first differences (blind to levels and trends).
 
-
-def _variance_changes(residuals: np.ndarray, *, penalty: float, min_excess: float) -> list[int]:
-    """Changes of the spread of ``residuals`` that are significant, large (ratio) and visible (excess)."""
-    scale = _mad(residuals)
-    if scale == 0:
+    A change is kept when it is significant (ruptures' Gaussian cost, ``penalty * log n``), large (standard
+    deviations differ by at least :data:`_VARIANCE_RATIO`) and visible: the extra variation of the wider side
+    (half that of its differences) is at least ``min_excess``.
+    """
+    diffs = np.diff(scaled)
+    scale = _mad(diffs)
+    if scale == 0 or diffs.size < 2 * _VARIANCE_MIN_SIZE:
         return []
-    z = (residuals / scale).reshape(-1, 1)
+    z = (diffs / scale).reshape(-1, 1)
     with warnings.catch_warnings():
         # ruptures announces, every time, that it adds a small bias to constant segments' variance
         warnings.simplefilter("ignore", UserWarning)
@@ -302,14 +316,25 @@ def _variance_changes(residuals: np.ndarray, *, penalty: float, min_excess: floa
     if not found:
         return []
     kept: list[int] = []
-    for start, cut, end in zip([0, *found[:-1]], found, [*found[1:], z.size], strict=True):
-        sides = sorted(
-            (float(np.mean(part**2)), part.size) for part in (residuals[start:cut], residuals[cut:end])
+    for start, cut, end in zip([0, *found[:-1]], found, [*found[1:], diffs.size], strict=True):
+        # the robust spread of each side: one level shift is one outlier among the differences
+        (low, _), (high, size) = sorted(
+            (_mad(part) ** 2, part.size) for part in (diffs[start:cut], diffs[cut:end])
         )
-        (low, _), (high, size) = sides
-        if low > 0 and high >= _VARIANCE_RATIO**2 * low and size * (high - low) >= min_excess:
-            kept.append(cut)
+        if low > 0 and high >= _VARIANCE_RATIO**2 * low and size * (high - low) / 2 >= min_excess:
+            kept.append(cut + 1)  # difference i spans points i and i + 1: the new regime starts at i + 1
     return kept
+
+
+def _regime_weights(scaled: np.ndarray, changes: list[int]) -> np.ndarray:
+    """Inverse noise variance per variance regime, relative to the whole series' noise."""
+    reference = _mad(np.diff(scaled)) ** 2
+    weights = np.ones_like(scaled)
+    for start, end in itertools.pairwise([0, *changes, scaled.size]):
+        spread = _mad(np.diff(scaled[start:end])) ** 2
+        if spread > 0:
+            weights[start:end] = reference / spread
+    return weights
 
 
 def _segment_1d(
@@ -336,21 +361,17 @@ def _segment_1d(
     series = _winsorise(series, outlier_threshold)
     long_run_sd = sigma * np.sqrt(1 + phi) / (1 - phi)
     scaled = (series - np.median(series)) / long_run_sd
-    if model == "trend":
-        algo = rpt.Binseg(custom_cost=CostTrend(), min_size=min_size, jump=1)
-    else:
-        algo = rpt.Binseg(model="l2", min_size=min_size, jump=1)
     # a change must be significant (penalty * log n long-run variances) and visible: explain at least
     # min_gain of the series' total variation, which keeps smooth curves and random walks in one piece
     total = float(np.sum((scaled - scaled.mean()) ** 2))
-    pen = max(penalty * np.log(scaled.size), min_gain * total)
+    visible = min_gain * total
+    spread_changes = _variance_changes(scaled, penalty=penalty, min_excess=visible) if variance else []
+    weights = _regime_weights(scaled, spread_changes) if spread_changes else None
+    cost = CostTrend(weights) if model == "trend" else CostLevel(weights)
+    algo = rpt.Binseg(custom_cost=cost, min_size=min_size, jump=1)
+    pen = max(penalty * np.log(scaled.size), visible)
     breaks = [int(b) for b in algo.fit(scaled).predict(pen=pen)[:-1]]
-    if variance and scaled.size >= 2 * _VARIANCE_MIN_SIZE:
-        extra = _variance_changes(
-            _trend_residuals(scaled, breaks), penalty=penalty, min_excess=min_gain * total
-        )
-        breaks = _merge_close(breaks + extra, min_size)
-    return breaks
+    return _merge_close(breaks + spread_changes, min_size)
 
 
 def _merge_close(positions: list[int], gap: int) -> list[int]:

@@ -234,15 +234,13 @@ def test_trend_change_is_found() -> None:
 
 
 def test_variance_change_is_found() -> None:
-    # Proves the spread step: the noise's standard deviation quadruples at 100 with no change of level. The
-    # change is found within the margin; the noisy side can still show one spurious level change (the noise
-    # scale is one figure for the whole series), never more.
+    # Proves the spread step: the noise's standard deviation quadruples at 100 with no change of level. It
+    # is found within the margin, alone: the noisier regime is down-weighted, so its wanders are not shifts.
     for seed in range(5):
         rng = np.random.default_rng(seed)
         values = 50.0 + rng.normal(0.0, 1.0, 220) * np.r_[np.ones(100), np.full(120, 4.0)]
         found = find_changepoints(values)
-        assert len(found) <= 2 and any(abs(p - 100) <= 5 for p in found), (seed, found)
-        assert find_changepoints(values, variance=False) == [p for p in found if abs(p - 100) > 5]
+        assert len(found) == 1 and abs(found[0] - 100) <= 5, (seed, found)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +280,7 @@ def test_random_walk_is_not_cut_into_pieces() -> None:
 
 def test_min_gain_zero_keeps_only_the_statistical_penalty() -> None:
     # Proves min_gain is the threshold that keeps a random walk whole: without it the walk is cut often.
-    walk = np.cumsum(np.random.default_rng(0).normal(size=400))
+    walk = np.cumsum(np.random.default_rng(0).normal(size=1000))
     assert len(find_changepoints(walk, min_gain=0.0)) > len(find_changepoints(walk))
 
 
