@@ -47,7 +47,7 @@ def test_first_notification_posts_once_and_uploads_the_chart_into_the_thread(
     assert message["blocks"] == render_message(first).blocks
     assert message["metadata"] == {
         "event_type": METADATA_EVENT_TYPE,
-        "event_payload": {"incident_id": first.incident_id, "notification_id": first.id},
+        "event_payload": {"incident_id": first.incident_id, "notification_id": first.id, "step": "post"},
     }
     (upload,) = fake_slack.files()
     assert upload["thread_ts"] == result.ts and upload["channel"] == result.channel
@@ -104,7 +104,7 @@ def test_429_is_retried_after_retry_after_then_succeeds(fake_slack: FakeSlack, f
 def test_a_long_retry_after_goes_back_to_the_outbox_instead_of_blocking(
     fake_slack: FakeSlack, first: Notification
 ) -> None:
-    fake_slack.rate_limit_next(1, retry_after=120)
+    fake_slack.rate_limit_next(1, retry_after=120, methods={"chat.postMessage"})
     result = make_sink(fake_slack, charts=False).send(first)
     assert not result.ok and result.retryable
     assert result.error is not None and "ratelimited" in result.error and "Retry-After 120" in result.error
@@ -127,7 +127,7 @@ def test_slack_down_beyond_the_retry_budget_is_a_retryable_failure(
 
 
 def test_a_hanging_slack_times_out_as_retryable(fake_slack: FakeSlack, first: Notification) -> None:
-    fake_slack.hang_next(1, seconds=10)
+    fake_slack.hang_next(1, seconds=10, methods={"chat.postMessage"})
     result = make_sink(fake_slack, timeout=1, charts=False).send(first)
     assert not result.ok and result.retryable
     assert result.error is not None and "could not reach Slack" in result.error
@@ -168,20 +168,34 @@ def test_check_reports_the_bot_identity(fake_slack: FakeSlack) -> None:
     assert len(fake_slack.calls("auth.test")) == 1
 
 
-def test_a_failed_chart_upload_is_a_warning_not_a_resend(fake_slack: FakeSlack, first: Notification) -> None:
-    fake_slack.error_next(1, "internal_error", methods={"files.getUploadURLExternal"})
+def test_a_permanently_failed_chart_upload_is_a_warning_not_a_resend(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    fake_slack.error_next(1, "missing_scope", methods={"files.getUploadURLExternal"})
     result = make_sink(fake_slack).send(first)
     assert result.ok and len(result.warnings) == 1 and "chart upload failed" in result.warnings[0]
-    assert len(fake_slack.top_level(CHANNEL)) == 1
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and fake_slack.files() == []
+
+
+def test_a_retryable_chart_upload_failure_is_retried_without_reposting(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    sink = make_sink(fake_slack)
+    fake_slack.error_next(1, "internal_error", methods={"files.getUploadURLExternal"})
+    failed = sink.send(first)
+    assert not failed.ok and failed.retryable
+    result = sink.send(replace(first, attempts=1))
+    assert result.ok and result.warnings == ()
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and len(fake_slack.files()) == 1
 
 
 def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
     fake_slack: FakeSlack, first: Notification
 ) -> None:
-    sink = make_sink(fake_slack, charts=False)
-    posted = sink.send(first)  # the process dies before the outbox records posted.ts ...
+    posted = make_sink(fake_slack, charts=False).send(first)  # the process dies before recording ...
     channel_id = fake_slack.channel_id(CHANNEL)
     again = replace(first, channel=channel_id, attempts=1)  # ... so the same notification comes back
+    sink = make_sink(fake_slack, charts=False)  # to a restarted process without step records
     result = sink.send(again)
 
     assert result.ok and result.ts == posted.ts
@@ -190,7 +204,7 @@ def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
     assert len(fake_slack.calls("conversations.history")) == 1
 
     later = replace(notification(first.incident, NotifyReason.REPEAT_ELAPSED), channel=channel_id, attempts=1)
-    assert sink.send(later).ts == posted.ts
+    assert make_sink(fake_slack, charts=False).send(later).ts == posted.ts
     assert len(fake_slack.top_level(CHANNEL)) == 1
     assert len(fake_slack.replies(CHANNEL, posted.ts or "")) == 1
 
