@@ -163,9 +163,7 @@ def parse_block_actions(payload: Mapping[str, Any]) -> IncidentAction:
     actions = payload.get("actions")
     if not isinstance(actions, list) or not actions:
         raise ActionPayloadError("block_actions payload has no actions")
-    element = next(
-        (a for a in actions if isinstance(a, Mapping) and a.get("action_id") in _KIND_BY_ID), None
-    )
+    element = next((a for a in actions if isinstance(a, Mapping) and a.get("action_id") in _KIND_BY_ID), None)
     if element is None:
         ids = [a.get("action_id") for a in actions if isinstance(a, Mapping)]
         raise ActionPayloadError(f"no livewatch action among action_ids {ids}")
@@ -386,8 +384,10 @@ def apply_action(incident: Incident, action: IncidentAction, now: datetime) -> A
         marked = base.with_changes(
             false_positive=True, false_positive_by=actor, false_positive_at=now, updated_at=now
         )
-        events = (*(change.events if change else ()),
-                  LifecycleEvent(incident.id, LifecycleKind.FALSE_POSITIVE, now, actor, "marked from Slack"))  # fmt: skip
+        events = (
+            *(change.events if change else ()),
+            LifecycleEvent(incident.id, LifecycleKind.FALSE_POSITIVE, now, actor, "marked from Slack"),
+        )
         return ActionOutcome(
             marked,
             incident,
@@ -398,9 +398,13 @@ def apply_action(incident: Incident, action: IncidentAction, now: datetime) -> A
         )
     if not incident.active:
         if kind is ActionKind.RESOLVE:
-            return _same(incident, ActionReason.ALREADY_RESOLVED, f"Already resolved by {incident.resolved_by}.")
+            return _same(
+                incident, ActionReason.ALREADY_RESOLVED, f"Already resolved by {incident.resolved_by}."
+            )
         return _same(
-            incident, ActionReason.INCIDENT_CLOSED, f"Incident {incident.id} is already resolved; nothing to do."
+            incident,
+            ActionReason.INCIDENT_CLOSED,
+            f"Incident {incident.id} is already resolved; nothing to do.",
         )
     if kind is ActionKind.RESOLVE:
         change = resolve(incident, actor, now)
@@ -410,7 +414,9 @@ def apply_action(incident: Incident, action: IncidentAction, now: datetime) -> A
     if kind is ActionKind.ACKNOWLEDGE:
         if incident.state is IncidentState.ACKNOWLEDGED:
             return _same(
-                incident, ActionReason.ALREADY_ACKNOWLEDGED, f"Already acknowledged by {incident.acknowledged_by}."
+                incident,
+                ActionReason.ALREADY_ACKNOWLEDGED,
+                f"Already acknowledged by {incident.acknowledged_by}.",
             )
         change = acknowledge(incident, actor, now)
         return ActionOutcome(
@@ -421,11 +427,15 @@ def apply_action(incident: Incident, action: IncidentAction, now: datetime) -> A
         raise AlertDataError(f"snooze action on {incident.id} has no duration")
     until = (action.action_ts or now) + action.snooze_for
     if incident.state is IncidentState.SNOOZED and incident.snoozed_until == until:
-        return _same(incident, ActionReason.ALREADY_SNOOZED, f"Already snoozed until {until:%Y-%m-%d %H:%M} UTC.")
+        return _same(
+            incident, ActionReason.ALREADY_SNOOZED, f"Already snoozed until {until:%Y-%m-%d %H:%M} UTC."
+        )
     try:
         change = snooze(incident, actor, until, now)
     except IncidentStateError:
-        return _same(incident, ActionReason.SNOOZE_EXPIRED, "That snooze would already have ended; not applied.")
+        return _same(
+            incident, ActionReason.SNOOZE_EXPIRED, "That snooze would already have ended; not applied."
+        )
     return ActionOutcome(
         change.incident,
         incident,

@@ -48,7 +48,6 @@ from datetime import datetime
 import structlog
 
 from alerts.actions import (
-    ActionKind,
     ActionPolicy,
     ActionReason,
     ActionRecord,
@@ -342,8 +341,13 @@ def _action_notes(
         if repos.outbox.enqueue(notification):
             notes.append(notification)
             repos.incidents.record_event(
-                LifecycleEvent(incident.id, LifecycleKind.NOTIFIED, now, SYSTEM_ACTOR,
-                               f"action {action.kind.value} -> {match.receiver} {match.channel}")  # fmt: skip
+                LifecycleEvent(
+                    incident.id,
+                    LifecycleKind.NOTIFIED,
+                    now,
+                    SYSTEM_ACTOR,
+                    f"action {action.kind.value} -> {match.receiver} {match.channel}",
+                )
             )
     return notes
 
@@ -377,8 +381,16 @@ def handle_action(
     def record(reason: str, detail: str = "") -> None:
         if repos.actions is not None:
             repos.actions.record_action(
-                ActionRecord(action.key, action.incident_id, action.kind, action.user_id, action.actor, now,
-                             reason, detail)  # fmt: skip
+                ActionRecord(
+                    action.key,
+                    action.incident_id,
+                    action.kind,
+                    action.user_id,
+                    action.actor,
+                    now,
+                    reason,
+                    detail,
+                )
             )
 
     auth = authorise(action, policy, group_members=group_members)
@@ -402,12 +414,23 @@ def handle_action(
                 repos.false_positives.record_false_positive(fp)
         closed_now = incident.active and not outcome.incident.active
         if closed_now:
-            notes, _, final = _notify([outcome.incident], now, repos=repos, routes=routes, windows=windows,
-                                      config=config or EngineConfig(), note=outcome.message)  # fmt: skip
+            notes, _, _ = _notify(
+                [outcome.incident],
+                now,
+                repos=repos,
+                routes=routes,
+                windows=windows,
+                config=config or EngineConfig(),
+                note=outcome.message,
+            )
             ids = [n.id for n in notes]
         else:
-            ids = [n.id for n in _action_notes(outcome.incident, action, outcome.message, now, repos=repos,
-                                               routes=routes)]  # fmt: skip
+            ids = [
+                n.id
+                for n in _action_notes(
+                    outcome.incident, action, outcome.message, now, repos=repos, routes=routes
+                )
+            ]
     record(outcome.reason.value, outcome.message)
     ok = outcome.reason is not ActionReason.SNOOZE_EXPIRED
     return ActionResult(ok, outcome.reason.value, outcome.message, tuple(ids))

@@ -749,7 +749,7 @@ class Silence:
 
 @dataclass(frozen=True)
 class FalsePositive:
-    """Buckets people marked "not an incident": the refit excludes ``[start, end)`` of ``metric`` in ``region``.
+    """Buckets people marked "not an incident": the refit leaves out ``[start, end)`` of the metric/region.
 
     One record per incident member (metric, region), written when an incident is marked a false positive.
 

@@ -34,7 +34,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
 from urllib.parse import quote
 
 from alerts.actions import ACTION_IDS, SNOOZE_CHOICES, ActionKind
@@ -190,7 +189,11 @@ def _status(incident: Incident) -> str:
         when = f" {_date(incident.false_positive_at)}" if incident.false_positive_at else ""
         return f"marked not an incident by {escape(incident.false_positive_by or '?')}{when}"
     if incident.state is IncidentState.RESOLVED and incident.resolved_at is not None:
-        by = "" if incident.resolved_by in (None, SYSTEM_ACTOR) else f" by {escape(incident.resolved_by or '?')}"
+        by = (
+            ""
+            if incident.resolved_by in (None, SYSTEM_ACTOR)
+            else f" by {escape(incident.resolved_by or '?')}"
+        )
         return f"resolved{by} {_date(incident.resolved_at)}"
     if incident.state is IncidentState.ACKNOWLEDGED:
         when = f" {_date(incident.acknowledged_at)}" if incident.acknowledged_at else ""
@@ -261,7 +264,9 @@ def actions_block(incident: Incident, options: RenderOptions = RenderOptions()) 
                 "Resolve",
                 ActionKind.RESOLVE,
                 value,
-                confirm=_confirm("Resolve incident?", "Close it now; a new anomaly opens a new one.", "Resolve"),
+                confirm=_confirm(
+                    "Resolve incident?", "Close it now; a new anomaly opens a new one.", "Resolve"
+                ),
             )
         )
     if not incident.false_positive:
@@ -355,9 +360,15 @@ def render_message(notification: Notification, options: RenderOptions = RenderOp
     if notes:
         blocks.append(_context(" · ".join(notes)))
     buttons = actions_block(incident, options) if options.actions else None
-    blocks = blocks[: MAX_BLOCKS - 1] + [buttons] if buttons else blocks[:MAX_BLOCKS]
+    blocks = [*blocks[: MAX_BLOCKS - 1], buttons] if buttons else blocks[:MAX_BLOCKS]
 
-    lead = "NOT AN INCIDENT" if incident.false_positive else "RESOLVED" if resolved else incident.severity.value.upper()
+    lead = (
+        "NOT AN INCIDENT"
+        if incident.false_positive
+        else "RESOLVED"
+        if resolved
+        else incident.severity.value.upper()
+    )
     text = (
         f"[{lead}] {_names(incident.metrics)} {_kind(incident)} in {_names(incident.regions)}: "
         f"{_num(head.observed)} vs {_num(head.expected)} expected ({_pct(head.change_pct)}) — "

@@ -9,8 +9,9 @@ Also in memory: :class:`InMemoryStepLog`, :class:`InMemoryChannelDirectory`, :cl
 
 Contract checks ``check_incident_repository(repo)``, ``check_outbox(outbox)``,
 ``check_silence_repository(repo)``, ``check_step_log(log)``, ``check_channel_directory(directory)``,
-``check_action_log(log)`` and ``check_false_positive_repository(repo)`` exercise any implementation of the ports (given empty) and raise
-``AssertionError`` naming the broken rule: ``monitor.store``'s tests can run them on the SQL versions.
+``check_action_log(log)`` and ``check_false_positive_repository(repo)`` exercise any implementation of the
+ports (given empty) and raise ``AssertionError`` naming the broken rule: ``monitor.store``'s tests can run
+them on the SQL versions.
 """
 
 from __future__ import annotations
@@ -55,20 +56,20 @@ __all__ = [
     "InMemoryActionLog",
     "InMemoryChannelDirectory",
     "InMemoryFalsePositives",
-    "InMemoryStepLog",
-    "StaticUserGroups",
-    "check_action_log",
-    "check_channel_directory",
-    "check_false_positive_repository",
-    "check_step_log",
     "InMemoryIncidentRepository",
     "InMemoryOutbox",
     "InMemorySilenceRepository",
+    "InMemoryStepLog",
     "RecordingSink",
+    "StaticUserGroups",
     "UnknownNotificationError",
+    "check_action_log",
+    "check_channel_directory",
+    "check_false_positive_repository",
     "check_incident_repository",
     "check_outbox",
     "check_silence_repository",
+    "check_step_log",
 ]
 
 

@@ -35,6 +35,7 @@ Use it through the pytest fixtures at the bottom: ``fake_slack_server`` (one ser
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import socket
@@ -258,7 +259,9 @@ class FakeSlack:
 
         ``"upload"`` names the file upload POST.
         """
-        self._add(Fault(count, error="dropped_after_accept", methods=frozenset(methods), drop_after_accept=True))
+        self._add(
+            Fault(count, error="dropped_after_accept", methods=frozenset(methods), drop_after_accept=True)
+        )
 
     def error_next(self, count: int, error: str, *, methods: set[str] | None = None) -> None:
         """The next ``count`` API calls answer HTTP 200 ``{"ok": false, "error": error}``."""
@@ -445,19 +448,22 @@ class FakeSlack:
         }
 
     def _drop_after(
-        self, handler: BaseHTTPRequestHandler, method: str, path: str, raw: bytes, body: Any,
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        path: str,
+        raw: bytes,
+        body: Any,
         headers: dict[str, str],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Apply the call's effect, then close the connection without an answer."""
         if method == "upload":
             self._store_upload(path, raw)
         else:
             self._answer(method, headers, body)
         handler.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             handler.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _take_fault(self, method: str) -> Fault | None:
         with self._lock:
@@ -538,12 +544,23 @@ class FakeSlack:
                 continue
             if not private and "channels:read" not in self._state.scopes:
                 continue
-            channels.append({"id": cid, "name": name, "is_channel": True, "is_private": private,
-                             "is_archived": False, "is_member": name not in self._state.not_member_channels})  # fmt: skip
+            channels.append(
+                {
+                    "id": cid,
+                    "name": name,
+                    "is_channel": True,
+                    "is_private": private,
+                    "is_archived": False,
+                    "is_member": name not in self._state.not_member_channels,
+                }
+            )
         page = channels[offset : offset + limit]
         more = offset + limit < len(channels)
-        return {"ok": True, "channels": page,
-                "response_metadata": {"next_cursor": str(offset + limit) if more else ""}}  # fmt: skip
+        return {
+            "ok": True,
+            "channels": page,
+            "response_metadata": {"next_cursor": str(offset + limit) if more else ""},
+        }
 
     def _api_conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = str(body.get("channel", ""))
@@ -570,8 +587,12 @@ class FakeSlack:
             return {"ok": False, "error": "file_not_found"}
         share = {"ts": upload.get("message_ts"), "thread_ts": upload.get("thread_ts")}
         kind = "private" if upload.get("channel") in self._state.private_channels else "public"
-        file = {"id": upload["id"], "name": upload["filename"], "title": upload.get("title"),
-                "shares": {kind: {upload.get("channel"): [share]}}}  # fmt: skip
+        file = {
+            "id": upload["id"],
+            "name": upload["filename"],
+            "title": upload.get("title"),
+            "shares": {kind: {upload.get("channel"): [share]}},
+        }
         return {"ok": True, "file": file}
 
     def _api_usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -690,8 +711,13 @@ class FakeSlack:
                 title=item.get("title"), channel=channel, thread_ts=body.get("thread_ts"), completed=True
             )
             if channel:
-                message = {"type": "message", "ts": self._next_ts(), "text": "", "user": "U00000001",
-                           "files": [{"id": upload["id"], "name": upload["filename"], "title": item.get("title")}]}  # fmt: skip
+                message = {
+                    "type": "message",
+                    "ts": self._next_ts(),
+                    "text": "",
+                    "user": "U00000001",
+                    "files": [{"id": upload["id"], "name": upload["filename"], "title": item.get("title")}],
+                }
                 if body.get("thread_ts"):
                     message["thread_ts"] = body["thread_ts"]
                 upload["message_ts"] = message["ts"]
@@ -736,10 +762,8 @@ class FakeSocketMode:
         with self._cond:
             clients, self._clients, self._acks = self._clients, [], {}
         for client in clients:
-            try:
+            with contextlib.suppress(OSError):
                 client.close()
-            except OSError:
-                pass
 
     def wait_connected(self, timeout: float = 5.0) -> bool:
         with self._cond:
@@ -748,8 +772,12 @@ class FakeSocketMode:
     def send_envelope(self, payload: dict[str, Any], *, type: str = "interactive") -> str:
         """Send an envelope to the newest client; returns its ``envelope_id``."""
         envelope_id = str(uuid.uuid4())
-        message = {"envelope_id": envelope_id, "type": type, "payload": payload,
-                   "accepts_response_payload": type != "events_api"}  # fmt: skip
+        message = {
+            "envelope_id": envelope_id,
+            "type": type,
+            "payload": payload,
+            "accepts_response_payload": type != "events_api",
+        }
         with self._cond:
             client = self._clients[-1]
         client.sendall(self._frame(json.dumps(message).encode("utf-8"), 0x1))
@@ -790,7 +818,9 @@ class FakeSocketMode:
                     return
                 request += chunk
             lines = request.decode("latin-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+            }
             accept = base64.b64encode(
                 hashlib.sha1((headers.get("sec-websocket-key", "") + self._GUID).encode()).digest()
             ).decode()

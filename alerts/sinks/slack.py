@@ -6,8 +6,8 @@ steps=None, channels=None, clock=None)``
 max_retry_after=30.0, backoff_factor=0.5, upload_charts=True, steps=None, channels=None) -> SlackSink``
 ``SlackSink.send(notification) -> DeliveryResult``
 ``SlackSink.check() -> SlackCheck`` (``auth.test`` + the token's scopes, for ``livewatch check-config``)
-``SlackUserGroups(client, *, ttl=timedelta(minutes=5), clock=None)`` -- :class:`alerts.ports.UserGroupDirectory`
-over ``usergroups.users.list``.
+``SlackUserGroups(client, *, ttl=timedelta(minutes=5), clock=None)`` -- the
+:class:`alerts.ports.UserGroupDirectory` over ``usergroups.users.list``.
 
 Delivery of one notification is a short sequence of idempotent steps (:mod:`alerts.steps`), each recorded
 through the :class:`alerts.ports.StepLog` (``steps``) before and after its Slack call:
@@ -86,17 +86,16 @@ from alerts.steps import (
     StepStatus,
     decide_step,
     last_records,
-    plan_steps,
 )
 
 __all__ = [
-    "METADATA_EVENT_TYPE",
-    "PERMANENT_ERRORS",
-    "CappedRateLimitRetryHandler",
     "LEGACY_METADATA_EVENT_TYPE",
+    "METADATA_EVENT_TYPE",
     "NON_IDEMPOTENT_METHODS",
+    "PERMANENT_ERRORS",
     "REQUIRED_SCOPES",
     "SCOPES",
+    "CappedRateLimitRetryHandler",
     "ProportionalJitter",
     "SafeConnectionErrorRetryHandler",
     "SlackCheck",
@@ -410,7 +409,7 @@ class SlackSink:
         scopes = frozenset(s.strip() for s in raw.split(",") if s.strip())
         missing = tuple(s for s in SCOPES if s not in scopes)
         warnings = tuple(f"missing scope {s}: {SCOPES[s]}" for s in missing)
-        ok = REQUIRED_SCOPES <= scopes
+        ok = scopes >= REQUIRED_SCOPES
         detail = who + (f"; missing scopes: {', '.join(missing)}" if missing else "")
         if not ok:
             detail += " (chat:write is required: add it and reinstall the app)"
@@ -494,8 +493,9 @@ class SlackSink:
             if decision.action is StepAction.ADOPT and found is not None:
                 status = StepStatus.DONE if same else StepStatus.SKIPPED
                 detail = "" if same else "the incident's message was posted by an earlier notification"
-                self._record(notification, StepKind.POST, status, channel=found.channel, ts=found.ts,
-                             detail=detail)  # fmt: skip
+                self._record(
+                    notification, StepKind.POST, status, channel=found.channel, ts=found.ts, detail=detail
+                )
                 if not same:
                     return found, False
                 thread = found
@@ -556,8 +556,14 @@ class SlackSink:
             self._log(notification, decision)
             if decision.action is StepAction.ADOPT and message is not None:
                 file_id = next(f.get("id") for f in message["files"] if f.get("name") == filename)
-                self._record(notification, StepKind.UPLOAD, StepStatus.DONE, channel=thread.channel,
-                             ts=thread.ts, file_id=file_id)  # fmt: skip
+                self._record(
+                    notification,
+                    StepKind.UPLOAD,
+                    StepStatus.DONE,
+                    channel=thread.channel,
+                    ts=thread.ts,
+                    file_id=file_id,
+                )
                 return
             if outcome is LookupOutcome.UNAVAILABLE:
                 warnings.append("could not check the thread for an earlier chart upload; uploading again")
@@ -590,16 +596,25 @@ class SlackSink:
             if failed.result.retryable:
                 raise
             self._record(notification, StepKind.UPLOAD, StepStatus.SKIPPED, detail=failed.result.error or "")
-            log.warning("slack_chart_upload_failed", incident_id=notification.incident_id,
-                        error=failed.result.error)  # fmt: skip
+            log.warning(
+                "slack_chart_upload_failed", incident_id=notification.incident_id, error=failed.result.error
+            )
             warnings.append(f"chart upload failed: {failed.result.error}")
             return
         except SlackRequestError as exc:  # the upload POST itself answered non-200
             self._record(notification, StepKind.UPLOAD, StepStatus.FAILED, detail=str(exc))
-            raise _Failed(DeliveryResult.failure(f"chart upload failed: {exc}; will retry", retryable=True)) from exc
+            raise _Failed(
+                DeliveryResult.failure(f"chart upload failed: {exc}; will retry", retryable=True)
+            ) from exc
         files = response.get("files") or [{}]
-        self._record(notification, StepKind.UPLOAD, StepStatus.DONE, channel=thread.channel, ts=thread.ts,
-                     file_id=files[0].get("id"))  # fmt: skip
+        self._record(
+            notification,
+            StepKind.UPLOAD,
+            StepStatus.DONE,
+            channel=thread.channel,
+            ts=thread.ts,
+            file_id=files[0].get("id"),
+        )
 
     # later messages: update + reply
     def _later_message(
@@ -613,7 +628,9 @@ class SlackSink:
         update = decide_step(StepKind.UPDATE, records.get(StepKind.UPDATE), attempted_before=attempted)
         if update.action is StepAction.RUN:
             message = render_message(notification, self.render_options)
-            self._record(notification, StepKind.UPDATE, StepStatus.STARTED, channel=thread.channel, ts=thread.ts)
+            self._record(
+                notification, StepKind.UPDATE, StepStatus.STARTED, channel=thread.channel, ts=thread.ts
+            )
             self._call(
                 notification,
                 StepKind.UPDATE,
@@ -627,12 +644,15 @@ class SlackSink:
         last = records.get(StepKind.REPLY)
         reply = decide_step(StepKind.REPLY, last, attempted_before=attempted)
         if reply.action is StepAction.LOOKUP:
-            outcome, found = self._find_in_thread(thread, lambda m: self._is_step(m, notification, StepKind.REPLY))
+            outcome, found = self._find_in_thread(
+                thread, lambda m: self._is_step(m, notification, StepKind.REPLY)
+            )
             reply = decide_step(StepKind.REPLY, last, attempted_before=attempted, lookup=outcome)
             self._log(notification, reply)
             if reply.action is StepAction.ADOPT and found is not None:
-                self._record(notification, StepKind.REPLY, StepStatus.DONE, channel=thread.channel,
-                             ts=str(found["ts"]))  # fmt: skip
+                self._record(
+                    notification, StepKind.REPLY, StepStatus.DONE, channel=thread.channel, ts=str(found["ts"])
+                )
                 return
             if outcome is LookupOutcome.UNAVAILABLE:
                 warnings.append("could not check the thread for an earlier reply; replying again")
@@ -660,13 +680,20 @@ class SlackSink:
             self._record(notification, StepKind.REPLY, StepStatus.SKIPPED, detail=failed.result.error or "")
             warnings.append(failed.result.error or "thread reply failed")
             return
-        self._record(notification, StepKind.REPLY, StepStatus.DONE, channel=thread.channel, ts=str(response["ts"]))
+        self._record(
+            notification, StepKind.REPLY, StepStatus.DONE, channel=thread.channel, ts=str(response["ts"])
+        )
 
     # -- lookups ----------------------------------------------------------------------------------
     @staticmethod
     def _log(notification: Notification, decision: Any) -> None:
-        log.info("slack_step_recovery", notification_id=notification.id, step=decision.step.value,
-                 action=decision.action.value, reason=decision.reason.value)  # fmt: skip
+        log.info(
+            "slack_step_recovery",
+            notification_id=notification.id,
+            step=decision.step.value,
+            action=decision.action.value,
+            reason=decision.reason.value,
+        )
 
     @staticmethod
     def _is_step(message: dict[str, Any], notification: Notification, step: StepKind) -> bool:
@@ -752,7 +779,11 @@ class SlackUserGroups:
     cached for ``ttl``. A failed lookup is logged and counts as "no members" (refuse, never allow)."""
 
     def __init__(
-        self, client: WebClient, *, ttl: timedelta = timedelta(minutes=5), clock: Callable[[], datetime] | None = None
+        self,
+        client: WebClient,
+        *,
+        ttl: timedelta = timedelta(minutes=5),
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.client = client
         self.ttl = ttl

@@ -40,8 +40,14 @@ from tests.alerts.factories import BUCKET, T0, incident, signal
 ACTION_TS = T0 + timedelta(minutes=3)
 
 
-def payload(action_id: str, value: str | None = None, *, selected: str | None = None, user: str = "U1",
-            ts: str = "1770033780.000100") -> dict[str, Any]:  # fmt: skip
+def payload(
+    action_id: str,
+    value: str | None = None,
+    *,
+    selected: str | None = None,
+    user: str = "U1",
+    ts: str = "1770033780.000100",
+) -> dict[str, Any]:
     """A block_actions payload shaped as Slack sends it."""
     element: dict[str, Any] = {"action_id": action_id, "block_id": "livewatch_actions", "action_ts": ts}
     if value is not None:
@@ -155,7 +161,9 @@ APPLY_CASES = [
 
 
 @pytest.mark.parametrize(("inc", "action", "reason", "state"), APPLY_CASES)
-def test_apply_action(inc: Incident, action: IncidentAction, reason: ActionReason, state: IncidentState) -> None:
+def test_apply_action(
+    inc: Incident, action: IncidentAction, reason: ActionReason, state: IncidentState
+) -> None:
     outcome = apply_action(inc, action, NOW)
     assert (outcome.reason, outcome.incident.state) == (reason, state)
     assert (outcome.incident is inc) != reason.changed
@@ -206,9 +214,12 @@ ROUTE = Route(receiver="slack", channel="#tns-alerts", repeat_interval=timedelta
 @pytest.fixture
 def world() -> AlertRepos:
     repos = AlertRepos(
-        InMemoryIncidentRepository(), InMemoryOutbox(), InMemorySilenceRepository(),
-        actions=InMemoryActionLog(), false_positives=InMemoryFalsePositives(),
-    )  # fmt: skip
+        InMemoryIncidentRepository(),
+        InMemoryOutbox(),
+        InMemorySilenceRepository(),
+        actions=InMemoryActionLog(),
+        false_positives=InMemoryFalsePositives(),
+    )
     process([signal()], T0, repos=repos, routes=ROUTE)
     deliver_pending(repos.outbox, {"slack": RecordingSink()}, T0)
     return repos
@@ -229,7 +240,11 @@ def test_acknowledge_from_slack_edits_the_message_and_notes_it_once(world: Alert
     result = _handle(world, action)
     assert result.ok and result.reason == "acknowledged" and result.text == "Acknowledged by @ana."
     (note,) = world.outbox.pending()
-    assert (note.reason, note.note, note.id) == (NotifyReason.ACTION, "Acknowledged by @ana.", result.notification_ids[0])
+    assert (note.reason, note.note, note.id) == (
+        NotifyReason.ACTION,
+        "Acknowledged by @ana.",
+        result.notification_ids[0],
+    )
     again = _handle(world, action, NOW + timedelta(seconds=20))  # Slack retried the delivery
     assert again.ok and again.reason == "already_acknowledged" and again.notification_ids == ()
     assert len(world.outbox.pending()) == 1

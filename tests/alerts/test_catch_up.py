@@ -44,10 +44,18 @@ def test_catch_up_gate(
 def test_timeline_skips_notifications_and_elides_the_middle() -> None:
     events = [LifecycleEvent("i", LifecycleKind.OPENED, T0, "livewatch", "1 signal(s)")]
     events += [LifecycleEvent("i", LifecycleKind.NOTIFIED, T0, "livewatch", "first")]
-    events += [LifecycleEvent("i", LifecycleKind.UPDATED, T0 + i * BUCKET, "livewatch", f"u{i}") for i in range(1, 12)]
+    events += [
+        LifecycleEvent("i", LifecycleKind.UPDATED, T0 + i * BUCKET, "livewatch", f"u{i}")
+        for i in range(1, 12)
+    ]
     lines = summarise_timeline(events, limit=4).splitlines()
-    assert lines == ["2026-02-02 12:00 opened: 1 signal(s)", "2026-02-02 12:15 updated: u1",
-                     "2026-02-02 12:30 updated: u2", "… 8 more …", "2026-02-02 14:45 updated: u11"]  # fmt: skip
+    assert lines == [
+        "2026-02-02 12:00 opened: 1 signal(s)",
+        "2026-02-02 12:15 updated: u1",
+        "2026-02-02 12:30 updated: u2",
+        "… 8 more …",
+        "2026-02-02 14:45 updated: u11",
+    ]
 
 
 ROUTE = Route(receiver="slack", channel="#tns-alerts", repeat_interval=timedelta(minutes=30))

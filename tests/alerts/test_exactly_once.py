@@ -73,9 +73,14 @@ class World:
 
     def sink(self, steps: InMemoryStepLog | None = None) -> SlackSink:
         return SlackSink.from_token(
-            self.fake.token, api_url=self.fake.api_url, timeout=2, max_retries=1, backoff_factor=0.001,
-            steps=steps or self.steps, channels=self.channels,
-        )  # fmt: skip
+            self.fake.token,
+            api_url=self.fake.api_url,
+            timeout=2,
+            max_retries=1,
+            backoff_factor=0.001,
+            steps=steps or self.steps,
+            channels=self.channels,
+        )
 
     def deliver(self, at: int, sink: SlackSink | None = None) -> None:
         report = deliver_pending(self.outbox, {"slack": sink or self.sink()}, T0 + at * BUCKET)

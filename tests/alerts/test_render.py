@@ -134,7 +134,7 @@ def _catch_up_summary() -> Notification:
     return notification(inc, NotifyReason.CATCH_UP_SUMMARY, now=T0 + 3 * BUCKET) | _note(timeline)
 
 
-class _note:  # noqa: N801 - tiny helper: ``notification | _note(text)``
+class _note:
     def __init__(self, text: str) -> None:
         self.text = text
 
@@ -259,8 +259,8 @@ def test_resolved_reply_counts_clean_buckets() -> None:
     assert render_reply(snoozed).startswith("*Still firing (reminder)*: reports in EU 1,840 vs 1,020")
 
 
-def _actions(note: Notification, options: RenderOptions = RenderOptions()) -> dict[str, Any]:
-    block = render_message(note, options).blocks[-1]
+def _actions(note: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
+    block = render_message(note, options or RenderOptions()).blocks[-1]
     assert block["type"] == "actions"
     return {e["action_id"]: e for e in block["elements"]}
 
