@@ -465,6 +465,10 @@ class SlackSink:
             failed = classify_error(exc, method=method, channel=channel)
             self._record(notification, step, StepStatus.FAILED, channel=channel, detail=failed.error or "")
             raise _Failed(failed) from exc
+        except SlackRequestError as exc:  # e.g. the file upload POST answered non-200: nothing was shared
+            failed = DeliveryResult.failure(f"Slack {method} to {channel}: {exc}; will retry", retryable=True)
+            self._record(notification, step, StepStatus.FAILED, channel=channel, detail=str(exc))
+            raise _Failed(failed) from exc
         except (SlackClientError, OSError, RemoteDisconnected) as exc:
             raise _Failed(classify_error(exc, method=method, channel=channel)) from exc
 
@@ -601,11 +605,6 @@ class SlackSink:
             )
             warnings.append(f"chart upload failed: {failed.result.error}")
             return
-        except SlackRequestError as exc:  # the upload POST itself answered non-200
-            self._record(notification, StepKind.UPLOAD, StepStatus.FAILED, detail=str(exc))
-            raise _Failed(
-                DeliveryResult.failure(f"chart upload failed: {exc}; will retry", retryable=True)
-            ) from exc
         files = response.get("files") or [{}]
         self._record(
             notification,
@@ -726,6 +725,8 @@ class SlackSink:
                     break
         except Exception as exc:
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+            if code == "missing_scope":
+                self._listed = True  # will not change in this process: do not ask for every message
             warnings.append(
                 f"could not resolve {channel} to a channel id ({code}; needs channels:read / groups:read); "
                 "posting by name"

@@ -212,3 +212,14 @@ def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
 def test_first_attempt_does_not_read_history(fake_slack: FakeSlack, first: Notification) -> None:
     make_sink(fake_slack, charts=False).send(first)
     assert fake_slack.calls("conversations.history") == []
+
+
+def test_a_failed_upload_post_is_retried_later_not_dropped(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    sink = make_sink(fake_slack)
+    fake_slack.fail_next(1, status=500, methods={"upload"})
+    failed = sink.send(first)
+    assert not failed.ok and failed.retryable and "will retry" in (failed.error or "")
+    assert sink.send(replace(first, attempts=1)).ok
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and len(fake_slack.files()) == 1
