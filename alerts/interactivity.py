@@ -23,6 +23,16 @@ answered "livewatch could not apply that".
     ``start()`` / ``close()``; ``url`` is where it listens.
 
 ``check_signature(verifier, body, headers, now, seen) -> SignatureCheck`` is the decision, with its reason.
+
+Slack app settings: *Interactivity & Shortcuts* on. For Socket Mode (the default) enable Socket Mode and
+create an app-level token (``xapp-...``) with ``connections:write``; no public URL is needed. For HTTP set the
+Request URL to where :class:`HttpInteractivity` is reachable (behind TLS) and give livewatch the app's
+*Signing Secret*. The bot token needs ``usergroups:read`` when the policy names user groups (see
+:data:`alerts.sinks.slack.SCOPES`).
+
+Socket Mode acknowledges an envelope before handling it (Slack wants the ack within 3 s and redelivers
+otherwise); a click whose handling then fails is logged and answered ephemerally, and the person can click
+again (actions are idempotent).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import contextlib
 import json
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime
 from enum import StrEnum
@@ -168,7 +179,7 @@ class SocketModeInteractivity:
             auto_reconnect_enabled=True,
         )
         self.client.socket_mode_request_listeners.append(self._on_request)  # type: ignore[arg-type]
-        self.results: list[ActionResult] = []
+        self.results: deque[ActionResult] = deque(maxlen=100)  # the latest results, for status and tests
 
     def __repr__(self) -> str:  # never show the token
         return f"SocketModeInteractivity(base_url={self.client.web_client.base_url!r})"

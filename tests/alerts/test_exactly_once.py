@@ -245,3 +245,26 @@ def test_missing_scope_on_post_is_permanent_and_names_the_fix(strict_slack: Fake
     (entry,) = world.outbox.entries()
     assert entry.status is DeliveryStatus.FAILED
     assert entry.error is not None and "missing_scope" in entry.error and "check-config" in entry.error
+
+
+def test_private_channels_need_the_groups_scopes(strict_slack: FakeSlack) -> None:
+    strict_slack.add_channel("tns-private", private=True)
+    world = World(strict_slack)
+    world.notes = [replace(n, channel="#tns-private") for n in world.notes]
+    world.run(crash_at=0, crash=lambda w: w.fake.drop_after_next(1, methods={"chat.postMessage"}))
+    assert len(strict_slack.top_level("#tns-private")) == 1  # recovered through groups:history
+    strict_slack.set_scopes(ALL_SCOPES - {"groups:history"})
+    other = World(strict_slack)
+    other.notes = [
+        replace(
+            n,
+            channel="#tns-private",
+            id=n.id + "-b",
+            incident=n.incident.with_changes(id="b"),
+            incident_id="b",
+        )
+        for n in other.notes
+    ]
+    other.run(crash_at=0, crash=lambda w: w.fake.drop_after_next(1, methods={"chat.postMessage"}))
+    assert len(strict_slack.top_level("#tns-private")) == 3  # one duplicate without groups:history ...
+    assert any("could not read the history" in w and "missing_scope" in w for w in other.warnings)

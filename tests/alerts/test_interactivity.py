@@ -226,4 +226,4 @@ def test_a_socket_mode_envelope_is_acked_and_handled(app: App) -> None:
     (result,) = app.results
     assert result.ok and result.reason == "snoozed"
     assert "snoozed by @ana until" in app.message()["blocks"][2]["fields"][1]["text"]
-    assert listener.results == [result]
+    assert list(listener.results) == [result]
