@@ -491,7 +491,8 @@ class SlackSink:
                 return SlackThread(last.channel or "", last.ts or ""), False
             thread = SlackThread(last.channel or "", last.ts or "")
         if decision.action is StepAction.LOOKUP:
-            outcome, found, same = self._find_post(notification, channel_id, warnings)
+            started_in = last.channel if last is not None and _CHANNEL_ID.match(last.channel or "") else None
+            outcome, found, same = self._find_post(notification, channel_id or started_in, warnings)
             decision = decide_step(StepKind.POST, last, attempted_before=attempted, lookup=outcome)
             self._log(notification, decision)
             if decision.action is StepAction.ADOPT and found is not None:
@@ -749,16 +750,21 @@ class SlackSink:
             code = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
             warnings.append(f"could not read the history of {notification.channel} ({code})")
             return LookupOutcome.UNAVAILABLE, None, False
+        ours: list[tuple[bool, str]] = []  # (posted by this very notification, ts), newest first
         for message in response.get("messages") or []:
             meta: dict[str, Any] = message.get("metadata") or {}
             payload = meta.get("event_payload") or {}
             if meta.get("event_type") not in (METADATA_EVENT_TYPE, LEGACY_METADATA_EVENT_TYPE):
                 continue
             if payload.get("incident_id") == notification.incident_id:
-                same = payload.get("notification_id") == notification.id
-                log.info("slack_recovered_thread", incident_id=notification.incident_id, ts=message.get("ts"))
-                return LookupOutcome.FOUND, SlackThread(channel_id, str(message["ts"])), same
-        return LookupOutcome.ABSENT, None, False
+                ours.append((payload.get("notification_id") == notification.id, str(message["ts"])))
+        if not ours:
+            return LookupOutcome.ABSENT, None, False
+        same, ts = max(ours, key=lambda hit: hit[0])  # this notification's own post first, else the newest
+        log.info(
+            "slack_recovered_thread", incident_id=notification.incident_id, ts=ts, same_notification=same
+        )
+        return LookupOutcome.FOUND, SlackThread(channel_id, ts), same
 
     def _find_in_thread(
         self, thread: SlackThread, match: Callable[[dict[str, Any]], bool]
