@@ -86,6 +86,7 @@ from alerts.steps import (
     StepStatus,
     decide_step,
     last_records,
+    plan_steps,
 )
 
 __all__ = [
@@ -548,7 +549,8 @@ class SlackSink:
         warnings: list[str],
     ) -> None:
         head = notification.incident.headline
-        if not self.upload_charts or head.chart is None:
+        has_chart = self.upload_charts and head.chart is not None
+        if StepKind.UPLOAD not in plan_steps(has_thread=False, has_chart=has_chart) or head.chart is None:
             return
         last = records.get(StepKind.UPLOAD)
         decision = decide_step(StepKind.UPLOAD, last, attempted_before=attempted)
