@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from http.client import RemoteDisconnected
+from urllib.error import URLError
 
 import pytest
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.state import RetryState
 
 from alerts.incidents import group_signals
 from alerts.model import Notification, NotifyReason, SlackThread
 from alerts.render import render_message
-from alerts.sinks.slack import METADATA_EVENT_TYPE, SlackSink
+from alerts.sinks.slack import METADATA_EVENT_TYPE, SafeConnectionErrorRetryHandler, SlackSink
 from tests.alerts.factories import BUCKET, T0, chart, incident, notification, signal
 from tests.fakeslack import FakeSlack
 
@@ -223,3 +227,20 @@ def test_a_failed_upload_post_is_retried_later_not_dropped(
     assert not failed.ok and failed.retryable and "will retry" in (failed.error or "")
     assert sink.send(replace(first, attempts=1)).ok
     assert len(fake_slack.top_level(CHANNEL)) == 1 and len(fake_slack.files()) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "error", "retried"),
+    [
+        ("chat.update", RemoteDisconnected("dropped"), True),  # idempotent: retry as slack_sdk does
+        ("chat.postMessage", RemoteDisconnected("dropped"), False),  # may have been accepted: look it up
+        ("files.completeUploadExternal", URLError(ConnectionResetError()), False),
+        ("chat.postMessage", URLError(ConnectionRefusedError()), True),  # never reached Slack
+    ],
+)
+def test_connection_errors_are_retried_only_when_repeating_is_safe(
+    method: str, error: Exception, retried: bool
+) -> None:
+    handler = SafeConnectionErrorRetryHandler(max_retry_count=1)
+    request = HttpRequest(method="POST", url=f"https://slack.com/api/{method}", headers={})
+    assert handler.can_retry(state=RetryState(), request=request, error=error) is retried
