@@ -1,5 +1,16 @@
-"""livewatch alerts: incidents, routing, muting, dedup, rendering and delivery (Slack, console)."""
+"""livewatch alerts: incidents, routing, muting, dedup, rendering and delivery (Slack, console), and
+people's actions from Slack (buttons, Socket Mode / signed HTTP interactivity in :mod:`alerts.interactivity`,
+imported on demand)."""
 
+from alerts.actions import (
+    ActionKind,
+    ActionPolicy,
+    ActionResult,
+    IncidentAction,
+    apply_action,
+    authorise,
+    parse_block_actions,
+)
 from alerts.engine import (
     AlertRepos,
     Decision,
@@ -7,6 +18,7 @@ from alerts.engine import (
     ProcessResult,
     acknowledge_incident,
     deliver_pending,
+    handle_action,
     process,
     resolve_incident,
     snooze_incident,
@@ -15,6 +27,7 @@ from alerts.incidents import GroupingConfig
 from alerts.model import (
     AlertSignal,
     ChartData,
+    FalsePositive,
     Incident,
     IncidentState,
     LifecycleEvent,
@@ -27,18 +40,35 @@ from alerts.model import (
     SlackThread,
 )
 from alerts.muting import MaintenanceWindow
-from alerts.ports import IncidentRepository, Outbox, SilenceRepository
+from alerts.ports import (
+    ActionLog,
+    ChannelDirectory,
+    FalsePositiveRepository,
+    IncidentRepository,
+    Outbox,
+    SilenceRepository,
+    StepLog,
+    UserGroupDirectory,
+)
 from alerts.routing import Route, validate_tree
 from alerts.severity import SeverityPolicy, SeverityRule
 
 __all__ = [
+    "ActionKind",
+    "ActionLog",
+    "ActionPolicy",
+    "ActionResult",
     "AlertRepos",
     "AlertSignal",
+    "ChannelDirectory",
     "ChartData",
     "Decision",
     "EngineConfig",
+    "FalsePositive",
+    "FalsePositiveRepository",
     "GroupingConfig",
     "Incident",
+    "IncidentAction",
     "IncidentRepository",
     "IncidentState",
     "LifecycleEvent",
@@ -56,8 +86,14 @@ __all__ = [
     "Silence",
     "SilenceRepository",
     "SlackThread",
+    "StepLog",
+    "UserGroupDirectory",
     "acknowledge_incident",
+    "apply_action",
+    "authorise",
     "deliver_pending",
+    "handle_action",
+    "parse_block_actions",
     "process",
     "resolve_incident",
     "snooze_incident",

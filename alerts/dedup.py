@@ -17,15 +17,39 @@
     10. otherwise ``nothing_new``.
 
 ``snapshot(incident, receiver, reason, now) -> NotifiedSnapshot`` records what a notification showed.
+
+``catch_up_gate(reason, previous, incident, *, live) -> NotifyReason``
+    Catch-up (buckets older than the live edge, ``live=False``) delivers each incident once, as its final
+    state; reminders and intermediate updates only happen in live time. Checked in order:
+
+    1. ``live``: the reason is unchanged;
+    2. ``resolved`` (people were told before the downtime): sent, it is the final state;
+    3. the incident resolved in this bucket and nobody was ever told (``previous is None``):
+       ``catch_up_summary`` -- one message with its final state and a short timeline;
+    4. any other reason that would send (first, grew, spread, new metric / root cause, reminder):
+       ``catching_up`` -- not sent; the first live bucket diffs against the last snapshot and sends one
+       message with the state then (an incident still open is announced as new);
+    5. otherwise the reason is unchanged (nothing new, snoozed, acknowledged).
+
+``summarise_timeline(events, *, limit=8) -> str`` -- the short timeline of a catch-up summary.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from alerts.model import AlertDataError, Incident, IncidentState, NotifiedSnapshot, NotifyReason, ensure_utc
+from alerts.model import (
+    AlertDataError,
+    Incident,
+    IncidentState,
+    LifecycleEvent,
+    NotifiedSnapshot,
+    NotifyReason,
+    ensure_utc,
+)
 
-__all__ = ["should_notify", "snapshot"]
+__all__ = ["catch_up_gate", "should_notify", "snapshot", "summarise_timeline"]
 
 
 def should_notify(
@@ -81,5 +105,31 @@ def snapshot(incident: Incident, receiver: str, reason: NotifyReason, now: datet
         regions=frozenset(incident.regions),
         root_causes=incident.top_segments(),
         magnitude=incident.magnitude,
-        resolved=reason is NotifyReason.RESOLVED,
+        resolved=reason in (NotifyReason.RESOLVED, NotifyReason.CATCH_UP_SUMMARY),
     )
+
+
+def catch_up_gate(
+    reason: NotifyReason, previous: NotifiedSnapshot | None, incident: Incident, *, live: bool
+) -> NotifyReason:
+    """What to send for ``reason`` during a catch-up; see the module docstring. Pure."""
+    if live or reason is NotifyReason.RESOLVED:
+        return reason
+    if incident.state is IncidentState.RESOLVED and previous is None:
+        return NotifyReason.CATCH_UP_SUMMARY
+    if reason.notify:
+        return NotifyReason.CATCHING_UP
+    return reason
+
+
+def summarise_timeline(events: Sequence[LifecycleEvent], *, limit: int = 8) -> str:
+    """One line per lifecycle event (``"2026-02-02 12:00 opened: 1 signal(s)"``), notifications left out,
+    the first ``limit - 1`` and the last one when there are more."""
+    lines = [
+        f"{e.at:%Y-%m-%d %H:%M} {e.kind.value}" + (f": {e.detail}" if e.detail else "")
+        for e in events
+        if e.kind.value not in ("notified", "suppressed")
+    ]
+    if len(lines) > limit:
+        lines = [*lines[: limit - 1], f"… {len(lines) - limit} more …", lines[-1]]
+    return "\n".join(lines)

@@ -19,7 +19,21 @@
 
 ``deliver_pending(...)`` is :func:`alerts.outbox.deliver_pending` (re-exported): send what is enqueued.
 
-People's actions: ``acknowledge_incident(repos, incident_id, actor, now) -> Incident``,
+``process(..., live=False)`` is the catch-up: buckets older than the live edge. Each incident is then
+delivered once, as its final state (:func:`alerts.dedup.catch_up_gate`): a resolution of an incident
+announced before is sent, an incident that began and ended during the catch-up gets one
+``catch_up_summary`` with a short timeline, everything else waits for the first live bucket (which diffs
+against the last snapshot); no reminders. (This replaces muting catch-up buckets with a window.)
+
+Actions from Slack: ``handle_action(action, now, *, repos, routes, policy, group_members=None, windows=(),
+config=None) -> ActionResult`` authorises (:func:`alerts.actions.authorise`), applies
+(:func:`alerts.actions.apply_action`), saves the incident and its events, adds the snooze silences, records
+false positives (``repos.false_positives``) and the action (``repos.actions``), and enqueues the message
+edit + thread note for every receiver that has the incident's message (a resolution or a false positive of
+an active incident goes through the normal resolution path). The same click twice changes nothing the
+second time. Call :func:`deliver_pending` afterwards so the message follows at once.
+
+People's actions (CLI): ``acknowledge_incident(repos, incident_id, actor, now) -> Incident``,
 ``snooze_incident(repos, incident_id, actor, until, now) -> Incident`` and
 ``resolve_incident(repos, incident_id, actor, now, *, routes, windows=(), config=EngineConfig())
 -> ProcessResult`` (a manual resolution notifies like an automatic one).
@@ -27,13 +41,22 @@ People's actions: ``acknowledge_incident(repos, incident_id, actor, now) -> Inci
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
-from alerts.dedup import should_notify, snapshot
+from alerts.actions import (
+    ActionPolicy,
+    ActionReason,
+    ActionRecord,
+    ActionResult,
+    IncidentAction,
+    apply_action,
+    authorise,
+)
+from alerts.dedup import catch_up_gate, should_notify, snapshot, summarise_timeline
 from alerts.incidents import (
     SYSTEM_ACTOR,
     GroupingConfig,
@@ -54,7 +77,7 @@ from alerts.model import (
 )
 from alerts.muting import MaintenanceWindow, is_incident_muted
 from alerts.outbox import DeliveryReport, deliver_pending
-from alerts.ports import IncidentRepository, Outbox, SilenceRepository
+from alerts.ports import ActionLog, FalsePositiveRepository, IncidentRepository, Outbox, SilenceRepository
 from alerts.routing import Route, route_incident
 from alerts.severity import DEFAULT_SEVERITY_POLICY, SeverityPolicy
 
@@ -67,6 +90,7 @@ __all__ = [
     "ProcessResult",
     "acknowledge_incident",
     "deliver_pending",
+    "handle_action",
     "process",
     "resolve_incident",
     "snooze_incident",
@@ -82,11 +106,14 @@ class IncidentNotFoundError(LookupError):
 @dataclass(frozen=True)
 class AlertRepos:
     """The storage :mod:`alerts` needs; :mod:`monitor.store` provides SQL versions, :mod:`alerts.testing`
-    in-memory ones."""
+    in-memory ones. ``actions`` and ``false_positives`` are only used by :func:`handle_action` (optional:
+    without them actions are not logged / false positives not recorded for the refit)."""
 
     incidents: IncidentRepository
     outbox: Outbox
     silences: SilenceRepository
+    actions: ActionLog | None = None
+    false_positives: FalsePositiveRepository | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +170,8 @@ def _notify(
     routes: Route,
     windows: Sequence[MaintenanceWindow],
     config: EngineConfig,
+    live: bool = True,
+    note: str | None = None,
 ) -> tuple[list[Notification], list[Decision], list[Incident]]:
     silences = repos.silences.list_silences(active_at=now)
     notifications: list[Notification] = []
@@ -156,6 +185,7 @@ def _notify(
             reason = should_notify(
                 previous, current, now, match.repeat_interval, grow_factor=config.grow_factor
             )
+            reason = catch_up_gate(reason, previous, current, live=live)
             muted_by = mute.reason if mute.muted and reason is not NotifyReason.RESOLVED else None
             notification_id = None
             if reason.notify and muted_by is None:
@@ -169,6 +199,11 @@ def _notify(
                     created_at=now,
                     incident=current,
                     annotation="; ".join(mute.annotations) or None,
+                    note=(
+                        summarise_timeline(repos.incidents.list_events(current.id))
+                        if reason is NotifyReason.CATCH_UP_SUMMARY
+                        else note
+                    ),
                 )
                 repos.outbox.enqueue(notification)
                 notifications.append(notification)
@@ -208,6 +243,7 @@ def process(
     routes: Route,
     windows: Sequence[MaintenanceWindow] = (),
     config: EngineConfig | None = None,
+    live: bool = True,
 ) -> ProcessResult:
     """Run one bucket through the pipeline; see the module docstring.
 
@@ -218,6 +254,7 @@ def process(
         routes: Validated route tree (:func:`alerts.routing.validate_tree`).
         windows: Maintenance / event windows from config.
         config: Stage settings.
+        live: False for catch-up buckets (older than the live edge): final states only, no reminders.
 
     Returns:
         The enqueued notifications, every decision with its reason, and the incidents after this bucket.
@@ -230,7 +267,13 @@ def process(
     for change in grouped.changes:
         _save(repos, change)
     notifications, decisions, incidents = _notify(
-        [c.incident for c in grouped.changes], now, repos=repos, routes=routes, windows=windows, config=config
+        [c.incident for c in grouped.changes],
+        now,
+        repos=repos,
+        routes=routes,
+        windows=windows,
+        config=config,
+        live=live,
     )
     return ProcessResult(tuple(notifications), tuple(decisions), tuple(incidents), grouped.absorbed)
 
@@ -275,3 +318,119 @@ def resolve_incident(
         [change.incident], now, repos=repos, routes=routes, windows=windows, config=config or EngineConfig()
     )
     return ProcessResult(tuple(notifications), tuple(decisions), tuple(incidents))
+
+
+def _action_notes(
+    incident: Incident, action: IncidentAction, note: str, now: datetime, *, repos: AlertRepos, routes: Route
+) -> list[Notification]:
+    """Message edit + thread note for every receiver that already has the incident's message."""
+    notes: list[Notification] = []
+    for match in route_incident(routes, incident):
+        if incident.notified_for(match.receiver) is None:
+            continue
+        notification = Notification(
+            id=f"{incident.id}#{match.receiver}#{now.isoformat()}#action:{action.kind.value}",
+            incident_id=incident.id,
+            receiver=match.receiver,
+            channel=match.channel,
+            reason=NotifyReason.ACTION,
+            created_at=now,
+            incident=incident,
+            note=note,
+        )
+        if repos.outbox.enqueue(notification):
+            notes.append(notification)
+            repos.incidents.record_event(
+                LifecycleEvent(
+                    incident.id,
+                    LifecycleKind.NOTIFIED,
+                    now,
+                    SYSTEM_ACTOR,
+                    f"action {action.kind.value} -> {match.receiver} {match.channel}",
+                )
+            )
+    return notes
+
+
+def handle_action(
+    action: IncidentAction,
+    now: datetime,
+    *,
+    repos: AlertRepos,
+    routes: Route,
+    policy: ActionPolicy,
+    group_members: Mapping[str, Collection[str]] | None = None,
+    windows: Sequence[MaintenanceWindow] = (),
+    config: EngineConfig | None = None,
+) -> ActionResult:
+    """Apply a person's action from Slack; see the module docstring. Never raises for a bad action.
+
+    Args:
+        action: Parsed by :func:`alerts.actions.parse_block_actions`.
+        now: Current time (UTC-aware).
+        repos: Storage (``actions`` / ``false_positives`` used when set).
+        routes: Route tree (finds the receivers that have the incident's message).
+        policy: Who may act.
+        group_members: Members of the policy's user groups (:func:`alerts.actions.resolve_group_members`).
+        windows: Maintenance windows (for the resolution path).
+        config: Stage settings.
+    """
+    ensure_utc(now, what="handle_action(now)")
+    bound = log.bind(incident_id=action.incident_id, action=action.kind.value, user_id=action.user_id)
+
+    def record(reason: str, detail: str = "") -> None:
+        if repos.actions is not None:
+            repos.actions.record_action(
+                ActionRecord(
+                    action.key,
+                    action.incident_id,
+                    action.kind,
+                    action.user_id,
+                    action.actor,
+                    now,
+                    reason,
+                    detail,
+                )
+            )
+
+    auth = authorise(action, policy, group_members=group_members)
+    if not auth.allowed:
+        bound.warning("slack_action_refused", reason=auth.reason.value)
+        record(auth.reason.value)
+        return ActionResult(False, auth.reason.value, auth.message)
+    incident = repos.incidents.get(action.incident_id)
+    if incident is None:
+        bound.warning("slack_action_unknown_incident")
+        return ActionResult(False, "unknown_incident", f"livewatch has no incident {action.incident_id}.")
+    outcome = apply_action(incident, action, now)
+    bound.info("slack_action", reason=outcome.reason.value, changed=outcome.reason.changed)
+    ids: list[str] = []
+    if outcome.reason.changed:
+        _save(repos, outcome.change)
+        for silence in outcome.silences:
+            repos.silences.add(silence)
+        if repos.false_positives is not None:
+            for fp in outcome.false_positives:
+                repos.false_positives.record_false_positive(fp)
+        closed_now = incident.active and not outcome.incident.active
+        if closed_now:
+            notes, _, _ = _notify(
+                [outcome.incident],
+                now,
+                repos=repos,
+                routes=routes,
+                windows=windows,
+                config=config or EngineConfig(),
+                note=outcome.message,
+            )
+            ids = [n.id for n in notes]
+        else:
+            ids = [
+                n.id
+                for n in _action_notes(
+                    outcome.incident, action, outcome.message, now, repos=repos, routes=routes
+                )
+            ]
+    record(outcome.reason.value, outcome.message)
+    ok = outcome.reason is not ActionReason.SNOOZE_EXPIRED
+    return ActionResult(ok, outcome.reason.value, outcome.message, tuple(ids))

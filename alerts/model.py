@@ -32,6 +32,7 @@ __all__ = [
     "AlertSignal",
     "ChartData",
     "DeliveryStatus",
+    "FalsePositive",
     "Incident",
     "IncidentState",
     "LifecycleEvent",
@@ -127,11 +128,19 @@ class NotifyReason(StrEnum):
     NOTHING_NEW = "nothing_new"
     ACKNOWLEDGED = "acknowledged"
     SNOOZED = "snoozed"
+    ACTION = "action"
+    CATCH_UP_SUMMARY = "catch_up_summary"
+    CATCHING_UP = "catching_up"
 
     @property
     def notify(self) -> bool:
         """True for reasons that send a message."""
-        return self not in (NotifyReason.NOTHING_NEW, NotifyReason.ACKNOWLEDGED, NotifyReason.SNOOZED)
+        return self not in (
+            NotifyReason.NOTHING_NEW,
+            NotifyReason.ACKNOWLEDGED,
+            NotifyReason.SNOOZED,
+            NotifyReason.CATCHING_UP,
+        )
 
     @property
     def describe(self) -> str:
@@ -147,6 +156,9 @@ class NotifyReason(StrEnum):
             "nothing_new": "nothing new",
             "acknowledged": "acknowledged; repeats suppressed",
             "snoozed": "snoozed",
+            "action": "updated from Slack",
+            "catch_up_summary": "happened while livewatch was catching up",
+            "catching_up": "catching up; the final state is sent at the live edge",
         }[self.value]
 
 
@@ -160,6 +172,7 @@ class LifecycleKind(StrEnum):
     RESOLVED = "resolved"
     NOTIFIED = "notified"
     SUPPRESSED = "suppressed"
+    FALSE_POSITIVE = "false_positive"
 
 
 class DeliveryStatus(StrEnum):
@@ -441,6 +454,10 @@ class Incident:
         group_key: ``"<metric>/<region>"`` of the first member (what the incident was opened for).
         clean_buckets: Consecutive evaluations without any member signal (drives auto-resolution).
         notified: Snapshot of the last notification enqueued per receiver (one entry per receiver).
+        false_positive: People marked it "not an incident" (from Slack); it counts as a false positive in
+            statistics and its buckets are excluded from refits (see :class:`FalsePositive`).
+        false_positive_by: Who marked it (Slack user id or name).
+        false_positive_at: When it was marked.
     """
 
     id: str
@@ -460,6 +477,9 @@ class Incident:
     snoozed_until: datetime | None = None
     notified: tuple[NotifiedSnapshot, ...] = ()
     absorbed: int = 0
+    false_positive: bool = False
+    false_positive_by: str | None = None
+    false_positive_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -537,6 +557,9 @@ class Incident:
             "snoozed_until": _iso(self.snoozed_until),
             "notified": [n.to_dict() for n in self.notified],
             "absorbed": self.absorbed,
+            "false_positive": self.false_positive,
+            "false_positive_by": self.false_positive_by,
+            "false_positive_at": _iso(self.false_positive_at),
         }
 
     @classmethod
@@ -559,6 +582,9 @@ class Incident:
             snoozed_until=_dt(data.get("snoozed_until")),
             notified=tuple(NotifiedSnapshot.from_dict(n) for n in data.get("notified", [])),
             absorbed=int(data.get("absorbed", 0)),
+            false_positive=bool(data.get("false_positive", False)),
+            false_positive_by=data.get("false_positive_by"),
+            false_positive_at=_dt(data.get("false_positive_at")),
         )
 
 
@@ -613,6 +639,8 @@ class Notification:
         annotation: Extra context, e.g. an active maintenance window that only annotates.
         attempts: Send attempts started so far (set by the outbox, see ``Outbox.mark_sending``).
         thread: Where the incident's message already is, filled by delivery from ``Outbox.thread_for``.
+        note: Text of the thread note for people's actions (``reason=action``) or the timeline of a
+            catch-up summary (``reason=catch_up_summary``); None otherwise.
     """
 
     id: str
@@ -625,6 +653,7 @@ class Notification:
     annotation: str | None = None
     attempts: int = 0
     thread: SlackThread | None = field(default=None, compare=False)
+    note: str | None = None
 
     @property
     def is_resolution(self) -> bool:
@@ -641,6 +670,7 @@ class Notification:
             "created_at": self.created_at.isoformat(),
             "incident": self.incident.to_dict(),
             "annotation": self.annotation,
+            "note": self.note,
         }
 
     @classmethod
@@ -655,6 +685,7 @@ class Notification:
             incident=Incident.from_dict(data["incident"]),
             annotation=data.get("annotation"),
             attempts=attempts,
+            note=data.get("note"),
         )
 
 
@@ -713,4 +744,63 @@ class Silence:
             created_by=data["created_by"],
             created_at=datetime.fromisoformat(data["created_at"]),
             expires_at=datetime.fromisoformat(data["expires_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class FalsePositive:
+    """Buckets people marked "not an incident": the refit leaves out ``[start, end)`` of the metric/region.
+
+    One record per incident member (metric, region), written when an incident is marked a false positive.
+
+    Attributes:
+        incident_id: The incident that was marked.
+        metric: Metric name of the member.
+        region: Region of the member.
+        start: First anomalous bucket start (UTC-aware, inclusive).
+        end: End of the last anomalous bucket seen (UTC-aware, exclusive); the incident's resolution time
+            or last signal time when later.
+        marked_by: Who marked it.
+        marked_at: When.
+    """
+
+    incident_id: str
+    metric: str
+    region: str
+    start: datetime
+    end: datetime
+    marked_by: str
+    marked_at: datetime
+
+    def __post_init__(self) -> None:
+        ensure_utc(self.start, what=f"FalsePositive({self.incident_id}).start")
+        ensure_utc(self.end, what=f"FalsePositive({self.incident_id}).end")
+        ensure_utc(self.marked_at, what=f"FalsePositive({self.incident_id}).marked_at")
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Upsert key: (incident_id, metric, region)."""
+        return (self.incident_id, self.metric, self.region)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "incident_id": self.incident_id,
+            "metric": self.metric,
+            "region": self.region,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "marked_by": self.marked_by,
+            "marked_at": self.marked_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            incident_id=data["incident_id"],
+            metric=data["metric"],
+            region=data["region"],
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            marked_by=data["marked_by"],
+            marked_at=datetime.fromisoformat(data["marked_at"]),
         )

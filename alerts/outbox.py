@@ -16,8 +16,10 @@ Notifications were recorded in the :class:`~alerts.ports.Outbox` *before* any se
    the retryable flag (permanent failures are not retried and say why).
 
 A crash between a send and its record leaves the notification pending with ``attempts > 0``; the next run
-re-sends it at most once, and the Slack sink first looks for the message that attempt may have posted,
-editing instead of duplicating. A sink raising (a bug) is caught here, logged, and treated as a retryable
+sends it again, and the sink makes that safe: the Slack sink splits a notification into recorded steps
+(post, upload, update, reply; :mod:`alerts.steps` through :class:`alerts.ports.StepLog`), skips the ones
+recorded done and looks up in Slack the ones that were started but not recorded, so nothing is posted
+twice and nothing is lost. A sink raising (a bug) is caught here, logged, and treated as a retryable
 failure of that incident only, so one broken sink or incident never stops the others.
 """
 

@@ -39,15 +39,43 @@ Times are UTC-aware ``datetime``; methods never read the clock themselves (``at`
     ``list_silences(*, active_at=None) -> list[Silence]`` -- all, or those with
         ``created_at <= active_at < expires_at``; ordered by (created_at, id)
     ``remove(silence_id) -> bool`` -- True when something was removed
+
+Added for exactly-once Slack delivery (issue 14) and actions from Slack (issue 16). Every write below must be
+**committed before the method returns** (its own short transaction, not the tick's): the Slack sink calls
+them between Slack calls, and a ``kill -9`` right after must find them.
+
+``StepLog`` (the outbox's per-step records, see :mod:`alerts.steps`)
+    ``record_step(record: StepRecord) -> None`` -- append; key columns ``notification_id``, ``step``,
+        ``status``, ``at``; the whole record as ``to_dict()`` JSON
+    ``steps_for(notification_id) -> list[StepRecord]`` -- that notification's records, insertion order
+
+``ChannelDirectory`` (Slack channel name -> id cache; names are stored without the leading ``#``)
+    ``get_channel_id(name) -> str | None``
+    ``put_channel_id(name, channel_id) -> None`` -- upsert (a renamed channel gets its new id)
+
+``ActionLog`` (people's actions from Slack: audit and retry detection)
+    ``record_action(record: ActionRecord) -> bool`` -- insert; idempotent on ``record.key`` (returns False
+        and changes nothing if that key exists: Slack delivered the same click again)
+    ``list_actions(incident_id) -> list[ActionRecord]`` -- insertion order
+
+``FalsePositiveRepository`` (buckets people marked "not an incident": the refit excludes them)
+    ``record_false_positive(fp: FalsePositive) -> None`` -- upsert by ``fp.key`` (incident, metric, region)
+    ``list_false_positives(*, metric=None, region=None) -> list[FalsePositive]`` -- ordered by
+        (start, metric, region); the refit drops ``start <= bucket < end`` of that metric and region
+
+``UserGroupDirectory`` (not storage: :class:`alerts.sinks.slack.SlackUserGroups` implements it with
+``usergroups.users.list``; tests use :class:`alerts.testing.StaticUserGroups`)
+    ``members(usergroup_id) -> frozenset[str]`` -- user ids of the Slack user group (empty if unknown)
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from alerts.model import (
+    FalsePositive,
     Incident,
     IncidentState,
     LifecycleEvent,
@@ -56,8 +84,21 @@ from alerts.model import (
     Silence,
     SlackThread,
 )
+from alerts.steps import StepRecord
 
-__all__ = ["IncidentRepository", "Outbox", "SilenceRepository"]
+if TYPE_CHECKING:
+    from alerts.actions import ActionRecord
+
+__all__ = [
+    "ActionLog",
+    "ChannelDirectory",
+    "FalsePositiveRepository",
+    "IncidentRepository",
+    "Outbox",
+    "SilenceRepository",
+    "StepLog",
+    "UserGroupDirectory",
+]
 
 
 @runtime_checkable
@@ -116,3 +157,48 @@ class SilenceRepository(Protocol):
     def list_silences(self, *, active_at: datetime | None = None) -> list[Silence]: ...
 
     def remove(self, silence_id: str) -> bool: ...
+
+
+@runtime_checkable
+class StepLog(Protocol):
+    """Durable per-step records of notifications (:mod:`alerts.steps`); commit on every write."""
+
+    def record_step(self, record: StepRecord) -> None: ...
+
+    def steps_for(self, notification_id: str) -> list[StepRecord]: ...
+
+
+@runtime_checkable
+class ChannelDirectory(Protocol):
+    """Slack channel name -> id cache (names without ``#``); commit on every write."""
+
+    def get_channel_id(self, name: str) -> str | None: ...
+
+    def put_channel_id(self, name: str, channel_id: str) -> None: ...
+
+
+@runtime_checkable
+class ActionLog(Protocol):
+    """People's actions from Slack, idempotent on the action key; commit on every write."""
+
+    def record_action(self, record: ActionRecord) -> bool: ...
+
+    def list_actions(self, incident_id: str) -> list[ActionRecord]: ...
+
+
+@runtime_checkable
+class FalsePositiveRepository(Protocol):
+    """Incident members marked "not an incident", for the refit to exclude."""
+
+    def record_false_positive(self, fp: FalsePositive) -> None: ...
+
+    def list_false_positives(
+        self, *, metric: str | None = None, region: str | None = None
+    ) -> list[FalsePositive]: ...
+
+
+@runtime_checkable
+class UserGroupDirectory(Protocol):
+    """Members of Slack user groups (``usergroups.users.list``)."""
+
+    def members(self, usergroup_id: str) -> frozenset[str]: ...

@@ -7,8 +7,19 @@
     exact ``livewatch investigate`` command(s), people's actions and window annotations; plus a fallback
     ``text`` for notifications and clients without blocks.
 
+    The last block is an ``actions`` block (:func:`actions_block`): Acknowledge, a Snooze select (1 h /
+    4 h / 24 h), Resolve, Not an incident (false positive, with a confirmation) and Investigate (a link
+    when ``RenderOptions.investigate_url`` is set, else a button whose ephemeral answer is the CLI
+    command). ``action_id`` s are :data:`alerts.actions.ACTION_IDS`; ``value`` carries the incident id
+    (``"<id>|<duration>"`` for snooze options). Buttons follow the state: no Acknowledge once
+    acknowledged, only Not an incident / Investigate once resolved, only Investigate once marked.
+
+    The status says who acknowledged (and when), until when it is snoozed and by whom, who resolved it,
+    and "marked not an incident by ..." for false positives. A catch-up summary carries its timeline.
+
 ``render_reply(notification) -> str``
-    The short thread reply posted with every later notification ("spread to another region: now EU, US").
+    The short thread reply posted with every later notification ("spread to another region: now EU, US");
+    for people's actions, the action's note ("Acknowledged by @ana.").
 
 Every value that comes from data (metric, region, segment, command, actor, annotation) goes through
 :func:`escape` (``&``, ``<``, ``>``), so a segment named ``<!channel>`` or ``<http://evil|x>`` is shown as
@@ -23,7 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+from alerts.actions import ACTION_IDS, SNOOZE_CHOICES, ActionKind
 from alerts.incidents import SYSTEM_ACTOR
 from alerts.model import AlertSignal, Incident, IncidentState, Notification, NotifyReason, RootCause, Severity
 
@@ -34,6 +47,7 @@ __all__ = [
     "MAX_SECTION_TEXT",
     "RenderOptions",
     "SlackMessage",
+    "actions_block",
     "escape",
     "render_message",
     "render_reply",
@@ -60,11 +74,16 @@ class RenderOptions:
         max_members: Member lines before "and N more".
         max_root_causes: Root-cause lines before "and N more".
         max_commands: Investigate commands before "and N more".
+        actions: Add the actions block (buttons).
+        investigate_url: URL template of the Investigate button (``{incident_id}`` is replaced, URL-quoted);
+            None makes it a button answered with the CLI command.
     """
 
     max_members: int = 15
     max_root_causes: int = 5
     max_commands: int = 3
+    actions: bool = True
+    investigate_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +154,9 @@ def _kind(incident: Incident) -> str:
 
 
 def _title(incident: Incident, resolved: bool) -> str:
-    if resolved:
+    if incident.false_positive:
+        lead = ":no_entry_sign: NOT AN INCIDENT"
+    elif resolved:
         lead = ":white_check_mark: RESOLVED"
     else:
         lead = f"{_SEVERITY_ICON[incident.severity]} {incident.severity.value.upper()}"
@@ -164,10 +185,19 @@ def _cause_line(rc: RootCause) -> str:
 
 
 def _status(incident: Incident) -> str:
+    if incident.false_positive:
+        when = f" {_date(incident.false_positive_at)}" if incident.false_positive_at else ""
+        return f"marked not an incident by {escape(incident.false_positive_by or '?')}{when}"
     if incident.state is IncidentState.RESOLVED and incident.resolved_at is not None:
-        return f"resolved {_date(incident.resolved_at)}"
+        by = (
+            ""
+            if incident.resolved_by in (None, SYSTEM_ACTOR)
+            else f" by {escape(incident.resolved_by or '?')}"
+        )
+        return f"resolved{by} {_date(incident.resolved_at)}"
     if incident.state is IncidentState.ACKNOWLEDGED:
-        return f"acknowledged by {escape(incident.acknowledged_by or '?')}"
+        when = f" {_date(incident.acknowledged_at)}" if incident.acknowledged_at else ""
+        return f"acknowledged by {escape(incident.acknowledged_by or '?')}{when}"
     if incident.state is IncidentState.SNOOZED and incident.snoozed_until is not None:
         return f"snoozed by {escape(incident.snoozed_by or '?')} until {_date(incident.snoozed_until)}"
     return incident.state.value
@@ -185,6 +215,80 @@ def _section(text: str) -> dict[str, Any]:
 
 def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}]}
+
+
+def _button(text: str, kind: ActionKind, value: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": ACTION_IDS[kind],
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "value": value,
+        **extra,
+    }
+
+
+def _confirm(title: str, text: str, yes: str) -> dict[str, Any]:
+    return {
+        "title": {"type": "plain_text", "text": title},
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+
+
+#: Slack's limit on a select option's ``value``.
+MAX_OPTION_VALUE = 150
+
+
+def actions_block(incident: Incident, options: RenderOptions = RenderOptions()) -> dict[str, Any] | None:
+    """The buttons of the incident's message for its current state (None when nothing is left to do)."""
+    value = incident.id
+    elements: list[dict[str, Any]] = []
+    if incident.active:
+        if incident.state is not IncidentState.ACKNOWLEDGED:
+            elements.append(_button("Acknowledge", ActionKind.ACKNOWLEDGE, value, style="primary"))
+        if len(value) + 5 <= MAX_OPTION_VALUE:
+            elements.append(
+                {
+                    "type": "static_select",
+                    "action_id": ACTION_IDS[ActionKind.SNOOZE],
+                    "placeholder": {"type": "plain_text", "text": "Snooze…"},
+                    "options": [
+                        {"text": {"type": "plain_text", "text": f"Snooze {key}"}, "value": f"{value}|{key}"}
+                        for key in SNOOZE_CHOICES
+                    ],
+                }
+            )
+        elements.append(
+            _button(
+                "Resolve",
+                ActionKind.RESOLVE,
+                value,
+                confirm=_confirm(
+                    "Resolve incident?", "Close it now; a new anomaly opens a new one.", "Resolve"
+                ),
+            )
+        )
+    if not incident.false_positive:
+        elements.append(
+            _button(
+                "Not an incident",
+                ActionKind.FALSE_POSITIVE,
+                value,
+                style="danger",
+                confirm=_confirm(
+                    "Not an incident?",
+                    "Marks it a false positive and leaves its buckets out of the next refit.",
+                    "Mark",
+                ),
+            )
+        )
+    if options.investigate_url:
+        url = options.investigate_url.replace("{incident_id}", quote(incident.id, safe=""))
+        elements.append(_button("Investigate", ActionKind.INVESTIGATE, value, url=url))
+    else:
+        elements.append(_button("Investigate", ActionKind.INVESTIGATE, value))
+    return {"type": "actions", "block_id": "livewatch_actions", "elements": elements}
 
 
 def render_message(notification: Notification, options: RenderOptions = RenderOptions()) -> SlackMessage:
@@ -243,18 +347,28 @@ def render_message(notification: Notification, options: RenderOptions = RenderOp
         text = "*Investigate*\n" + "\n".join(f"`{escape(c)}`" for c in shown)
         blocks.append(_section(text + (f"\n…and {extra} more" if extra > 0 else "")))
 
+    if notification.reason is NotifyReason.CATCH_UP_SUMMARY and notification.note:
+        blocks.append(_section(f"*Timeline* (while livewatch was catching up)\n{escape(notification.note)}"))
+
     notes: list[str] = []
     if notification.annotation:
         notes.append(f":calendar: {escape(notification.annotation)}")
     if incident.absorbed:
         notes.append(f"{incident.absorbed} per-segment signal(s) folded into this incident")
-    if resolved:
+    if resolved and not incident.false_positive:
         notes.append(f"Resolved: {_resolution(incident)}")
     if notes:
         blocks.append(_context(" · ".join(notes)))
-    blocks = blocks[:MAX_BLOCKS]
+    buttons = actions_block(incident, options) if options.actions else None
+    blocks = [*blocks[: MAX_BLOCKS - 1], buttons] if buttons else blocks[:MAX_BLOCKS]
 
-    lead = "RESOLVED" if resolved else incident.severity.value.upper()
+    lead = (
+        "NOT AN INCIDENT"
+        if incident.false_positive
+        else "RESOLVED"
+        if resolved
+        else incident.severity.value.upper()
+    )
     text = (
         f"[{lead}] {_names(incident.metrics)} {_kind(incident)} in {_names(incident.regions)}: "
         f"{_num(head.observed)} vs {_num(head.expected)} expected ({_pct(head.change_pct)}) — "
@@ -268,7 +382,11 @@ def render_reply(notification: Notification) -> str:
     incident = notification.incident
     head = incident.headline
     reason = notification.reason
-    if reason is NotifyReason.RESOLVED:
+    if reason is NotifyReason.ACTION and notification.note:
+        return _clip(escape(notification.note), MAX_SECTION_TEXT)
+    if incident.false_positive:
+        body = f"marked not an incident by {escape(incident.false_positive_by or '?')}"
+    elif reason is NotifyReason.RESOLVED:
         body = _resolution(incident)
     elif reason is NotifyReason.NEW_METRIC_JOINED:
         body = f"metrics now {_names(incident.metrics, 10)}"

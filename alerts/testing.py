@@ -4,9 +4,14 @@ In-memory implementations of the :mod:`alerts.ports` protocols, with exactly the
 there, so tests of :mod:`alerts` (and of code that uses it) need no database; and :class:`RecordingSink`,
 a sink that records what it was asked to send and can be told to fail.
 
-Contract checks ``check_incident_repository(repo)``, ``check_outbox(outbox)`` and
-``check_silence_repository(repo)`` exercise any implementation of the ports (given empty) and raise
-``AssertionError`` naming the broken rule: ``monitor.store``'s tests can run them on the SQL versions.
+Also in memory: :class:`InMemoryStepLog`, :class:`InMemoryChannelDirectory`, :class:`InMemoryActionLog`,
+:class:`InMemoryFalsePositives` and :class:`StaticUserGroups` (the ports added for issues 14 and 16).
+
+Contract checks ``check_incident_repository(repo)``, ``check_outbox(outbox)``,
+``check_silence_repository(repo)``, ``check_step_log(log)``, ``check_channel_directory(directory)``,
+``check_action_log(log)`` and ``check_false_positive_repository(repo)`` exercise any implementation of the
+ports (given empty) and raise ``AssertionError`` naming the broken rule: ``monitor.store``'s tests can run
+them on the SQL versions.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alerts.actions import ActionKind, ActionRecord
 from alerts.model import (
     AlertSignal,
     DeliveryStatus,
+    FalsePositive,
     Incident,
     IncidentState,
     LifecycleEvent,
@@ -33,18 +40,36 @@ from alerts.model import (
     Silence,
     SlackThread,
 )
-from alerts.ports import IncidentRepository, Outbox, SilenceRepository
+from alerts.ports import (
+    ActionLog,
+    ChannelDirectory,
+    FalsePositiveRepository,
+    IncidentRepository,
+    Outbox,
+    SilenceRepository,
+    StepLog,
+)
 from alerts.sinks.base import DeliveryResult
+from alerts.steps import StepKind, StepRecord, StepStatus
 
 __all__ = [
+    "InMemoryActionLog",
+    "InMemoryChannelDirectory",
+    "InMemoryFalsePositives",
     "InMemoryIncidentRepository",
     "InMemoryOutbox",
     "InMemorySilenceRepository",
+    "InMemoryStepLog",
     "RecordingSink",
+    "StaticUserGroups",
     "UnknownNotificationError",
+    "check_action_log",
+    "check_channel_directory",
+    "check_false_positive_repository",
     "check_incident_repository",
     "check_outbox",
     "check_silence_repository",
+    "check_step_log",
 ]
 
 
@@ -194,6 +219,82 @@ class InMemorySilenceRepository:
 
     def remove(self, silence_id: str) -> bool:
         return self._silences.pop(silence_id, None) is not None
+
+
+class InMemoryStepLog:
+    """:class:`alerts.ports.StepLog` in a list."""
+
+    def __init__(self) -> None:
+        self._records: list[StepRecord] = []
+
+    def record_step(self, record: StepRecord) -> None:
+        self._records.append(record)
+
+    def steps_for(self, notification_id: str) -> list[StepRecord]:
+        return [r for r in self._records if r.notification_id == notification_id]
+
+    @property
+    def records(self) -> list[StepRecord]:
+        return list(self._records)
+
+
+class InMemoryChannelDirectory:
+    """:class:`alerts.ports.ChannelDirectory` in a dict (names without ``#``)."""
+
+    def __init__(self, channels: dict[str, str] | None = None) -> None:
+        self._ids = {k.lstrip("#"): v for k, v in (channels or {}).items()}
+
+    def get_channel_id(self, name: str) -> str | None:
+        return self._ids.get(name.lstrip("#"))
+
+    def put_channel_id(self, name: str, channel_id: str) -> None:
+        self._ids[name.lstrip("#")] = channel_id
+
+
+class InMemoryActionLog:
+    """:class:`alerts.ports.ActionLog` in a dict."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ActionRecord] = {}
+
+    def record_action(self, record: ActionRecord) -> bool:
+        if record.key in self._records:
+            return False
+        self._records[record.key] = record
+        return True
+
+    def list_actions(self, incident_id: str) -> list[ActionRecord]:
+        return [r for r in self._records.values() if r.incident_id == incident_id]
+
+
+class InMemoryFalsePositives:
+    """:class:`alerts.ports.FalsePositiveRepository` in a dict."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str, str], FalsePositive] = {}
+
+    def record_false_positive(self, fp: FalsePositive) -> None:
+        self._records[fp.key] = fp
+
+    def list_false_positives(
+        self, *, metric: str | None = None, region: str | None = None
+    ) -> list[FalsePositive]:
+        found = [
+            fp
+            for fp in self._records.values()
+            if (metric is None or fp.metric == metric) and (region is None or fp.region == region)
+        ]
+        return sorted(found, key=lambda fp: (fp.start, fp.metric, fp.region))
+
+
+class StaticUserGroups:
+    """:class:`alerts.ports.UserGroupDirectory` from a fixed mapping (group id -> user ids)."""
+
+    def __init__(self, groups: dict[str, Collection[str]] | None = None) -> None:
+        self._groups = {k: frozenset(v) for k, v in (groups or {}).items()}
+
+    def members(self, usergroup_id: str) -> frozenset[str]:
+        return self._groups.get(usergroup_id, frozenset())
 
 
 @dataclass
@@ -407,3 +508,51 @@ def check_silence_repository(repo: SilenceRepository) -> None:
     _check(repo.list_silences(active_at=_T) == [edited], "add() upserts by id")
     _check(repo.remove("s-now") is True and repo.remove("s-now") is False, "remove() says whether it removed")
     _check([s.id for s in repo.list_silences()] == ["s-old", "s-later"], "remove() removes only that silence")
+
+
+def check_step_log(log: StepLog) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.StepLog` against its contract."""
+    started = StepRecord("n1", StepKind.POST, StepStatus.STARTED, _T, channel="C1")
+    done = StepRecord("n1", StepKind.POST, StepStatus.DONE, _T, channel="C1", ts="111.1")
+    other = StepRecord("n2", StepKind.UPDATE, StepStatus.STARTED, _T, channel="C1", ts="111.1")
+    upload = StepRecord("n1", StepKind.UPLOAD, StepStatus.DONE, _T, channel="C1", ts="111.1", file_id="F1")
+    for record in (started, other, done, upload):
+        log.record_step(record)
+    _check(log.steps_for("n1") == [started, done, upload], "steps_for() in insertion order, unchanged")
+    _check(log.steps_for("n2") == [other], "steps_for() filters by notification")
+    _check(log.steps_for("missing") == [], "steps_for() of an unknown notification is empty")
+
+
+def check_channel_directory(directory: ChannelDirectory) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.ChannelDirectory` against its contract."""
+    _check(directory.get_channel_id("alerts") is None, "get_channel_id() of an unknown name is None")
+    directory.put_channel_id("alerts", "C1")
+    _check(directory.get_channel_id("alerts") == "C1", "put_channel_id() then get_channel_id()")
+    directory.put_channel_id("alerts", "C2")
+    _check(directory.get_channel_id("alerts") == "C2", "put_channel_id() upserts")
+
+
+def check_action_log(log: ActionLog) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.ActionLog` against its contract."""
+    a = ActionRecord("i1|acknowledge|U1||", "i1", ActionKind.ACKNOWLEDGE, "U1", "@ana", _T, "acknowledged")
+    b = ActionRecord("i1|resolve|U2||", "i1", ActionKind.RESOLVE, "U2", "@bo", _T, "resolved")
+    _check(log.record_action(a) is True, "record_action() of a new key returns True")
+    _check(log.record_action(a) is False, "record_action() is idempotent on the key")
+    log.record_action(b)
+    _check(log.list_actions("i1") == [a, b], "list_actions() in insertion order, unchanged")
+    _check(log.list_actions("i2") == [], "list_actions() filters by incident")
+
+
+def check_false_positive_repository(repo: FalsePositiveRepository) -> None:
+    """Exercise an EMPTY :class:`~alerts.ports.FalsePositiveRepository` against its contract."""
+    hour = timedelta(hours=1)
+    late = FalsePositive("i2", "reports", "US", _T + hour, _T + 2 * hour, "@ana", _T)
+    early = FalsePositive("i1", "reports", "EU", _T, _T + hour, "@ana", _T)
+    for fp in (late, early):
+        repo.record_false_positive(fp)
+    _check(repo.list_false_positives() == [early, late], "list_false_positives() by start")
+    _check(repo.list_false_positives(region="US") == [late], "list_false_positives(region=...)")
+    _check(repo.list_false_positives(metric="bans") == [], "list_false_positives(metric=...)")
+    moved = FalsePositive("i1", "reports", "EU", _T, _T + 3 * hour, "@bo", _T)
+    repo.record_false_positive(moved)
+    _check(repo.list_false_positives(region="EU") == [moved], "record_false_positive() upserts by key")

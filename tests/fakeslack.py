@@ -12,6 +12,21 @@ body or raw bytes). Faults can be queued for the next N API calls: HTTP 429 with
 a hang (for client timeouts), or a Slack error code; and channels can be made unknown
 (``channel_not_found``) or bot-less (``not_in_channel``).
 
+**Strict mode** (``reset(strict=True)``, fixture ``strict_slack``) behaves like Slack where the lenient
+default is forgiving: channels must exist (:meth:`FakeSlack.add_channel`; the fixture creates
+``#tns-alerts``, ``#tns-oncall`` and ``#livewatch-alerts``); ``chat.postMessage`` accepts names or ids but
+``conversations.history`` / ``conversations.replies`` need the id (a name answers ``channel_not_found``);
+``conversations.list`` is paginated (``limit`` / ``cursor``); the token's scopes are honoured (a call
+without its scope answers ``missing_scope`` with ``needed`` / ``provided``) and every API response carries
+``x-oauth-scopes``. In both modes: ``conversations.replies``, ``files.info``, ``usergroups.users.list``,
+file uploads appear as a file message in the thread (like Slack's file shares), ``apps.connections.open``
+(app token ``fake.app_token``) hands out the ``ws://`` URL of :class:`FakeSocketMode`, and ``response_url``
+posts (``fake.response_url(...)``) are recorded in ``fake.responses``.
+
+**Crash after accept**: :meth:`FakeSlack.drop_after_next` makes the next N calls of a method take full
+effect and then close the connection without answering, as if the caller died (or the network broke)
+between Slack accepting the request and the caller recording it.
+
 Use it through the pytest fixtures at the bottom: ``fake_slack_server`` (one server per test session) and
 ``fake_slack`` (the same server, reset for each test). Point clients at ``fake.api_url`` (``base_url`` of
 ``slack_sdk.WebClient``) with token ``fake.token``; webhooks at ``fake.webhook_url``.
@@ -19,8 +34,14 @@ Use it through the pytest fixtures at the bottom: ``fake_slack_server`` (one ser
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import json
+import socket
+import struct
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +50,43 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-__all__ = ["FakeSlack", "Fault", "RecordedRequest", "fake_slack", "fake_slack_server"]
+__all__ = [
+    "ALL_SCOPES",
+    "FakeSlack",
+    "FakeSocketMode",
+    "Fault",
+    "RecordedRequest",
+    "fake_slack",
+    "fake_slack_server",
+    "strict_slack",
+]
+
+#: Scopes a fully granted bot token has in the fake.
+ALL_SCOPES = frozenset(
+    {
+        "chat:write",
+        "channels:read",
+        "groups:read",
+        "channels:history",
+        "groups:history",
+        "files:write",
+        "files:read",
+        "usergroups:read",
+    }
+)
+
+#: Scopes each method needs (any one of them; ``{kind}`` is ``channels`` or ``groups`` by channel).
+_METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "conversations.list": ("channels:read", "groups:read"),
+    "conversations.history": ("{kind}:history",),
+    "conversations.replies": ("{kind}:history",),
+    "files.getUploadURLExternal": ("files:write",),
+    "files.completeUploadExternal": ("files:write",),
+    "files.info": ("files:read",),
+    "usergroups.users.list": ("usergroups:read",),
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +118,7 @@ class Fault:
     retry_after: int | None = None
     hang_seconds: float = 0.0
     methods: frozenset[str] | None = None
+    drop_after_accept: bool = False
 
 
 @dataclass
@@ -74,14 +132,21 @@ class _State:
     not_member_channels: set[str] = field(default_factory=set)
     webhook_messages: list[dict[str, Any]] = field(default_factory=list)
     counter: int = 0
+    strict: bool = False
+    scopes: frozenset[str] = ALL_SCOPES
+    private_channels: set[str] = field(default_factory=set)
+    usergroups: dict[str, list[str]] = field(default_factory=dict)
+    responses: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakeSlack:
     """The fake server; see the module docstring."""
 
     token = "xoxb-fake-token"
+    app_token = "xapp-fake-token"
 
     def __init__(self) -> None:
+        self.socket_mode = FakeSocketMode()
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._state = _State()
@@ -106,19 +171,53 @@ class FakeSlack:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeSlack:
         self._thread.start()
+        self.socket_mode.start()
         return self
 
     def stop(self) -> None:
         self._release.set()
+        self.socket_mode.stop()
         self._server.shutdown()
         self._server.server_close()
 
-    def reset(self) -> None:
-        """Forget requests, messages, faults and channel settings (wakes any hanging request)."""
+    def reset(self, *, strict: bool = False, scopes: frozenset[str] | set[str] | None = None) -> None:
+        """Forget requests, messages, faults and channel settings (wakes any hanging request).
+
+        Args:
+            strict: Behave like Slack (see the module docstring).
+            scopes: The bot token's scopes (default: :data:`ALL_SCOPES`).
+        """
         self._release.set()
         with self._lock:
-            self._state = _State()
+            self._state = _State(strict=strict, scopes=frozenset(ALL_SCOPES if scopes is None else scopes))
         self._release = threading.Event()
+        self.socket_mode.reset()
+
+    def add_channel(self, name: str, *, private: bool = False) -> str:
+        """Create a channel (strict mode needs it before posting); returns its id."""
+        with self._lock:
+            cid = self._channel_id(name)
+            if private:
+                self._state.private_channels.add(cid)
+            return cid
+
+    def set_scopes(self, scopes: set[str] | frozenset[str]) -> None:
+        """The bot token now has exactly these scopes."""
+        with self._lock:
+            self._state.scopes = frozenset(scopes)
+
+    def add_usergroup(self, group_id: str, users: list[str]) -> None:
+        with self._lock:
+            self._state.usergroups[group_id] = list(users)
+
+    def response_url(self, key: str = "r1") -> str:
+        """A ``response_url`` to put in interaction payloads; posts to it land in :attr:`responses`."""
+        return f"http://127.0.0.1:{self.port}/response/{key}"
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._state.responses)
 
     @property
     def port(self) -> int:
@@ -154,6 +253,15 @@ class FakeSlack:
     def hang_next(self, count: int, *, seconds: float, methods: set[str] | None = None) -> None:
         """The next ``count`` API calls wait ``seconds`` (or until reset) before answering 500."""
         self._add(Fault(count, hang_seconds=seconds, methods=frozenset(methods) if methods else None))
+
+    def drop_after_next(self, count: int, *, methods: set[str]) -> None:
+        """The next ``count`` calls of ``methods`` take effect, then the connection closes unanswered.
+
+        ``"upload"`` names the file upload POST.
+        """
+        self._add(
+            Fault(count, error="dropped_after_accept", methods=frozenset(methods), drop_after_accept=True)
+        )
 
     def error_next(self, count: int, error: str, *, methods: set[str] | None = None) -> None:
         """The next ``count`` API calls answer HTTP 200 ``{"ok": false, "error": error}``."""
@@ -205,8 +313,13 @@ class FakeSlack:
         return [m for m in self.messages(channel) if m.get("thread_ts") == ts]
 
     def files(self) -> list[dict[str, Any]]:
+        """Files whose upload was completed (shared)."""
         with self._lock:
-            return [dict(f) for f in self._state.uploads.values()]
+            return [dict(f) for f in self._state.uploads.values() if f.get("completed")]
+
+    def text_replies(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        """Thread replies that are messages (not file shares)."""
+        return [m for m in self.replies(channel, ts) if "files" not in m]
 
     @property
     def webhook_messages(self) -> list[dict[str, Any]]:
@@ -241,6 +354,8 @@ class FakeSlack:
         body: Any
         if split.path.startswith("/upload/"):
             method, body = "upload", raw
+        elif split.path.startswith("/response/"):
+            method, body = "response", json.loads(raw or b"{}")
         elif split.path.startswith("/webhook"):
             method, body = "webhook", json.loads(raw or b"{}")
         else:
@@ -252,11 +367,14 @@ class FakeSlack:
             else:
                 body = dict(parse_qsl(raw.decode("utf-8")))
 
-        fault = self._take_fault(method) if method not in ("upload",) else None
+        fault = self._take_fault(method)
         with self._lock:
             self._state.requests.append(
                 RecordedRequest(method, verb, headers, body, None if fault is None else fault.error)
             )
+        if fault is not None and fault.drop_after_accept:
+            self._drop_after(handler, method, split.path, raw, body, headers)
+            return
         if fault is not None:
             if fault.hang_seconds:
                 self._release.wait(fault.hang_seconds)
@@ -264,11 +382,13 @@ class FakeSlack:
             self._reply(handler, fault.status, {"ok": False, "error": fault.error}, extra)
             return
         if method == "upload":
-            file_id = split.path.removeprefix("/upload/")
-            with self._lock:
-                if file_id in self._state.uploads:
-                    self._state.uploads[file_id]["data"] = raw
+            self._store_upload(split.path, raw)
             self._reply_text(handler, 200, f"OK - {len(raw)}")
+            return
+        if method == "response":
+            with self._lock:
+                self._state.responses.append(body)
+            self._reply_text(handler, 200, "ok")
             return
         if method == "webhook":
             if split.path != "/webhook":  # like a deleted or mistyped webhook URL
@@ -278,16 +398,72 @@ class FakeSlack:
                 self._state.webhook_messages.append(body)
             self._reply_text(handler, 200, "ok")
             return
-        if headers.get("authorization") != f"Bearer {self.token}":
-            self._reply(handler, 200, {"ok": False, "error": "invalid_auth"})
-            return
+        status, answer, extra = self._answer(method, headers, body)
+        self._reply(handler, status, answer, extra)
+
+    def _store_upload(self, path: str, raw: bytes) -> None:
+        file_id = path.removeprefix("/upload/")
+        with self._lock:
+            if file_id in self._state.uploads:
+                self._state.uploads[file_id]["data"] = raw
+
+    def _answer(
+        self, method: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Status, JSON answer and extra headers of one API call (applies its effects)."""
+        app_call = method == "apps.connections.open"
+        expected = self.app_token if app_call else self.token
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if not token and isinstance(body, dict):
+            token = str(body.get("token", ""))
+        if token != expected:
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
         route = getattr(self, "_api_" + method.replace(".", "_"), None)
         if route is None:
-            self._reply(handler, 404, {"ok": False, "error": "unknown_method"})
-            return
+            return 404, {"ok": False, "error": "unknown_method"}, {}
         with self._lock:
-            answer = route(body)
-        self._reply(handler, 200, answer)
+            extra = {"x-oauth-scopes": ",".join(sorted(self._state.scopes))} if self._state.strict else {}
+            missing = None if app_call else self._missing_scope(method, body)
+            answer = missing if missing is not None else route(body)
+        return 200, answer, extra
+
+    def _missing_scope(self, method: str, body: Any) -> dict[str, Any] | None:
+        """``missing_scope`` answer when the token lacks the method's scope (lock held)."""
+        needs = _METHOD_SCOPES.get(method)
+        if not needs:
+            return None
+        kind = "channels"
+        if isinstance(body, dict) and body.get("channel"):
+            key = str(body["channel"]).lstrip("#")
+            cid = self._state.channel_ids.get(key, key)
+            kind = "groups" if cid in self._state.private_channels else "channels"
+        needed = [n.format(kind=kind) for n in needs]
+        if any(n in self._state.scopes for n in needed):
+            return None
+        return {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": ",".join(needed),
+            "provided": ",".join(sorted(self._state.scopes)),
+        }
+
+    def _drop_after(
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        path: str,
+        raw: bytes,
+        body: Any,
+        headers: dict[str, str],
+    ) -> None:
+        """Apply the call's effect, then close the connection without an answer."""
+        if method == "upload":
+            self._store_upload(path, raw)
+        else:
+            self._answer(method, headers, body)
+        handler.close_connection = True
+        with contextlib.suppress(OSError):
+            handler.connection.shutdown(socket.SHUT_RDWR)
 
     def _take_fault(self, method: str) -> Fault | None:
         with self._lock:
@@ -332,13 +508,98 @@ class FakeSlack:
             return
 
     # -- API methods (called with the lock held) -------------------------------------------------
-    def _check_channel(self, channel: str) -> str | None:
+    def _known(self, channel: str) -> str | None:
+        """The id of an existing channel given by name or id, else None (strict lookups)."""
+        key = channel.lstrip("#")
+        if key in self._state.channel_ids.values():
+            return key
+        return self._state.channel_ids.get(key)
+
+    def _check_channel(self, channel: str, *, id_only: bool = False) -> str | None:
+        if self._state.strict:
+            if id_only and channel.lstrip("#") not in self._state.channel_ids.values():
+                return "channel_not_found"
+            if self._known(channel) is None:
+                return "channel_not_found"
         name = self._channel_name(self._channel_id(channel))
         if name in self._state.missing_channels:
             return "channel_not_found"
         if name in self._state.not_member_channels:
             return "not_in_channel"
         return None
+
+    def _api_apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self.socket_mode.url}
+
+    def _api_conversations_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        limit = int(body.get("limit") or 100)
+        offset = int(body.get("cursor") or 0)
+        types = set(str(body.get("types") or "public_channel").split(","))
+        channels = []
+        for name, cid in self._state.channel_ids.items():
+            private = cid in self._state.private_channels
+            if ("private_channel" if private else "public_channel") not in types:
+                continue
+            if private and "groups:read" not in self._state.scopes:
+                continue
+            if not private and "channels:read" not in self._state.scopes:
+                continue
+            channels.append(
+                {
+                    "id": cid,
+                    "name": name,
+                    "is_channel": True,
+                    "is_private": private,
+                    "is_archived": False,
+                    "is_member": name not in self._state.not_member_channels,
+                }
+            )
+        page = channels[offset : offset + limit]
+        more = offset + limit < len(channels)
+        return {
+            "ok": True,
+            "channels": page,
+            "response_metadata": {"next_cursor": str(offset + limit) if more else ""},
+        }
+
+    def _api_conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = str(body.get("channel", ""))
+        error = self._check_channel(channel, id_only=True)
+        if error:
+            return {"ok": False, "error": error}
+        cid = self._channel_id(channel)
+        ts = body.get("ts")
+        with_meta = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        thread = [m for m in self._state.messages.get(cid, []) if m["ts"] == ts or m.get("thread_ts") == ts]
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        out = []
+        for message in thread:
+            copy = dict(message)
+            if not with_meta:
+                copy.pop("metadata", None)
+            out.append(copy)
+        return {"ok": True, "messages": out, "has_more": False}
+
+    def _api_files_info(self, body: dict[str, Any]) -> dict[str, Any]:
+        upload = self._state.uploads.get(str(body.get("file", "")))
+        if upload is None or not upload.get("completed"):
+            return {"ok": False, "error": "file_not_found"}
+        share = {"ts": upload.get("message_ts"), "thread_ts": upload.get("thread_ts")}
+        kind = "private" if upload.get("channel") in self._state.private_channels else "public"
+        file = {
+            "id": upload["id"],
+            "name": upload["filename"],
+            "title": upload.get("title"),
+            "shares": {kind: {upload.get("channel"): [share]}},
+        }
+        return {"ok": True, "file": file}
+
+    def _api_usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        users = self._state.usergroups.get(str(body.get("usergroup", "")))
+        if users is None:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(users)}
 
     def _api_auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://fake.slack.test/", "team": "Livewatch Test", "user": "livewatch",
@@ -397,7 +658,7 @@ class FakeSlack:
 
     def _api_conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = str(body.get("channel", ""))
-        error = self._check_channel(channel)
+        error = self._check_channel(channel, id_only=True)
         if error:
             return {"ok": False, "error": error}
         cid = self._channel_id(channel)
@@ -441,11 +702,176 @@ class FakeSlack:
                 return {"ok": False, "error": "file_not_found"}
             if len(upload["data"]) != upload["length"]:
                 return {"ok": False, "error": "file_upload_size_mismatch"}
+            channel = body.get("channel_id")
+            if channel:
+                error = self._check_channel(str(channel))
+                if error:
+                    return {"ok": False, "error": error}
             upload.update(
-                title=item.get("title"), channel=body.get("channel_id"), thread_ts=body.get("thread_ts")
+                title=item.get("title"), channel=channel, thread_ts=body.get("thread_ts"), completed=True
             )
+            if channel:
+                message = {
+                    "type": "message",
+                    "ts": self._next_ts(),
+                    "text": "",
+                    "user": "U00000001",
+                    "files": [{"id": upload["id"], "name": upload["filename"], "title": item.get("title")}],
+                }
+                if body.get("thread_ts"):
+                    message["thread_ts"] = body["thread_ts"]
+                upload["message_ts"] = message["ts"]
+                self._state.messages.setdefault(self._channel_id(str(channel)), []).append(message)
             done.append({"id": upload["id"], "title": item.get("title"), "name": upload["filename"]})
         return {"ok": True, "files": done}
+
+
+class FakeSocketMode:
+    """A minimal loopback Socket Mode server (RFC 6455 text frames, ping/pong, close) for the builtin
+    ``slack_sdk.socket_mode`` client.
+
+    Clients get its URL from ``apps.connections.open``; on connect it sends ``hello``. Tests push envelopes
+    with :meth:`send_envelope` and wait for the client's ack with :meth:`wait_ack`.
+    """
+
+    _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(8)
+        self._cond = threading.Condition()
+        self._clients: list[socket.socket] = []
+        self._acks: dict[str, dict[str, Any]] = {}
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._sock.getsockname()[1]}/link/?ticket=fake"
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, name="fake-socket-mode", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.reset()
+        self._sock.close()
+
+    def reset(self) -> None:
+        with self._cond:
+            clients, self._clients, self._acks = self._clients, [], {}
+        for client in clients:
+            with contextlib.suppress(OSError):
+                client.close()
+
+    def wait_connected(self, timeout: float = 5.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self._clients), timeout)
+
+    def send_envelope(self, payload: dict[str, Any], *, type: str = "interactive") -> str:
+        """Send an envelope to the newest client; returns its ``envelope_id``."""
+        envelope_id = str(uuid.uuid4())
+        message = {
+            "envelope_id": envelope_id,
+            "type": type,
+            "payload": payload,
+            "accepts_response_payload": type != "events_api",
+        }
+        with self._cond:
+            client = self._clients[-1]
+        client.sendall(self._frame(json.dumps(message).encode("utf-8"), 0x1))
+        return envelope_id
+
+    def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: envelope_id in self._acks, timeout)
+            return self._acks.get(envelope_id)
+
+    # -- protocol ----------------------------------------------------------------------------------
+    @staticmethod
+    def _frame(data: bytes, opcode: int) -> bytes:
+        head = bytes([0x80 | opcode])
+        n = len(data)
+        if n <= 125:
+            head += bytes([n])
+        elif n <= 0xFFFF:
+            head += bytes([126]) + struct.pack("!H", n)
+        else:
+            head += bytes([127]) + struct.pack("!Q", n)
+        return head + data
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = client.recv(1024)
+                if not chunk:
+                    return
+                request += chunk
+            lines = request.decode("latin-1").split("\r\n")
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])
+            }
+            accept = base64.b64encode(
+                hashlib.sha1((headers.get("sec-websocket-key", "") + self._GUID).encode()).digest()
+            ).decode()
+            client.sendall(
+                (
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+                ).encode()
+            )
+            hello = {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A00000001"}}
+            client.sendall(self._frame(json.dumps(hello).encode(), 0x1))
+            with self._cond:
+                self._clients.append(client)
+                self._cond.notify_all()
+            self._read_frames(client)
+        except OSError:
+            return
+        finally:
+            client.close()
+
+    @staticmethod
+    def _read_exact(client: socket.socket, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = client.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("client closed")
+            data += chunk
+        return data
+
+    def _read_frames(self, client: socket.socket) -> None:
+        while True:
+            b1, b2 = self._read_exact(client, 2)
+            opcode, length = b1 & 0x0F, b2 & 0x7F
+            if length == 126:
+                (length,) = struct.unpack("!H", self._read_exact(client, 2))
+            elif length == 127:
+                (length,) = struct.unpack("!Q", self._read_exact(client, 8))
+            mask = self._read_exact(client, 4) if b2 & 0x80 else b"\0\0\0\0"
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self._read_exact(client, length)))
+            if opcode == 0x9:  # ping
+                client.sendall(self._frame(data, 0xA))
+            elif opcode == 0x8:  # close
+                client.sendall(self._frame(data[:2], 0x8))
+                return
+            elif opcode == 0x1:
+                message = json.loads(data.decode("utf-8"))
+                if "envelope_id" in message:
+                    with self._cond:
+                        self._acks[message["envelope_id"]] = message
+                        self._cond.notify_all()
 
 
 @pytest.fixture(scope="session")
@@ -462,4 +888,17 @@ def fake_slack_server() -> Iterator[FakeSlack]:
 def fake_slack(fake_slack_server: FakeSlack) -> FakeSlack:
     """The session's fake Slack, reset for this test."""
     fake_slack_server.reset()
+    return fake_slack_server
+
+
+#: Channels the ``strict_slack`` fixture creates.
+STRICT_CHANNELS = ("tns-alerts", "tns-oncall", "livewatch-alerts")
+
+
+@pytest.fixture
+def strict_slack(fake_slack_server: FakeSlack) -> FakeSlack:
+    """The session's fake Slack in strict mode (behaves like Slack), reset for this test."""
+    fake_slack_server.reset(strict=True)
+    for name in STRICT_CHANNELS:
+        fake_slack_server.add_channel(name)
     return fake_slack_server

@@ -8,7 +8,8 @@ errors still raise.
 ``notification.thread`` (filled by :func:`alerts.outbox.deliver_pending`) says where the incident's message
 already is; a sink that can edit messages edits it instead of posting a new one. ``notification.attempts``
 counts earlier send attempts: when it is > 0 and no thread is known, an earlier attempt may have posted
-before the process died, and a sink able to look that up should (see :mod:`alerts.sinks.slack`).
+before the process died, and a sink able to look that up should (see :mod:`alerts.sinks.slack`, which
+records each step of a delivery through :class:`alerts.ports.StepLog` and recovers step by step).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from alerts.engine import AlertRepos
 from alerts.model import Matcher
 from alerts.routing import Route
 from alerts.testing import InMemoryIncidentRepository, InMemoryOutbox, InMemorySilenceRepository
-from tests.fakeslack import fake_slack, fake_slack_server
+from tests.fakeslack import fake_slack, fake_slack_server, strict_slack
 
-__all__ = ["fake_slack", "fake_slack_server", "repos", "routes"]
+__all__ = ["fake_slack", "fake_slack_server", "repos", "routes", "strict_slack"]
 
 
 @pytest.fixture

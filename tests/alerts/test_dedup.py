@@ -126,7 +126,12 @@ def test_should_notify_table(
 
 
 def test_reason_notify_flag() -> None:
-    quiet = {NotifyReason.NOTHING_NEW, NotifyReason.ACKNOWLEDGED, NotifyReason.SNOOZED}
+    quiet = {
+        NotifyReason.NOTHING_NEW,
+        NotifyReason.ACKNOWLEDGED,
+        NotifyReason.SNOOZED,
+        NotifyReason.CATCHING_UP,
+    }
     assert {r for r in NotifyReason if not r.notify} == quiet
 
 

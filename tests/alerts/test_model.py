@@ -14,6 +14,7 @@ from alerts.model import (
     AlertDataError,
     AlertSignal,
     ChartData,
+    FalsePositive,
     Incident,
     LifecycleEvent,
     LifecycleKind,
@@ -78,6 +79,12 @@ def test_other_values_round_trip() -> None:
     assert LifecycleEvent.from_dict(json.loads(json.dumps(event.to_dict()))) == event
     sig = signal(kind="level_shift")
     assert AlertSignal.from_dict(sig.to_dict()) == sig
+    fp = FalsePositive("i", "reports", "EU", T0, T0 + timedelta(hours=1), "@ana", T0)
+    assert FalsePositive.from_dict(json.loads(json.dumps(fp.to_dict()))) == fp
+    action = replace(notification(incident(signal()), NotifyReason.ACTION), note="Acknowledged by @ana.")
+    assert Notification.from_dict(json.loads(json.dumps(action.to_dict()))) == action
+    old = {k: v for k, v in action.to_dict().items() if k != "note"}
+    assert Notification.from_dict(old).note is None  # rows written before `note` still load
 
 
 def test_incident_views_derive_from_members() -> None:

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from alerts.incidents import acknowledge, group_signals, resolve
+from alerts.actions import ACTION_IDS, ActionKind
+from alerts.incidents import acknowledge, group_signals, resolve, snooze
 from alerts.model import Notification, NotifyReason, RootCause
 from alerts.render import (
     MAX_BLOCKS,
     MAX_FIELD_TEXT,
     MAX_HEADER_TEXT,
     MAX_SECTION_TEXT,
+    RenderOptions,
     escape,
     render_message,
     render_reply,
@@ -108,7 +110,43 @@ def _hostile() -> Notification:
     return notification(inc, annotation="launch <!everyone> & co")
 
 
+def _acknowledged() -> Notification:
+    acked = acknowledge(incident(signal()), "@ana", T0 + BUCKET).incident
+    return notification(acked, NotifyReason.ACTION, now=T0 + BUCKET) | _note("Acknowledged by @ana.")
+
+
+def _snoozed() -> Notification:
+    snoozed = snooze(incident(signal()), "@bo", T0 + 4 * BUCKET + BUCKET * 16, T0 + BUCKET).incident
+    return notification(snoozed, NotifyReason.ACTION, now=T0 + BUCKET) | _note(
+        "Snoozed by @bo until 2026-02-02 17:15 UTC."
+    )
+
+
+def _false_positive() -> Notification:
+    inc = resolve(incident(signal()), "@cy", T0 + BUCKET).incident
+    inc = inc.with_changes(false_positive=True, false_positive_by="@cy", false_positive_at=T0 + BUCKET)
+    return notification(inc, NotifyReason.RESOLVED, now=T0 + BUCKET)
+
+
+def _catch_up_summary() -> Notification:
+    inc = _resolved().incident
+    timeline = "12:00 opened: 1 signal(s)\n12:45 resolved: 3 clean bucket(s)"
+    return notification(inc, NotifyReason.CATCH_UP_SUMMARY, now=T0 + 3 * BUCKET) | _note(timeline)
+
+
+class _note:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __ror__(self, note: Notification) -> Notification:
+        return replace(note, note=self.text)
+
+
 SHAPES: dict[str, Callable[[], Notification]] = {
+    "acknowledged_from_slack": _acknowledged,
+    "snoozed_from_slack": _snoozed,
+    "false_positive": _false_positive,
+    "catch_up_summary": _catch_up_summary,
     "single_metric_spike": _single,
     "multi_region": _multi_region,
     "multi_metric": _multi_metric,
@@ -142,7 +180,10 @@ def _texts(blocks: list[dict[str, Any]]) -> list[str]:
         if "text" in block:
             out.append(block["text"]["text"])
         out.extend(f["text"] for f in block.get("fields", []))
-        out.extend(e["text"] for e in block.get("elements", []))
+        for element in block.get("elements", []):
+            text = element.get("text")
+            out.append(text["text"] if isinstance(text, dict) else text or "")
+            out.extend(o["text"]["text"] for o in element.get("options", []))
     return out
 
 
@@ -216,3 +257,46 @@ def test_resolved_reply_counts_clean_buckets() -> None:
     assert render_reply(_resolved()) == "*Resolved*: back to normal after 3 clean bucket(s)"
     snoozed = replace(_single(), reason=NotifyReason.REPEAT_ELAPSED)
     assert render_reply(snoozed).startswith("*Still firing (reminder)*: reports in EU 1,840 vs 1,020")
+
+
+def _actions(note: Notification, options: RenderOptions | None = None) -> dict[str, Any]:
+    block = render_message(note, options or RenderOptions()).blocks[-1]
+    assert block["type"] == "actions"
+    return {e["action_id"]: e for e in block["elements"]}
+
+
+def test_every_open_incident_message_has_all_buttons_carrying_the_incident_id() -> None:
+    note = _single()
+    buttons = _actions(note)
+    assert list(buttons) == [ACTION_IDS[k] for k in ActionKind]
+    incident_id = note.incident_id
+    assert all(b.get("value") == incident_id for k, b in buttons.items() if k != "livewatch_snooze")
+    options = buttons["livewatch_snooze"]["options"]
+    assert [o["value"] for o in options] == [f"{incident_id}|{d}" for d in ("1h", "4h", "24h")]
+
+
+def test_buttons_follow_the_state() -> None:
+    assert ACTION_IDS[ActionKind.ACKNOWLEDGE] not in _actions(_acknowledged())
+    assert list(_actions(_resolved())) == ["livewatch_false_positive", "livewatch_investigate"]
+    assert list(_actions(_false_positive())) == ["livewatch_investigate"]
+
+
+def test_investigate_can_be_a_link() -> None:
+    button = _actions(_single(), RenderOptions(investigate_url="https://lw.example/i/{incident_id}"))[
+        "livewatch_investigate"
+    ]
+    assert button["url"] == "https://lw.example/i/reports%2FEU%2F20260202T120000Z"
+
+
+def test_no_buttons_when_disabled() -> None:
+    assert render_message(_single(), RenderOptions(actions=False)).blocks[-1]["type"] != "actions"
+
+
+def test_status_says_who_acted() -> None:
+    texts = "\n".join(_texts(render_message(_acknowledged()).blocks))
+    assert "acknowledged by @ana" in texts
+    assert "snoozed by @bo until" in "\n".join(_texts(render_message(_snoozed()).blocks))
+    fp = render_message(_false_positive())
+    assert fp.blocks[0]["text"]["text"].startswith(":no_entry_sign: NOT AN INCIDENT")
+    assert "marked not an incident by @cy" in "\n".join(_texts(fp.blocks))
+    assert render_reply(_acknowledged()) == "Acknowledged by @ana."

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from http.client import RemoteDisconnected
+from urllib.error import URLError
 
 import pytest
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.state import RetryState
 
 from alerts.incidents import group_signals
 from alerts.model import Notification, NotifyReason, SlackThread
 from alerts.render import render_message
-from alerts.sinks.slack import METADATA_EVENT_TYPE, SlackSink
+from alerts.sinks.slack import METADATA_EVENT_TYPE, SafeConnectionErrorRetryHandler, SlackSink
 from tests.alerts.factories import BUCKET, T0, chart, incident, notification, signal
 from tests.fakeslack import FakeSlack
 
@@ -47,7 +51,7 @@ def test_first_notification_posts_once_and_uploads_the_chart_into_the_thread(
     assert message["blocks"] == render_message(first).blocks
     assert message["metadata"] == {
         "event_type": METADATA_EVENT_TYPE,
-        "event_payload": {"incident_id": first.incident_id, "notification_id": first.id},
+        "event_payload": {"incident_id": first.incident_id, "notification_id": first.id, "step": "post"},
     }
     (upload,) = fake_slack.files()
     assert upload["thread_ts"] == result.ts and upload["channel"] == result.channel
@@ -104,7 +108,7 @@ def test_429_is_retried_after_retry_after_then_succeeds(fake_slack: FakeSlack, f
 def test_a_long_retry_after_goes_back_to_the_outbox_instead_of_blocking(
     fake_slack: FakeSlack, first: Notification
 ) -> None:
-    fake_slack.rate_limit_next(1, retry_after=120)
+    fake_slack.rate_limit_next(1, retry_after=120, methods={"chat.postMessage"})
     result = make_sink(fake_slack, charts=False).send(first)
     assert not result.ok and result.retryable
     assert result.error is not None and "ratelimited" in result.error and "Retry-After 120" in result.error
@@ -127,7 +131,7 @@ def test_slack_down_beyond_the_retry_budget_is_a_retryable_failure(
 
 
 def test_a_hanging_slack_times_out_as_retryable(fake_slack: FakeSlack, first: Notification) -> None:
-    fake_slack.hang_next(1, seconds=10)
+    fake_slack.hang_next(1, seconds=10, methods={"chat.postMessage"})
     result = make_sink(fake_slack, timeout=1, charts=False).send(first)
     assert not result.ok and result.retryable
     assert result.error is not None and "could not reach Slack" in result.error
@@ -168,20 +172,34 @@ def test_check_reports_the_bot_identity(fake_slack: FakeSlack) -> None:
     assert len(fake_slack.calls("auth.test")) == 1
 
 
-def test_a_failed_chart_upload_is_a_warning_not_a_resend(fake_slack: FakeSlack, first: Notification) -> None:
-    fake_slack.error_next(1, "internal_error", methods={"files.getUploadURLExternal"})
+def test_a_permanently_failed_chart_upload_is_a_warning_not_a_resend(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    fake_slack.error_next(1, "missing_scope", methods={"files.getUploadURLExternal"})
     result = make_sink(fake_slack).send(first)
     assert result.ok and len(result.warnings) == 1 and "chart upload failed" in result.warnings[0]
-    assert len(fake_slack.top_level(CHANNEL)) == 1
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and fake_slack.files() == []
+
+
+def test_a_retryable_chart_upload_failure_is_retried_without_reposting(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    sink = make_sink(fake_slack)
+    fake_slack.error_next(1, "internal_error", methods={"files.getUploadURLExternal"})
+    failed = sink.send(first)
+    assert not failed.ok and failed.retryable
+    result = sink.send(replace(first, attempts=1))
+    assert result.ok and result.warnings == ()
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and len(fake_slack.files()) == 1
 
 
 def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
     fake_slack: FakeSlack, first: Notification
 ) -> None:
-    sink = make_sink(fake_slack, charts=False)
-    posted = sink.send(first)  # the process dies before the outbox records posted.ts ...
+    posted = make_sink(fake_slack, charts=False).send(first)  # the process dies before recording ...
     channel_id = fake_slack.channel_id(CHANNEL)
     again = replace(first, channel=channel_id, attempts=1)  # ... so the same notification comes back
+    sink = make_sink(fake_slack, charts=False)  # to a restarted process without step records
     result = sink.send(again)
 
     assert result.ok and result.ts == posted.ts
@@ -190,7 +208,7 @@ def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
     assert len(fake_slack.calls("conversations.history")) == 1
 
     later = replace(notification(first.incident, NotifyReason.REPEAT_ELAPSED), channel=channel_id, attempts=1)
-    assert sink.send(later).ts == posted.ts
+    assert make_sink(fake_slack, charts=False).send(later).ts == posted.ts
     assert len(fake_slack.top_level(CHANNEL)) == 1
     assert len(fake_slack.replies(CHANNEL, posted.ts or "")) == 1
 
@@ -198,3 +216,31 @@ def test_retry_after_an_unrecorded_post_edits_instead_of_duplicating(
 def test_first_attempt_does_not_read_history(fake_slack: FakeSlack, first: Notification) -> None:
     make_sink(fake_slack, charts=False).send(first)
     assert fake_slack.calls("conversations.history") == []
+
+
+def test_a_failed_upload_post_is_retried_later_not_dropped(
+    fake_slack: FakeSlack, first: Notification
+) -> None:
+    sink = make_sink(fake_slack)
+    fake_slack.fail_next(1, status=500, methods={"upload"})
+    failed = sink.send(first)
+    assert not failed.ok and failed.retryable and "will retry" in (failed.error or "")
+    assert sink.send(replace(first, attempts=1)).ok
+    assert len(fake_slack.top_level(CHANNEL)) == 1 and len(fake_slack.files()) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "error", "retried"),
+    [
+        ("chat.update", RemoteDisconnected("dropped"), True),  # idempotent: retry as slack_sdk does
+        ("chat.postMessage", RemoteDisconnected("dropped"), False),  # may have been accepted: look it up
+        ("files.completeUploadExternal", URLError(ConnectionResetError()), False),
+        ("chat.postMessage", URLError(ConnectionRefusedError()), True),  # never reached Slack
+    ],
+)
+def test_connection_errors_are_retried_only_when_repeating_is_safe(
+    method: str, error: Exception, retried: bool
+) -> None:
+    handler = SafeConnectionErrorRetryHandler(max_retry_count=1)
+    request = HttpRequest(method="POST", url=f"https://slack.com/api/{method}", headers={})
+    assert handler.can_retry(state=RetryState(), request=request, error=error) is retried
