@@ -24,14 +24,18 @@ __all__ = [
     "UTCDateTime",
     "UnknownNotificationError",
     "WatermarkRegressionError",
+    "false_positives",
+    "incident_actions",
     "incident_events",
     "incident_members",
     "incidents",
     "metadata",
     "model_states",
+    "notification_steps",
     "notifications",
     "runs",
     "silences",
+    "slack_channels",
     "slack_threads",
     "watermarks",
 ]
@@ -250,4 +254,44 @@ silences = sa.Table(
     sa.Column("created_by", _key(IDENTIFIER), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False, index=True),
+)
+
+#: Every step of a notification's delivery (post, upload, update, reply), append-only (alerts.steps).
+notification_steps = sa.Table(
+    "notification_steps",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("notification_id", _key(LONG_ID), nullable=False, index=True),
+    sa.Column("payload", sa.JSON(), nullable=False),
+)
+
+#: Slack channel name (without '#') -> channel id, so recovery can read the history of a named channel.
+slack_channels = sa.Table(
+    "slack_channels",
+    metadata,
+    sa.Column("name", _key(IDENTIFIER), primary_key=True),
+    sa.Column("channel_id", _key(IDENTIFIER), nullable=False),
+)
+
+#: People's actions from Slack (acknowledge, snooze, resolve, not an incident), unique per action key.
+incident_actions = sa.Table(
+    "incident_actions",
+    metadata,
+    sa.Column("key", _key(LONG_ID), primary_key=True),
+    sa.Column("incident_id", _key(LONG_ID), nullable=False, index=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("payload", sa.JSON(), nullable=False),
+)
+
+#: Buckets marked "not an incident": the refit leaves them out of the baseline.
+false_positives = sa.Table(
+    "false_positives",
+    metadata,
+    sa.Column("incident_id", _key(LONG_ID), primary_key=True),
+    sa.Column("metric", _key(IDENTIFIER), primary_key=True),
+    sa.Column("region", _key(IDENTIFIER), primary_key=True),
+    sa.Column("start", UTCDateTime(), nullable=False, index=True),
+    sa.Column("end", UTCDateTime(), nullable=False),
+    sa.Column("marked_by", _key(IDENTIFIER), nullable=False),
+    sa.Column("marked_at", UTCDateTime(), nullable=False),
 )

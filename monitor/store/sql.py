@@ -76,8 +76,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from alerts.actions import ActionRecord
 from alerts.model import (
     DeliveryStatus,
+    FalsePositive,
     Incident,
     IncidentState,
     LifecycleEvent,
@@ -88,6 +90,7 @@ from alerts.model import (
     Silence,
     SlackThread,
 )
+from alerts.steps import StepRecord
 from monitor.store.schema import (
     RUN_STATUSES,
     RunStatus,
@@ -95,13 +98,17 @@ from monitor.store.schema import (
     UnknownNotificationError,
     WatermarkRegressionError,
     _to_utc,
+    false_positives,
+    incident_actions,
     incident_events,
     incident_members,
     incidents,
     model_states,
+    notification_steps,
     notifications,
     runs,
     silences,
+    slack_channels,
     slack_threads,
     watermarks,
 )
@@ -114,6 +121,7 @@ __all__ = [
     "SqlIncidentRepository",
     "SqlOutbox",
     "SqlSilenceRepository",
+    "SqlSlackState",
     "SqlStore",
     "Watermark",
 ]
@@ -673,7 +681,119 @@ class SqlSilenceRepository(_SqlBase):
             return connection.execute(silences.delete().where(silences.c.id == silence_id)).rowcount == 1
 
 
-class SqlStore(SqlIncidentRepository, SqlOutbox, SqlSilenceRepository):
+class SqlSlackState(_SqlBase):
+    """Delivery steps, channel ids, actions and false positives (:mod:`alerts.ports`' Slack ports).
+
+    Step and channel records are written in their own short transaction even on a bound store, so a crash
+    right after a Slack call still finds what was recorded before it.
+    """
+
+    @contextmanager
+    def _own_tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    # -- StepLog ----------------------------------------------------------------------------------
+    def record_step(self, record: StepRecord) -> None:
+        """Append a step record (committed before returning)."""
+        with self._own_tx() as connection:
+            connection.execute(
+                notification_steps.insert().values(
+                    notification_id=record.notification_id, payload=record.to_dict()
+                )
+            )
+
+    def steps_for(self, notification_id: str) -> list[StepRecord]:
+        """Every step record of ``notification_id`` in insertion order."""
+        query = (
+            sa.select(notification_steps.c.payload)
+            .where(notification_steps.c.notification_id == notification_id)
+            .order_by(notification_steps.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [StepRecord.from_dict(row.payload) for row in connection.execute(query)]
+
+    # -- ChannelDirectory -------------------------------------------------------------------------
+    def get_channel_id(self, name: str) -> str | None:
+        """The cached id of channel ``name`` (without ``#``)."""
+        query = sa.select(slack_channels.c.channel_id).where(slack_channels.c.name == name.lstrip("#"))
+        with self.engine.connect() as connection:
+            found = connection.execute(query).scalar()
+        return None if found is None else str(found)
+
+    def put_channel_id(self, name: str, channel_id: str) -> None:
+        """Remember the id of channel ``name`` (committed before returning)."""
+        with self._own_tx() as connection:
+            self._upsert(connection, slack_channels, {"name": name.lstrip("#")}, {"channel_id": channel_id})
+
+    # -- ActionLog --------------------------------------------------------------------------------
+    def record_action(self, record: ActionRecord) -> bool:
+        """Record an action once per key; ``False`` when the key was already recorded (a Slack retry)."""
+        with self._tx() as connection:
+            return self._insert_ignore(
+                connection,
+                incident_actions,
+                {
+                    "key": record.key,
+                    "incident_id": record.incident_id,
+                    "at": _to_utc(record.at, f"at of action {record.key}"),
+                    "payload": record.to_dict(),
+                },
+            )
+
+    def list_actions(self, incident_id: str) -> list[ActionRecord]:
+        """Actions on ``incident_id``, oldest first."""
+        query = (
+            sa.select(incident_actions.c.payload)
+            .where(incident_actions.c.incident_id == incident_id)
+            .order_by(incident_actions.c.at, incident_actions.c.key)
+        )
+        with self._read() as connection:
+            return [ActionRecord.from_dict(row.payload) for row in connection.execute(query)]
+
+    # -- FalsePositiveRepository ------------------------------------------------------------------
+    def record_false_positive(self, fp: FalsePositive) -> None:
+        """Insert or replace the false-positive record of one incident member."""
+        with self._tx() as connection:
+            self._upsert(
+                connection,
+                false_positives,
+                {"incident_id": fp.incident_id, "metric": fp.metric, "region": fp.region},
+                {
+                    "start": _to_utc(fp.start, "start of a false positive"),
+                    "end": _to_utc(fp.end, "end of a false positive"),
+                    "marked_by": fp.marked_by,
+                    "marked_at": _to_utc(fp.marked_at, "marked_at of a false positive"),
+                },
+            )
+
+    def list_false_positives(
+        self, *, metric: str | None = None, region: str | None = None
+    ) -> list[FalsePositive]:
+        """False positives, optionally of one metric and region, ordered by (start, metric, region)."""
+        table = false_positives
+        query = sa.select(table)
+        if metric is not None:
+            query = query.where(table.c.metric == metric)
+        if region is not None:
+            query = query.where(table.c.region == region)
+        query = query.order_by(table.c.start, table.c.metric, table.c.region)
+        with self._read() as connection:
+            return [
+                FalsePositive(
+                    incident_id=row.incident_id,
+                    metric=row.metric,
+                    region=row.region,
+                    start=row.start,
+                    end=row.end,
+                    marked_by=row.marked_by,
+                    marked_at=row.marked_at,
+                )
+                for row in connection.execute(query)
+            ]
+
+
+class SqlStore(SqlIncidentRepository, SqlOutbox, SqlSilenceRepository, SqlSlackState):
     """State of the daemon in one SQL database. See the module docstring for the API.
 
     Args:

@@ -769,3 +769,33 @@ def test_upgrade_accepts_a_url(tmp_path: Any) -> None:
         assert is_up_to_date(engine)
     finally:
         engine.dispose()
+
+
+# -- Slack state: steps, channel ids, actions, false positives (the alerts ports' own contract checks) ------
+def test_slack_state_ports_satisfy_their_contracts(store: SqlStore) -> None:
+    from alerts.ports import ActionLog, ChannelDirectory, FalsePositiveRepository, StepLog
+    from alerts.testing import (
+        check_action_log,
+        check_channel_directory,
+        check_false_positive_repository,
+        check_step_log,
+    )
+
+    assert isinstance(store, StepLog | ChannelDirectory | ActionLog | FalsePositiveRepository)
+    check_step_log(store)
+    check_channel_directory(store)
+    check_action_log(store)
+    check_false_positive_repository(store)
+
+
+def test_steps_are_durable_outside_the_tick_transaction(store: SqlStore) -> None:
+    # A step recorded inside a bound store commits at once: a crash of the outer transaction keeps it.
+    from alerts.steps import StepKind, StepRecord, StepStatus
+
+    record = StepRecord("n-1", StepKind.POST, StepStatus.STARTED, T0, channel="C1")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.put_channel_id("#alerts", "C1")
+        tx.record_step(record)
+        raise RuntimeError("crash after the Slack call")
+    assert store.steps_for("n-1") == [record]
+    assert store.get_channel_id("alerts") == "C1"
