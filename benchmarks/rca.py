@@ -1,6 +1,6 @@
 """Root-cause localization benchmark: F1 of :func:`detectors.slicer.localize` on seeded synthetic cases.
 
-Cases follow the Squeeze / RiskLoc protocol (see :mod:`detectors.rca_synthetic`): one timestamp, a full leaf
+Cases follow the Squeeze / RiskLoc protocol (see :mod:`benchmarks.rca_synthetic`): one timestamp, a full leaf
 cube (default 10x12x10x25x5 = 150,000 leaves), 1-3 root-cause elements at layer 1-3 with ripple changes of
 10-90 %. A prediction is right only on an exact element match (a parent or a child of the true element counts
 as wrong); F1 is micro-averaged over cases. Within a cell the cases rotate over leaf noise levels
@@ -19,7 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from detectors.rca_synthetic import CaseKind, make_case
+from benchmarks.rca_synthetic import CaseKind, make_case
 from detectors.slicer import format_elements, localize, parse_elements
 
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2)

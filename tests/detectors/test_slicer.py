@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from detectors.errors import DetectorError
-from detectors.rca_synthetic import make_case
+from benchmarks.rca_synthetic import make_case
 from detectors.slicer import (
     InvalidLeavesError,
     RootCause,

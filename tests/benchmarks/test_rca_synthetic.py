@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.rca_synthetic import make_case
+from benchmarks.rca_synthetic import make_case
 
 SMALL = (6, 8, 5, 10)  # 2,400 leaves: fast, still four dimensions of realistic shape
 
