@@ -114,6 +114,7 @@ _SIBLING_Z = 1.0  # a sibling "moved like the pick" when its deviation is beyond
 _SIBLING_AGREEMENT = 0.6  # ... and that many of them (capped-volume weight) must have, to name the parent
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
 _MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
+_SHIFT_AGREEMENT = 0.5  # per-dimension estimates of a region-wide shift agree within half of it
 
 
 class InvalidLeavesError(DetectorError, ValueError):
@@ -301,6 +302,59 @@ class _Measure:
         # Noise of the leaf's sum, on the mean of observed and expected: a zero-forecast leaf with a stray
         # count is noise of its own size, not an infinitely significant move.
         self.variance = (relative_sd * mean) ** 2
+
+
+def _common_factor(v: np.ndarray, f: np.ndarray, codes: Sequence[np.ndarray], cards: Sequence[int]) -> float:
+    """Robust region-wide level shift ``observed / expected`` shared by every dimension, or 1.0.
+
+    Forecasts that lag a trend (a mean of the previous minutes) move every leaf by about the same factor;
+    that shared move explains no segment but would make every big segment look significant. Each dimension
+    gives an estimate: the median over its values of the value's ratio of sums ``sum v / sum f`` (values
+    without forecast left out). A cause moves few values of its own dimensions, so it leaves their median
+    alone, while a region-wide shift moves all values of all dimensions. The shift is the median of the
+    per-dimension estimates, accepted only when every dimension sees it: all estimates on its side of 1 and
+    within a factor of ``_SHIFT_AGREEMENT`` of it in log terms (a big layer-1 cause shifts the values of
+    the *other* dimensions only, which then disagree with its own), and so must the typical leaf (see
+    :func:`_leaf_mode`): several big causes in several dimensions can shift every dimension's values, but
+    most leaves then did not move.
+    """
+    estimates = []
+    for code, card in zip(codes, cards, strict=True):
+        fs, vs = np.bincount(code, f, card), np.bincount(code, v, card)
+        live = fs > 0
+        if live.sum() < 2:
+            continue
+        estimates.append(float(np.median(np.log(np.clip(vs[live], 1e-300, None) / fs[live]))))
+    if not estimates:
+        return 1.0
+    shift = float(np.median(estimates))
+    if shift == 0.0:
+        return 1.0
+    logs = np.append(estimates, _leaf_mode(v, f))
+    if (np.sign(logs) != np.sign(shift)).any() or (
+        np.abs(logs - shift) > _SHIFT_AGREEMENT * abs(shift)
+    ).any():
+        return 1.0
+    return math.exp(shift)
+
+
+def _leaf_mode(v: np.ndarray, f: np.ndarray) -> float:
+    """Log ratio ``v / f`` of the typical leaf: centre of the shortest half of the leaves' deviations.
+
+    Over the bigger half of the leaves by forecast (not by observation, which would favour leaves that
+    rose), the median of the shortest half of the scores ``d = 2 (v - f) / (v + f)``, converted to a log
+    ratio. It stays inside the cluster of normal leaves while fewer than half of them moved. 0 without
+    leaves or beyond a factor of 3.
+    """
+    usable = f > 0
+    if not usable.any():
+        return 0.0
+    big = usable & (f >= np.median(f[usable]))
+    d = np.sort(2.0 * (v[big] - f[big]) / (v[big] + f[big]))
+    half = d.size // 2 + 1
+    start = int(np.argmin(d[half - 1 :] - d[: d.size - half + 1]))
+    center = float(np.median(d[start : start + half]))
+    return math.log((2.0 + center) / (2.0 - center)) if abs(center) < 1.0 else 0.0
 
 
 def _sampling_margin(informative: float, n: float) -> float:
@@ -684,10 +738,11 @@ def localize(
     top_k: int = 5,
     ratio: bool | None = None,
     max_layer: int = 3,
-    min_support: float = 0.0005,
+    min_support: float = 0.0,
     min_risk: float = 0.5,
     false_alarm: float = 0.05,
     counts: bool | None = None,
+    recenter: bool = True,
 ) -> list[RootCause]:
     """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
 
@@ -703,12 +758,18 @@ def localize(
         max_layer: Deepest conjunction searched (number of dimensions fixed by an element).
         min_support: Minimum share of the region's volume (mean of observed and expected; for ratio metrics
             the larger share of numerator or denominator) of a reported segment; smaller ones are pruned.
+            Off by default: a segment of 0.01 % of the volume can hold all of the deviation (Squeeze B0
+            cases), and significance plus the share of the deviation explained already keep noise out.
         min_risk: Minimum consistency of an element's move over its leaves (see :attr:`RootCause.risk`).
         false_alarm: Probability that any element is reported on noise-only data (Bonferroni over all the
             elements searched, assuming independent noise on the leaves).
         counts: Whether observed values are event counts, whose leaves get Poisson counting noise on top of
             the relative forecast error (small leaves are then relatively noisier than big ones). ``None``
             (default): per measure, exactly when all its observed values are whole numbers.
+        recenter: Search deviations from the region-wide level shift of each measure (the robust common
+            ratio of observed to expected leaves, see :func:`_common_factor`) rather than from the forecast
+            itself, so that a forecast lagging a region-wide trend blames no segment. Reported values and
+            shares stay relative to the forecast given.
 
     Returns:
         Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
@@ -769,6 +830,10 @@ def localize(
     positive = volume[volume > 0]
     cap = float(np.median(positive)) if positive.size else 1.0
     weight = np.minimum(volume, cap)
+    reported = [m.f for m in measures]
+    if recenter:
+        for m in measures:
+            m.f = m.f * _common_factor(m.v, m.f, codes, [len(u) for u in uniques])
     for m in measures:
         m.partition()
     search = _Search(
@@ -782,7 +847,9 @@ def localize(
         false_alarm=false_alarm,
     )
     picks = search.run(top_k)
-    return _report(picks, dims, uniques, measures, is_ratio)
+    return _report(
+        picks, dims, uniques, [replace(m, f=f) for m, f in zip(measures, reported, strict=True)], is_ratio
+    )
 
 
 def _report(

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.errors import DetectorError
 from benchmarks.rca_synthetic import make_case
+from detectors.errors import DetectorError
 from detectors.slicer import (
     InvalidLeavesError,
     RootCause,
@@ -92,14 +92,20 @@ LOCALIZE_CASES: list[tuple[str, pd.DataFrame, dict[str, Any], list[dict[str, str
         {},
         [{"category": "hate"}, {"category": "spam", "language": "es"}],
     ),
-    # A leaf of 0.02 % of the volume moved fivefold: pruned by the default minimum support (0.05 %)...
-    ("tiny pruned", cube({("hate", "pt"): 5.0}, base={**BASE, ("hate", "pt"): 0.05}), {}, []),
-    # ... and found when the support rule is switched off, so the rule (not the scoring) pruned it.
+    # A leaf of 0.02 % of the volume moved fivefold: found by default (a tiny segment can hold all of the
+    # deviation, as in the Squeeze B0 cases)...
     (
         "tiny kept",
         cube({("hate", "pt"): 5.0}, base={**BASE, ("hate", "pt"): 0.05}),
-        {"min_support": 0.0},
+        {},
         [{"category": "hate", "language": "pt"}],
+    ),
+    # ... and pruned when a minimum support of 0.05 % is asked for, so the rule (not the scoring) prunes it.
+    (
+        "tiny pruned",
+        cube({("hate", "pt"): 5.0}, base={**BASE, ("hate", "pt"): 0.05}),
+        {"min_support": 0.0005},
+        [],
     ),
     # Nothing moved: nothing to report.
     ("no deviation", cube(), {}, []),
