@@ -114,6 +114,7 @@ _SIBLING_Z = 1.0  # a sibling "moved like the pick" when its deviation is beyond
 _SIBLING_AGREEMENT = 0.6  # ... and that many of them (capped-volume weight) must have, to name the parent
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
 _MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
+_SCREEN_Z = 2.0  # a parent deviating beyond this many noise sds has its children explored
 _SHIFT_AGREEMENT = 0.5  # per-dimension estimates of a region-wide shift agree within half of it
 
 
@@ -443,6 +444,9 @@ class _Cuboid:
     shape: tuple[int, ...]
     stats: np.ndarray  # (tracked value, element) sums over the leaves still in play
     dense: bool  # element id is the combined code (every combination has an id)
+    z: np.ndarray = field(
+        default_factory=lambda: np.zeros(0)
+    )  # significance bar per element (inf: not tested)
 
     @property
     def size(self) -> int:
@@ -515,10 +519,58 @@ class _Search:
             self.sources.append(source)
         for cub, stats in zip(self.cuboids, self._aggregate(np.arange(weight.size)), strict=True):
             cub.stats = stats
-        # Every element is a test: Bonferroni keeps the chance of any noise-only element passing below
-        # ``false_alarm`` (about 4.4 noise scales for 10,000 elements).
-        n_tests = max(sum(cub.size for cub in self.cuboids), 1)
-        self.noise_z = NormalDist().inv_cdf(1.0 - false_alarm / (2.0 * n_tests))
+        self._set_thresholds(false_alarm)
+
+    def _z_scores(self, st: np.ndarray) -> np.ndarray:
+        """Largest standardized aggregate deviation ``|v - f| / sd`` over the measures, per element."""
+        z = np.zeros(st.shape[1])
+        for i in range(len(self.measures)):
+            f, v, variance = st[2 + _ROWS * i], st[3 + _ROWS * i], st[4 + _ROWS * i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zi = np.abs(v - f) / np.sqrt(np.clip(variance, 0.0, None))
+            z = np.maximum(z, np.nan_to_num(zi, nan=0.0, posinf=np.inf))
+        return z
+
+    def _set_thresholds(self, false_alarm: float) -> None:
+        """Significance bar of every element: Bonferroni over the elements actually explored, per layer.
+
+        Layer-1 elements are all explored. A deeper element is explored only when one of its parents (the
+        element without one of its dimensions) is promising, i.e. deviates beyond ``_SCREEN_Z`` noise sds
+        (RiskLoc / Squeeze style: search the children of promising parents). Each layer gets an equal part
+        of ``false_alarm``, split over its explored elements, so the bar rises with the candidates actually
+        tested (a few hundred for a deep cause among thousands of cuboid elements), not with every
+        combination of the cube. Unexplored elements get an infinite bar.
+        """
+        layers = sorted({len(c.dims) for c in self.cuboids})
+        alpha = false_alarm / max(len(layers), 1)
+        promising: dict[tuple[int, ...], np.ndarray] = {}
+        explored: dict[tuple[int, ...], np.ndarray] = {}
+        for layer in layers:
+            group = [c for c in self.cuboids if len(c.dims) == layer]
+            for cub in group:
+                live = np.zeros(cub.size, dtype=bool)
+                for i in range(len(self.measures)):
+                    live |= (cub.stats[2 + _ROWS * i] + cub.stats[3 + _ROWS * i]) > 0
+                if layer == 1:
+                    explored[cub.dims] = live
+                else:
+                    codes = np.unravel_index(cub.keys, cub.shape)
+                    reached = np.zeros(cub.size, dtype=bool)
+                    for drop in range(len(cub.dims)):
+                        parent = tuple(d for k, d in enumerate(cub.dims) if k != drop)
+                        parent_cub = next(c for c in self.cuboids if c.dims == parent)
+                        key = np.ravel_multi_index(
+                            tuple(codes[k] for k in range(len(cub.dims)) if k != drop), parent_cub.shape
+                        )
+                        position = pd.Index(parent_cub.keys).get_indexer(key)
+                        found = position >= 0
+                        reached[found] |= promising[parent][position[found]]
+                    explored[cub.dims] = live & reached
+                promising[cub.dims] = live & (self._z_scores(cub.stats) >= _SCREEN_Z)
+            n_tests = max(sum(int(explored[c.dims].sum()) for c in group), 1)
+            z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * n_tests))
+            for cub in group:
+                cub.z = np.where(explored[cub.dims], z, np.inf)
 
     def _cuboid(self, codes: list[np.ndarray], dims: tuple[int, ...]) -> _Cuboid:
         shape = tuple(self.cards[d] for d in dims)
@@ -550,7 +602,7 @@ class _Search:
 
     def _gains(self, cub: _Cuboid) -> tuple[np.ndarray, np.ndarray]:
         """Gain (NaN where the element does not qualify) and risk of every element of a cuboid."""
-        support, significant, risk = self._qualities(cub.stats)
+        support, significant, risk = self._qualities(cub.stats, cub.z)
         ok = (support >= self.min_support) & significant & (risk >= self.min_risk)
         gains = np.full(cub.size, np.nan)
         if not ok.any():
@@ -570,7 +622,7 @@ class _Search:
         gains[ok] = gain[ok]
         return gains, risk
 
-    def _qualities(self, st: np.ndarray, z: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _qualities(self, st: np.ndarray, z: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Support, significance and risk of elements from their stats columns.
 
         Risk is the element's weighted mean saturated leaf signal divided by the signal a pure ripple of the
@@ -586,7 +638,9 @@ class _Search:
             signal, f, v, variance, cutoff = st[1 + _ROWS * i : 1 + _ROWS * (i + 1)]
             support = np.maximum(support, (f + v) / (2.0 * scale))
             sd = np.sqrt(np.clip(variance, 0.0, None))
-            moved = np.abs(v - f) > (self.noise_z if z is None else z) * sd + 1e-9 * scale
+            with np.errstate(invalid="ignore"):
+                bar = np.where(np.isinf(z), np.inf, z * sd)
+            moved = np.abs(v - f) > bar + 1e-9 * scale
             significant |= moved
             with np.errstate(divide="ignore", invalid="ignore"):
                 ripple = np.where(v + f > 0, 2.0 * np.abs(v - f) / (v + f), 0.0)
@@ -598,7 +652,9 @@ class _Search:
 
     def _score_one(self, cub: _Cuboid, group: int) -> tuple[float, float, bool]:
         """Gain, risk and whether support and significance hold, for one element."""
-        support, significant, risk = self._qualities(cub.stats[:, group : group + 1])
+        support, significant, risk = self._qualities(
+            cub.stats[:, group : group + 1], cub.z[group : group + 1]
+        )
         leaves = np.flatnonzero((cub.ids == group) & self.alive)
         gain = 0.0
         for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
