@@ -47,7 +47,7 @@ Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, a
      element only when one of its parents deviates beyond 2 noise sds. The bar thus grows with the
      candidates searched (a deep cause sits below a few promising parents), not with every element of
      every cuboid, which kept deep combinations out when the cube is large. An element must also explain
-     at least 1 % of the deviation mass of the clearly abnormal leaves. *Support* (volume share,
+     at least 0.2 % of the deviation mass of the clearly abnormal leaves. *Support* (volume share,
      ``min_support``) is off by default: a segment of 0.01 % of the volume can hold all of the deviation.
 4. **Greedy search for several causes.** The qualifying element with the largest gain is selected. Its
    shallowest ancestor is named instead when it explains at least 99 % as much, or when the rest of it moved
@@ -121,7 +121,7 @@ _REST_MIN_RATIO = 1 / 3  # ... and its rest move by at least a third of the pick
 _SIBLING_Z = 1.0  # a sibling "moved like the pick" when its deviation is beyond 1 noise sd in that direction
 _SIBLING_AGREEMENT = 0.6  # ... and that many of them (capped-volume weight) must have, to name the parent
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
-_MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
+_MIN_GAIN_SHARE = 0.002  # an element must explain >= 0.2 % of the abnormal deviation mass
 _SCREEN_Z = 2.0  # a parent deviating beyond this many noise sds has its children explored
 _SHIFT_AGREEMENT = 0.5  # per-dimension estimates of a region-wide shift agree within half of it
 
