@@ -132,7 +132,7 @@ def parse_duration(value: Any) -> timedelta:
 def format_duration(value: timedelta) -> str:
     """The shortest exact text of a duration in the config's syntax: ``90s``, ``10m``, ``1h``, ``14d``."""
     micros = value // timedelta(microseconds=1)
-    for unit, size in (("w", WEEK), ("d", DAY), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1))):
+    for unit, size in (("d", DAY), ("h", timedelta(hours=1)), ("m", timedelta(minutes=1))):
         step = size // timedelta(microseconds=1)
         if micros and micros % step == 0:
             return f"{micros // step}{unit}"
@@ -442,6 +442,15 @@ class Metric(MetricConfig):
     def inherits(self, field: str) -> bool:
         """Whether ``field`` came from ``defaults:`` rather than from the metric itself."""
         return field in self._inherited
+
+    def __eq__(self, other: object) -> bool:
+        # Equal by value: where a setting came from (``_inherited``) is not part of the metric's identity.
+        if not isinstance(other, Metric):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.__dict__.values()))
 
 
 # -- database, alerts, scheduler --------------------------------------------------------------------------
@@ -848,18 +857,24 @@ def _line(error: Any) -> str:
     where = _format_loc(loc) or "config"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
-        key = str(loc[-1]) if loc else ""
-        message = "unknown key" + (
-            _did_you_mean(key, _keys_at(loc))
-            or "; check the spelling (see the config.yaml reference in README.md)"
-        )
+        keys = _keys_at(loc)
+        message = "unknown key" + _did_you_mean(str(loc[-1]) if loc else "", keys)
+        if keys:
+            message += f"; valid keys here: {', '.join(keys)}"
     elif error["type"] == "missing":
         message = "required key is missing"
+    elif error["type"] == "finite_number":
+        message = (
+            "must be a finite number (inf and nan are not; a literal beyond ~1.8e308, like 1e400, is inf)"
+        )
     elif error["type"] == "literal_error" and isinstance(error.get("input"), str):
         choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
         if loc and loc[-1] == "[key]":
-            message = f"unknown key; valid: {', '.join(choices)}"
-        message += _did_you_mean(error["input"], choices)
+            message = (
+                "unknown key" + _did_you_mean(error["input"], choices) + f"; valid: {', '.join(choices)}"
+            )
+        else:
+            message += _did_you_mean(error["input"], choices)
     return f"{where}: {message}"
 
 
