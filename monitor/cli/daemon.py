@@ -83,7 +83,7 @@ def run(
     if (replay_to or speed) and not replay_from:
         raise click.UsageError("--replay-to and --speed need --replay-from")
     if live_only and not once:
-        raise click.UsageError("--live-only goes with --once (the daemon delivers a catch-up once per incident)")
+        raise click.UsageError("--live-only goes with --once (the daemon sends a catch-up once per incident)")
     if at_text and not once:
         raise click.UsageError("--at goes with --once (a replay takes --replay-from/--replay-to)")
     from monitor.daemon.scheduler import build_daemon, replay, run_daemon

@@ -146,7 +146,8 @@ def fit_models(
     exclude: Mapping[str, Exclusions] | None = None,
 ) -> tuple[list[FitOutcome], dict[str, str]]:
     """Fit the stack of every series in ``cutoffs`` on its history before its cutoff (never after),
-    leaving out each series' ``exclude`` intervals (inclusive; see :func:`detectors.validation.exclusion_mask`).
+    leaving out each series' ``exclude`` intervals (inclusive, see
+    :func:`detectors.validation.exclusion_mask`).
 
     Returns:
         The outcomes (fitted or failed), and series whose training data could not be read.

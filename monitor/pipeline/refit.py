@@ -20,11 +20,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from alerts.ports import FalsePositiveRepository
-
 import pandas as pd
 import structlog
 
+from alerts.ports import FalsePositiveRepository
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.pipeline.executor import ChunkExecutor
