@@ -505,9 +505,9 @@ class RouteConfig(_Strict):
 
 
 # -- actions from Slack (issue 16) -------------------------------------------------------------------------
-_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
-_SLACK_USERGROUP = re.compile(r"^S[A-Z0-9]{2,}$")
-_SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9_.-]*|[CG][A-Z0-9]{2,})$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+_SLACK_USERGROUP = re.compile(r"^S[A-Z0-9]+$")
+_SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9_.-]*|[CG][A-Z0-9]+)$")
 
 
 def _slack_ids(pattern: re.Pattern[str], example: str) -> Any:
