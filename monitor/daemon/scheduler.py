@@ -331,7 +331,8 @@ class Daemon:
                 self.health.observe(report, duration=duration, failed=tick_failed(report))
                 self.health.observe_store(read_store_figures(self.store, self.config.metrics, now))
             if self.self_monitor is not None:
-                problems = tuple(self.self_monitor.check(now))
+                with self.monitor.alert_lock:  # it alerts and delivers too: never beside a Slack action
+                    problems = tuple(self.self_monitor.check(now))
         except Exception:  # the state store may be the thing that is down
             bound.exception("health update failed")
         if report is not None:
