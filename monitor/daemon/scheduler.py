@@ -469,7 +469,11 @@ def run_daemon(
     daemon.abandon_orphaned_runs()
     scheduler = build_scheduler(daemon, wall=wall)
     if listener is not None:
-        listener.start()
+        try:
+            listener.start()
+        except Exception:  # Slack unreachable, port taken: scoring must go on without the buttons
+            log.exception("slack actions listener failed to start; the daemon runs without it")
+            listener = daemon.listener = None
     try:
         scheduler.start()
         log.info(
