@@ -50,7 +50,9 @@ CONFIG: dict[str, Any] = StreamingDetector().get_params()
 
 def monotone_stamps(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
     """UTC timestamps made strictly increasing: a repeated or earlier one becomes the previous plus 1 s."""
-    values = pd.DatetimeIndex(stamps).tz_localize("UTC").asi8.copy() if stamps.tz is None else stamps.asi8.copy()
+    index = pd.DatetimeIndex(stamps)
+    index = (index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")).as_unit("ns")
+    values = index.asi8.copy()
     second = 1_000_000_000
     for i in range(1, len(values)):
         if values[i] <= values[i - 1]:

@@ -329,6 +329,7 @@ class _Params:
     lag: int | None
     slack: int | None
     spatial_tolerance: float
+    spatial_min_z: float
     relative_floor: float
     novelty_length: int | None
     novelty_reference: int
@@ -446,10 +447,12 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
     if p.lag is not None:
         signals.append(x - lagged)
     raw = 0.0
+    value_z = 0.0
     expected, lower, upper = math.nan, math.nan, math.nan
     for k, signal in enumerate(signals):
         z, median, scale = _robust_z(signal, state.signals[k], p.needed, floor, p.std_weight)
         if k == 0:
+            value_z = abs(z)
             expected = median
             lower, upper = median - p.band * scale, median + p.band * scale
         z = abs(z)
@@ -485,7 +488,7 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
             raw = max(raw, 1.0 - math.exp(-abs(z) / p.novelty_z_scale))
 
     outside = x > state.hi + p.spatial_tolerance * span or x < state.lo - p.spatial_tolerance * span
-    spatial = t >= p.learning_period and span > 0 and outside
+    spatial = t >= p.learning_period and span > 0 and outside and value_z >= p.spatial_min_z
     if spatial:
         raw = 1.0
     state.lo, state.hi = min(state.lo, x), max(state.hi, x)
@@ -562,6 +565,7 @@ class StreamingDetector(Detector):
 
     state_: StreamState
     lag_: int | None
+    _last_scored: tuple[pd.Timestamp, pd.Index, np.ndarray, StreamState] | None
     last_ts_: pd.Timestamp
 
     def __init__(
@@ -576,6 +580,7 @@ class StreamingDetector(Detector):
         granularity: str | None = None,
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
+        spatial_min_z: float = 0.0,
         relative_floor: float = 1e-3,
         novelty_length: int | None = 16,
         novelty_reference: int = 4032,
@@ -599,6 +604,7 @@ class StreamingDetector(Detector):
         self.granularity = granularity
         self.seasonal_slack = seasonal_slack
         self.spatial_tolerance = spatial_tolerance
+        self.spatial_min_z = spatial_min_z
         self.relative_floor = relative_floor
         self.novelty_length = novelty_length
         self.novelty_reference = novelty_reference
@@ -625,10 +631,16 @@ class StreamingDetector(Detector):
         frame = to_frame(window, series_id=self.series_id_, min_points=0)
         self._check_after(frame)
         if len(frame):
-            p = self._params()
-            for x in frame["value"].to_numpy(dtype=float):
-                _step(self.state_, float(x), p)
+            values = frame["value"].to_numpy(dtype=float)
+            cached = self._advanced_state(frame.index, values)
+            if cached is not None:
+                self.state_ = cached
+            else:
+                p = self._params()
+                for x in values:
+                    _step(self.state_, float(x), p)
             self.last_ts_ = pd.Timestamp(frame.index[-1])
+        self._last_scored = None
         return self
 
     def _fit(self, frame: pd.DataFrame) -> None:
@@ -639,6 +651,7 @@ class StreamingDetector(Detector):
         for x in frame["value"].to_numpy(dtype=float):
             _step(self.state_, float(x), p)
         self.last_ts_ = pd.Timestamp(frame.index[-1])
+        self._last_scored = None
 
     def _score(self, frame: pd.DataFrame) -> pd.DataFrame:
         self._check_after(frame)
@@ -646,6 +659,8 @@ class StreamingDetector(Detector):
         state = self.state_.copy()
         rows = np.array([_step(state, float(x), p) for x in frame["value"].to_numpy(dtype=float)])
         rows = rows.reshape(len(frame), 4)
+        # Remember where scoring left the state: update() on the same points then need not step again.
+        self._last_scored = (self.last_ts_, frame.index.copy(), frame["value"].to_numpy(dtype=float), state)
         return pd.DataFrame(
             {
                 "observed": frame["value"].to_numpy(dtype=float),
@@ -664,8 +679,22 @@ class StreamingDetector(Detector):
         self.lag_ = None if state["lag"] is None else int(state["lag"])
         self.last_ts_ = pd.Timestamp(state["last_ts"])
         self.state_ = StreamState.from_dict(state["stream"])
+        self._last_scored = None
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _advanced_state(self, index: pd.Index, values: np.ndarray) -> StreamState | None:
+        """The state left by the last ``score`` if it scored exactly these points from the current state."""
+        cached = getattr(self, "_last_scored", None)
+        if cached is None:
+            return None
+        last_ts, scored_index, scored_values, state = cached
+        same = (
+            last_ts == self.last_ts_
+            and scored_index.equals(index)
+            and np.array_equal(scored_values, values, equal_nan=True)
+        )
+        return state if same else None
+
     def _check_after(self, frame: pd.DataFrame) -> None:
         if len(frame) and frame.index[0] <= self.last_ts_:
             raise InvalidSeriesError(
@@ -693,6 +722,7 @@ class StreamingDetector(Detector):
             lag=self.lag_,
             slack=self.seasonal_slack,
             spatial_tolerance=self.spatial_tolerance,
+            spatial_min_z=self.spatial_min_z,
             relative_floor=self.relative_floor,
             novelty_length=self.novelty_length,
             novelty_reference=self.novelty_reference,
