@@ -106,7 +106,12 @@ def run_file(
 
 
 def run_corpus(
-    files: list[Path], data_dir: Path, out_dir: Path | None, config: Mapping[str, Any], chunk: int, workers: int
+    files: list[Path],
+    data_dir: Path,
+    out_dir: Path | None,
+    config: Mapping[str, Any],
+    chunk: int,
+    workers: int,
 ) -> list[FileRun]:
     """:func:`run_file` over ``files`` in ``workers`` processes, in file order."""
     n = len(files)
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes scoring files in parallel")
     parser.add_argument("--chunk", type=int, default=12, help="points per score+update tick")
     parser.add_argument(
-        "--compare-chunk", type=int, default=None, help="score again with this many points per tick and compare"
+        "--compare-chunk", type=int, default=None, help="score again, this many points per tick, and compare"
     )
     parser.add_argument("--config", type=str, default=None, help="JSON object overriding CONFIG keys")
     args = parser.parse_args(argv)
@@ -148,11 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{usage.ru_utime + usage.ru_stime:.1f} s CPU, {args.chunk} points per tick, fit + score + update)"
     )
     sizes = np.array([size for _, _, _, size, _ in outputs])
-    print(f"JSON state after the last tick: median {np.median(sizes) / 1e3:.0f} kB, max {sizes.max() / 1e3:.0f} kB")
+    print(
+        f"JSON state after the last tick: median {np.median(sizes) / 1e3:.0f} kB, "
+        f"max {sizes.max() / 1e3:.0f} kB"
+    )
     print(f"config: {config}")
     if args.compare_chunk is not None:
         other = run_corpus(files, data_dir, None, config, args.compare_chunk, args.workers)
-        worst = max(float(np.max(np.abs(a[2] - b[2]), initial=0.0)) for a, b in zip(outputs, other, strict=True))
+        pairs = zip(outputs, other, strict=True)
+        worst = max(float(np.max(np.abs(a[2] - b[2]), initial=0.0)) for a, b in pairs)
         print(f"chunk {args.chunk} vs chunk {args.compare_chunk}: largest score difference {worst:g}")
         if worst != 0.0:
             print("chunking changed the scores", file=sys.stderr)

@@ -30,7 +30,10 @@ from benchmarks.nab_scoring import load_profiles, load_windows, score_corpus
 __all__ = ["PUBLISHED", "main", "windowed_gaussian"]
 
 #: Published NAB v1.1 scoreboard rows (standard, reward_low_FP_rate, reward_low_FN_rate).
-PUBLISHED: dict[str, tuple[float, float, float]] = {"windowed_gaussian": (39.6, 20.9, 47.4), "null": (0.0, 0.0, 0.0)}
+PUBLISHED: dict[str, tuple[float, float, float]] = {
+    "windowed_gaussian": (39.6, 20.9, 47.4),
+    "null": (0.0, 0.0, 0.0),
+}
 
 
 def windowed_gaussian(values: np.ndarray, *, window_size: int = 6400, step_size: int = 100) -> np.ndarray:

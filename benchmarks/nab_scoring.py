@@ -17,8 +17,8 @@ The threshold search is exact: every distinct score of the corpus is a candidate
 precision of the result files NAB scores: without it a detector whose scores crowd just below 1 (``1 - Q(z)``
 for large ``z``) gets thresholds NAB cannot see. With it our reimplementation of NAB's Windowed Gaussian
 scores 39.65 / 20.87 / 47.41 against the published 39.6 / 20.9 / 47.4 (40.13 / 23.94 / 47.73 at full
-precision; ``benchmarks/nab_baselines.py``). Pure functions over numpy arrays; the only I/O is :func:`load_profiles` and
-:func:`load_windows`.
+precision; ``benchmarks/nab_baselines.py``). Pure functions over numpy arrays; the only I/O is
+:func:`load_profiles` and :func:`load_windows`.
 """
 
 from __future__ import annotations

@@ -82,9 +82,10 @@ def unit_score(score: np.ndarray) -> np.ndarray:
     ``log_likelihood(ndtr(|score|))``, and exactly 1 for a range break (``|score| >= SPATIAL_SCORE``), as the
     Numenta scorers report it.
     """
-    magnitude = np.nan_to_num(np.abs(np.asarray(score, dtype=float)), nan=0.0)
-    out = log_likelihood(ndtr(magnitude))
-    return np.where(magnitude >= SPATIAL_SCORE, 1.0, out)
+    raw = np.abs(np.asarray(score, dtype=float))
+    magnitude = np.nan_to_num(raw, nan=0.0)
+    out = np.where(magnitude >= SPATIAL_SCORE, 1.0, log_likelihood(ndtr(magnitude)))
+    return np.where(np.isnan(raw), 0.0, out)
 
 
 def suppress_after_alarm(scores: np.ndarray, *, threshold: float, hold: int) -> np.ndarray:
@@ -447,12 +448,12 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
     if p.lag is not None:
         signals.append(x - lagged)
     raw = 0.0
-    value_z = 0.0
+    largest_z = 0.0
     expected, lower, upper = math.nan, math.nan, math.nan
     for k, signal in enumerate(signals):
         z, median, scale = _robust_z(signal, state.signals[k], p.needed, floor, p.std_weight)
+        largest_z = max(largest_z, abs(z))
         if k == 0:
-            value_z = abs(z)
             expected = median
             lower, upper = median - p.band * scale, median + p.band * scale
         z = abs(z)
@@ -488,7 +489,7 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
             raw = max(raw, 1.0 - math.exp(-abs(z) / p.novelty_z_scale))
 
     outside = x > state.hi + p.spatial_tolerance * span or x < state.lo - p.spatial_tolerance * span
-    spatial = t >= p.learning_period and span > 0 and outside and value_z >= p.spatial_min_z
+    spatial = t >= p.learning_period and span > 0 and outside and largest_z >= p.spatial_min_z
     if spatial:
         raw = 1.0
     state.lo, state.hi = min(state.lo, x), max(state.hi, x)
@@ -580,7 +581,7 @@ class StreamingDetector(Detector):
         granularity: str | None = None,
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
-        spatial_min_z: float = 0.0,
+        spatial_min_z: float = 4.0,
         relative_floor: float = 1e-3,
         novelty_length: int | None = 16,
         novelty_reference: int = 4032,
@@ -748,7 +749,9 @@ class StreamingDetector(Detector):
         if self.novelty_length is not None and self.novelty_length < 1:
             bad.append(f"novelty_length={self.novelty_length}")
         if self.hold < 0 or self.min_periods < 0 or self.learning_period < 0:
-            bad.append(f"hold={self.hold}, min_periods={self.min_periods}, learning_period={self.learning_period}")
+            bad.append(
+                f"hold={self.hold}, min_periods={self.min_periods}, learning_period={self.learning_period}"
+            )
         if self.alarm_threshold <= 0 or self.z_scale <= 0 or self.novelty_z_scale <= 0:
             bad.append(
                 f"alarm_threshold={self.alarm_threshold}, z_scale={self.z_scale}, "
@@ -756,6 +759,6 @@ class StreamingDetector(Detector):
             )
         if bad:
             raise InvalidSeriesError(
-                f"StreamingDetector for series {self.series_id_!r}: invalid hyper-parameters {', '.join(bad)}; "
-                "window sizes must be at least 1"
+                f"StreamingDetector for series {self.series_id_!r}: invalid hyper-parameters "
+                f"{', '.join(bad)}; window sizes must be at least 1"
             )

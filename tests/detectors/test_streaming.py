@@ -288,5 +288,8 @@ def test_unit_score_is_monotone_and_puts_range_breaks_on_top() -> None:
         ([0.4, -0.6, 0.9], 0.5, 1, [0.4, -0.6, 0.0]),
     ],
 )
-def test_suppress_after_alarm(scores: list[float], threshold: float, hold: int, expected: list[float]) -> None:
-    np.testing.assert_allclose(suppress_after_alarm(np.array(scores), threshold=threshold, hold=hold), expected)
+def test_suppress_after_alarm(
+    scores: list[float], threshold: float, hold: int, expected: list[float]
+) -> None:
+    got = suppress_after_alarm(np.array(scores), threshold=threshold, hold=hold)
+    np.testing.assert_allclose(got, expected)
