@@ -17,6 +17,10 @@ Scores (sigmas) are mapped to NAB's [0, 1] with :func:`detectors.streaming.unit_
 corpus is scored alone too (files sorted by path; even positions are the half settings were chosen on, odd
 positions the held-out half). The last printed line is ``NAB standard: <score>``.
 
+Measured (defaults, 12 points per tick, 2 workers): standard / low FP / low FN 70.14 / 60.29 / 75.49 on all
+58 files, 73.89 / 65.68 / 78.77 on the even (tuning) half, 66.64 / 55.63 / 72.31 on the odd (held-out) half;
+1 point per tick gives identical scores; about 75 s wall-clock; JSON state at most 207 kB per file.
+
 NAB files repeat or step back a timestamp around daylight-saving changes; such a row is given the previous
 timestamp plus one second, so the detector sees every row, in file order, as the next bucket.
 """
