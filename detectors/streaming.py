@@ -531,8 +531,11 @@ class StreamingDetector(Detector):
     only ``season`` is a duration.
 
     State size is bounded by the hyper-parameters (about ``5 window + 5 lag + novelty_reference +
-    historic_window`` floats); per point the step costs ``O(window + novelty_reference * novelty_length +
-    historic_window)``.
+    historic_window`` floats, stored as base64 float64): with the defaults on a 5-minute series the JSON is
+    157 kB after two weeks and stops growing at 207 kB once the likelihood's 30-day ring is full. Per point
+    the step costs ``O(log window)`` searches plus ``O(window)`` moves and ``O(novelty_reference *
+    novelty_length)`` for the novelty distance, about 0.2 ms; a 1-point tick (score, update, JSON round
+    trip) about 3 ms.
 
     Args:
         window: trailing non-missing values of every robust z-score.
