@@ -548,6 +548,9 @@ class StreamingDetector(Detector):
         granularity: bucket size (``"5m"``); None infers it from the history (median spacing).
         seasonal_slack: points of timing jitter of the seasonal discount; None disables the discount.
         spatial_tolerance: margin of the new-minimum / new-maximum test, as a fraction of the range so far.
+        spatial_min_z: a range break counts only if the largest robust |z| of the value, short mean and
+            differences is at least this (a new extreme of plain noise is a 3-4 sigma event, not an
+            anomaly); 5 was chosen on the even NAB files, where 0 to 5 score within 0.3.
         relative_floor: floor of every scale, as a fraction of the range so far (flat series).
         novelty_length: points per window of the novelty feature; None disables it.
         novelty_reference: past windows the novelty feature compares with (the ring's size).
@@ -584,7 +587,7 @@ class StreamingDetector(Detector):
         granularity: str | None = None,
         seasonal_slack: int | None = 0,
         spatial_tolerance: float = 0.05,
-        spatial_min_z: float = 4.0,
+        spatial_min_z: float = 5.0,
         relative_floor: float = 1e-3,
         novelty_length: int | None = 16,
         novelty_reference: int = 4032,
