@@ -20,8 +20,9 @@ The step, for a value ``x_t``:
 3. **Anomaly likelihood** (Numenta): the ``likelihood_window`` mean of the raw score (the largest feature) is
    compared with a Gaussian fitted to its ``historic_window`` previous means; ``z_lik = (mean - mu) / sd``.
 4. **Score in sigmas**: ``max(z_lik, 0)`` (capped at :data:`MAX_LIKELIHOOD_SIGMA`), signed like
-   ``x_t - expected``. A range break scores :data:`SPATIAL_SCORE` (``spatial_alarm``). After an alarm
-   (``|score| >= alarm_threshold``) the next ``hold`` points score 0, so one event raises one alarm.
+   the z-score of the feature that deviates most (a spike is positive even at a seasonal trough). A range
+   break scores :data:`SPATIAL_SCORE` (``spatial_alarm``). After an alarm (``|score| >= alarm_threshold``)
+   the next ``hold`` points score 0, so one event raises one alarm.
 
 ``expected`` is the trailing median of the value and ``lower`` / ``upper`` are ``expected -/+ band`` robust
 scales: the value-feature's band, for charts and the noise-floor post-rules. :func:`unit_score` maps a score
@@ -449,10 +450,12 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
         signals.append(x - lagged)
     raw = 0.0
     largest_z = 0.0
+    direction = 0.0  # signed z of the feature with the largest |z|: the sign of the score
     expected, lower, upper = math.nan, math.nan, math.nan
     for k, signal in enumerate(signals):
         z, median, scale = _robust_z(signal, state.signals[k], p.needed, floor, p.std_weight)
-        largest_z = max(largest_z, abs(z))
+        if abs(z) > largest_z:
+            largest_z, direction = abs(z), z
         if k == 0:
             expected = median
             lower, upper = median - p.band * scale, median + p.band * scale
@@ -514,7 +517,9 @@ def _step(state: StreamState, x: float, p: _Params) -> tuple[float, float, float
         magnitude = 0.0
     elif magnitude >= p.alarm_threshold:
         state.hold_left = p.hold
-    sign = -1.0 if not math.isnan(expected) and x < expected else 1.0
+    if direction == 0.0:
+        direction = x - expected if not math.isnan(expected) else 1.0
+    sign = -1.0 if direction < 0 else 1.0
     return sign * magnitude, expected, lower, upper
 
 
