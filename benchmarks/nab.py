@@ -17,9 +17,10 @@ Scores (sigmas) are mapped to NAB's [0, 1] with :func:`detectors.streaming.unit_
 corpus is scored alone too (files sorted by path; even positions are the half settings were chosen on, odd
 positions the held-out half). The last printed line is ``NAB standard: <score>``.
 
-Measured (defaults, 12 points per tick, 2 workers): standard / low FP / low FN 70.14 / 60.29 / 75.49 on all
-58 files, 73.89 / 65.68 / 78.77 on the even (tuning) half, 66.64 / 55.63 / 72.31 on the odd (held-out) half;
-1 point per tick gives identical scores; about 75 s wall-clock; JSON state at most 207 kB per file.
+Measured (defaults, 12 points per tick, 2 workers): standard / low FP / low FN 70.18 / 60.38 / 75.52 on all
+58 files, 73.96 / 65.85 / 78.82 on the even (tuning) half, 66.54 / 55.63 / 72.24 on the odd (held-out) half;
+1 point per tick gives identical scores (``--compare-chunk 1``); about 75 s wall-clock and 140 s CPU on an
+idle 2-core machine; JSON state at most 207 kB per file.
 
 NAB files repeat or step back a timestamp around daylight-saving changes; such a row is given the previous
 timestamp plus one second, so the detector sees every row, in file order, as the next bucket.
