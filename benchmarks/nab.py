@@ -4,9 +4,10 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/nab.py --data ../shared/data/nab --out /tmp/nab_results [--chunk 12]
 
-Every file goes through the Detector API of :class:`detectors.streaming.StreamingDetector` with one
-configuration (:data:`CONFIG`, the same for all 58 files), as a daemon would run it: ``fit`` on NAB's
-probationary period (the first ``min(15 %, 750)`` rows, which NAB does not score), then ``score`` and
+Every file goes through the detector the daemon builds for a metric configured ``detector: streaming``
+(:func:`product_detector`: a parsed livewatch config and :func:`monitor.pipeline.spec.new_detector`), one
+configuration for all 58 files (:data:`CONFIG`, the product defaults), as a daemon would run it: ``fit`` on
+NAB's probationary period (the first ``min(15 %, 750)`` rows, which NAB does not score), then ``score`` and
 ``update`` over the rest ``--chunk`` rows per tick. The loop is :func:`stream_scores`, the one function to
 swap for the product pipeline. ``--compare-chunk N`` scores every file a second time ``N`` rows per tick and
 fails unless the scores are identical.
@@ -45,12 +46,16 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.nab_scoring import load_profiles, load_windows, probationary_length, score_corpus
+from detectors.base import Detector
 from detectors.streaming import StreamingDetector, unit_score
+from monitor.config import parse_config
+from monitor.pipeline.spec import new_detector
 
 __all__ = ["CONFIG", "FileRun", "main", "monotone_stamps", "run_file", "stream_scores"]
 
-#: The one detector configuration used for the whole corpus (no per-file tuning); the class defaults.
-CONFIG: dict[str, Any] = StreamingDetector().get_params()
+#: The one detector configuration used for the whole corpus (no per-file tuning): the product's defaults
+#: (the granularity comes from each file's config, built in :func:`product_detector`).
+CONFIG: dict[str, Any] = {k: v for k, v in StreamingDetector().get_params().items() if k != "granularity"}
 
 
 def monotone_stamps(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -65,6 +70,41 @@ def monotone_stamps(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True))
 
 
+#: Minutes that divide a day: a NAB file's bucket size is its median spacing rounded to one of these.
+_DAY_DIVISORS = [m for m in range(1, 1441) if 1440 % m == 0]
+
+
+def product_detector(series: pd.Series, overrides: Mapping[str, Any], series_id: str) -> Detector:
+    """The detector the daemon builds for a metric configured ``detector: streaming`` at this file's step.
+
+    A livewatch config with one such metric is parsed and validated as ``config.yaml`` would be, and
+    :func:`monitor.pipeline.spec.new_detector` builds the detector from it; ``overrides`` (tuning runs only)
+    replace hyper-parameters that differ from the product defaults.
+    """
+    step = pd.Series(series.index).diff().median()
+    minutes = min(_DAY_DIVISORS, key=lambda m: abs(m - step / pd.Timedelta(minutes=1)))
+    config = parse_config(
+        {
+            "database": {"url": "sqlite://"},
+            "metrics": [
+                {
+                    "name": "nab",
+                    "source": {"table": "nab"},
+                    "kind": "count",
+                    "value": "value",
+                    "granularity": f"{minutes}m",
+                    "history": "14d" if minutes >= 1440 else "2d",
+                    "detector": "streaming",
+                }
+            ],
+        },
+        env={},
+    )
+    detector = new_detector(config, config.metrics[0], series_id)
+    changed = {k: v for k, v in overrides.items() if detector.get_params().get(k) != v}
+    return type(detector)(**{**detector.get_params(), **changed}) if changed else detector
+
+
 def stream_scores(
     series: pd.Series, config: Mapping[str, Any], *, probation: int, chunk: int, series_id: str
 ) -> tuple[np.ndarray, int]:
@@ -73,7 +113,8 @@ def stream_scores(
     Returns the sigma score of every row (0 in the probationary period, which NAB does not score) and the
     size in bytes of the detector's JSON state after the last tick.
     """
-    detector = StreamingDetector(**config).fit(series.iloc[:probation], series_id=series_id)
+    detector = product_detector(series, config, series_id)
+    detector.fit(series.iloc[:probation], series_id=series_id)
     scores = np.zeros(len(series))
     for start in range(probation, len(series), chunk):
         tick = series.iloc[start : start + chunk]

@@ -15,15 +15,16 @@ import numpy as np
 import pandas as pd
 
 from alerts.model import Matcher
+from detectors.base import Detector
 from detectors.postrules import PostRules
 from detectors.stack import DetectorStack
-from monitor.config import Config, MetricConfig
+from monitor.config import Config, Metric, MetricConfig
 
 __all__ = [
     "DETECTOR_NAME",
     "granularity_text",
     "matchers",
-    "new_stack",
+    "new_detector",
     "post_rules",
     "series_frame",
     "stack_params",
@@ -59,9 +60,18 @@ def stack_params(config: Config, metric: MetricConfig, series: str) -> dict[str,
     }
 
 
-def new_stack(config: Config, metric: MetricConfig, series: str, **overrides: Any) -> DetectorStack:
-    """An unfitted stack for one series; ``overrides`` replace hyper-parameters (``prophet_min_days``)."""
-    return DetectorStack(**{**stack_params(config, metric, series), **overrides})
+def new_detector(config: Config, metric: Metric, series: str) -> Detector:
+    """The unfitted detector ``metric.detector`` names, for one series (the daemon's choice per metric).
+
+    ``stack`` (the default for seasonal safety metrics) is :class:`DetectorStack` with
+    :func:`stack_params`; ``streaming`` is :class:`detectors.streaming.StreamingDetector` at the metric's
+    granularity, with its defaults (chosen on the even NAB files).
+    """
+    if metric.detector == "streaming":
+        from detectors.streaming import StreamingDetector
+
+        return StreamingDetector(granularity=granularity_text(metric.granularity))
+    return DetectorStack(**stack_params(config, metric, series))
 
 
 def series_frame(metric: MetricConfig, tidy: pd.DataFrame) -> pd.DataFrame:
