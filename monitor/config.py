@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
+from monitor.experiments.config import ExperimentConfig, check_references
 
 __all__ = [
     "AlertsConfig",
@@ -272,6 +273,7 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    experiments: tuple[ExperimentConfig, ...] = ()
 
     @model_validator(mode="after")
     def _resolve_and_check(self) -> Config:
@@ -289,6 +291,9 @@ class Config(_Strict):
                     raise ValueError(
                         f"{where}.match.metric: unknown metric {metric!r} (known: {sorted(known)})"
                     )
+        problems = check_references(self.experiments, resolved)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def _matchers(self) -> list[tuple[str, dict[str, Any]]]:
