@@ -13,6 +13,7 @@ import pandas as pd
 
 from monitor.cli.daemon import run as run_command
 from monitor.cli.daemon import status as status_command
+from monitor.cli.experiments import experiments
 from monitor.cli.ops import backtest, incidents, investigate, silence
 from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
@@ -124,7 +125,7 @@ def db_upgrade(config_path: Path) -> None:
     click.echo("ok: state database is at the latest schema")
 
 
-for command in (run_command, status_command, investigate, incidents, silence, backtest):
+for command in (run_command, status_command, investigate, incidents, silence, backtest, experiments):
     cli.add_command(command)
 
 

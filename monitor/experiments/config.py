@@ -144,7 +144,9 @@ class ExperimentConfig(_Strict):
     @model_validator(mode="after")
     def _arms(self) -> ExperimentConfig:
         if len(self.split) < 2:
-            raise ValueError(f"split: needs the control and at least one treatment arm, got {sorted(self.split)}")
+            raise ValueError(
+                f"split: needs the control and at least one treatment arm, got {sorted(self.split)}"
+            )
         bad = {arm: share for arm, share in self.split.items() if not share > 0}
         if bad:
             raise ValueError(f"split: shares must be > 0, got {bad}")

@@ -246,7 +246,9 @@ def _frames(
             f"experiment {experiment.name!r}: no outcome rows of assigned units since launch {launch}"
         )
     frame = (
-        post.groupby(["ts", "unit", "arm", *segments], as_index=False, observed=True)[[numerator, denominator]]
+        post.groupby(["ts", "unit", "arm", *segments], as_index=False, observed=True)[
+            [numerator, denominator]
+        ]
         .sum()
         .rename(columns={numerator: "num", denominator: "den"})
     )

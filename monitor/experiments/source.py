@@ -57,7 +57,8 @@ class SqlExperimentSource:
                 known = sa.inspect(self.engine).get_table_names(schema=schema or self.schema)
                 hint = difflib.get_close_matches(bare, known, n=1)
                 raise SourceError(
-                    f"{where}: table {name!r} does not exist" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                    f"{where}: table {name!r} does not exist"
+                    + (f"; did you mean {hint[0]!r}?" if hint else "")
                 ) from None
         return self._tables[name]
 
@@ -72,7 +73,11 @@ class SqlExperimentSource:
                 known = list(table.c.keys())
                 hints = [
                     f"unknown column {c!r} in table {source.table}"
-                    + (f" (did you mean {h[0]!r}?)" if (h := difflib.get_close_matches(c, known, n=1)) else "")
+                    + (
+                        f" (did you mean {h[0]!r}?)"
+                        if (h := difflib.get_close_matches(c, known, n=1))
+                        else ""
+                    )
                     for c in missing
                 ]
                 raise SourceError(f"{where}: " + "; ".join(hints))
@@ -101,7 +106,9 @@ class SqlExperimentSource:
         raw_text = self.engine.dialect.name == "sqlite"
         statement = sa.select(
             *(
-                sa.type_coerce(relation.c[c], sa.String).label(c) if raw_text and c == time_column else relation.c[c]
+                sa.type_coerce(relation.c[c], sa.String).label(c)
+                if raw_text and c == time_column
+                else relation.c[c]
                 for c in columns
             )
         )
@@ -123,7 +130,7 @@ class SqlExperimentSource:
         return frame
 
     def assignments(self, experiment: ExperimentConfig, end: datetime) -> pd.DataFrame:
-        """Validated assignment: one row per unit, columns ``unit, arm, assigned_at`` (UTC), before ``end``."""
+        """Validated assignment before ``end``: one row per unit, ``unit, arm, assigned_at`` (UTC)."""
         cols = experiment.assignment_columns
         raw = self._read(
             experiment.assignment,

@@ -47,6 +47,7 @@ __all__ = [
     "DemoExperiment",
     "DemoIncident",
     "build_demo",
+    "build_demo_experiments",
     "demo_experiments",
     "demo_incidents",
     "ensure_demo_warehouse",
@@ -348,8 +349,14 @@ def demo_experiments(end: datetime) -> list[DemoExperiment]:
     return [
         DemoExperiment("feed_ranking_v2", end - 6 * day, "control", "ranked_feed", False, "", 1.0, 1.0),
         DemoExperiment(
-            "autoplay_next", end - 3 * day + timedelta(hours=5), "control", "autoplay", True,
-            "category=hate_speech", 4.0, 1.8,
+            "autoplay_next",
+            end - 3 * day + timedelta(hours=5),
+            "control",
+            "autoplay",
+            True,
+            "category=hate_speech",
+            4.0,
+            1.8,
         ),
     ]
 
@@ -428,7 +435,10 @@ def _experiment_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("unit", sa.String(32), nullable=False),
         sa.Column("category", sa.String(32), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
-        *(sa.Column(name, sa.Integer, nullable=False) for name in ("views", "reports", "reviews", "violations")),
+        *(
+            sa.Column(name, sa.Integer, nullable=False)
+            for name in ("views", "reports", "reviews", "violations")
+        ),
     )
     return assignments, units
 
@@ -449,6 +459,24 @@ def _insert_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, time
     conn.execute(table.insert(), records)
 
 
+def build_demo_experiments(engine: sa.Engine, *, end: datetime, units: int = 3000, seed: int = 7) -> int:
+    """(Re)create the two experiment tables of :func:`demo_experiments`; returns the outcome rows written."""
+    metadata = sa.MetaData()
+    assignment_table, unit_table = _experiment_tables(metadata)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    rng = np.random.default_rng([seed, 17])
+    written = 0
+    with engine.begin() as conn:
+        for experiment in demo_experiments(end):
+            assignments, outcomes = _experiment_rows(experiment, end, units, rng)
+            _insert_rows(conn, assignment_table, assignments, "assigned_at")
+            _insert_rows(conn, unit_table, outcomes, "ts")
+            written += len(outcomes)
+        sa.Index(f"ix_{DEMO_UNIT_TABLE}_ts", unit_table.c.ts).create(conn)
+    return written
+
+
 def build_demo(
     engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7, experiment_units: int = 3000
 ) -> int:
@@ -467,7 +495,6 @@ def build_demo(
     facts = _facts(end, days, seed)
     metadata = sa.MetaData()
     fact_table, incident_table = _tables(metadata)
-    assignment_table, unit_table = _experiment_tables(metadata)
     metadata.drop_all(engine)
     metadata.create_all(engine)
     with engine.begin() as conn:
@@ -478,13 +505,8 @@ def build_demo(
             incident_table.insert(),
             [{**i.__dict__, "start": i.start, "end": i.end} for i in demo_incidents(end)],
         )
-        if experiment_units > 0:
-            rng = np.random.default_rng([seed, 17])
-            for experiment in demo_experiments(end):
-                assignments, outcomes = _experiment_rows(experiment, end, experiment_units, rng)
-                _insert_rows(conn, assignment_table, assignments, "assigned_at")
-                _insert_rows(conn, unit_table, outcomes, "ts")
-            sa.Index(f"ix_{DEMO_UNIT_TABLE}_ts", unit_table.c.ts).create(conn)
+    if experiment_units > 0:
+        build_demo_experiments(engine, end=end, units=experiment_units, seed=seed)
     return len(facts)
 
 
