@@ -22,9 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
-import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
@@ -39,13 +38,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
 def _duration(value: Any) -> timedelta:
+    """``30m``, ``12h``, ``7d``, ``2w`` (the units of ``monitor.config.parse_duration``) or a timedelta."""
     if isinstance(value, timedelta):
         return value
-    try:
-        return pd.Timedelta(str(value)).to_pytimedelta()
-    except ValueError:
-        raise ValueError(f"invalid duration {value!r}: use a number and a unit (e.g. 7d, 12h)") from None
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 7d)")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
@@ -164,14 +168,11 @@ class ExperimentConfig(_Strict):
         return [arm for arm in self.split if arm != self.control]
 
 
-class _Metric(Protocol):
-    name: str
-    kind: str
-    source: Any
+def check_references(experiments: Sequence[ExperimentConfig], metrics: Sequence[Any]) -> list[str]:
+    """One line per broken reference (duplicate names, unknown metrics, count metric without exposure).
 
-
-def check_references(experiments: Sequence[ExperimentConfig], metrics: Sequence[_Metric]) -> list[str]:
-    """One line per broken reference (duplicate names, unknown metrics, count metric without exposure)."""
+    ``metrics`` are the resolved :class:`monitor.config.MetricConfig` (not imported here: it imports us).
+    """
     problems: list[str] = []
     known = {m.name: m for m in metrics}
     names = [e.name for e in experiments]

@@ -272,7 +272,7 @@ def _finite(value: float, default: float = 0.0) -> float:
 def _causes(breakdown: pd.DataFrame) -> tuple[RootCause, ...]:
     harmful = breakdown[breakdown["excess"] > 0].head(_TOP_CAUSES)
     return tuple(
-        RootCause(segment=f"{row.segment}={row.value}", share=min(1.0, max(0.0, _finite(row.share))))
+        RootCause(segment=f"{row.segment}={row.value}", share=min(1.0, max(0.0, _finite(float(row.share)))))  # type: ignore[arg-type]
         for row in harmful.itertuples()
     )
 

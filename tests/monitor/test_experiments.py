@@ -222,7 +222,7 @@ def test_missing_assignment_table_is_an_error_of_that_experiment_only(config: Co
     assert any(s.region.startswith("experiment/autoplay_next") for v in by_bucket.values() for s in v)
 
 
-# -- config: strict, references checked, key paths ------------------------------------------------------------
+# -- config: strict, references checked, key paths --------------------------------------------------------
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -271,7 +271,7 @@ def test_repo_config_has_the_demo_experiments() -> None:
     assert config.experiments[1].assignment.query is not None
 
 
-# -- CLI -------------------------------------------------------------------------------------------------------
+# -- CLI ---------------------------------------------------------------------------------------------------
 def test_cli_show_json_has_the_timeline_decision_power_and_srm(warehouse: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(_data(warehouse)))
