@@ -168,36 +168,49 @@ class ExperimentConfig(_Strict):
         return [arm for arm in self.split if arm != self.control]
 
 
-def check_references(experiments: Sequence[ExperimentConfig], metrics: Sequence[Any]) -> list[str]:
-    """One line per broken reference (duplicate names, unknown metrics, count metric without exposure).
+Loc = tuple[str | int, ...]
+
+
+def check_references(
+    experiments: Sequence[ExperimentConfig], metrics: Sequence[Any]
+) -> list[tuple[Loc, str]]:
+    """``(key path, message)`` per broken reference: duplicate names, unknown metrics, missing exposure...
 
     ``metrics`` are the resolved :class:`monitor.config.MetricConfig` (not imported here: it imports us).
     """
-    problems: list[str] = []
+    problems: list[tuple[Loc, str]] = []
     known = {m.name: m for m in metrics}
     names = [e.name for e in experiments]
     for dupe in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"experiments: duplicate experiment name {dupe!r}")
+        problems.append((("experiments",), f"duplicate experiment name {dupe!r}"))
     for i, experiment in enumerate(experiments):
         seen: set[str] = set()
         for j, guardrail in enumerate(experiment.guardrails):
-            where = f"experiments[{i}].guardrails[{j}].metric"
+            where: Loc = ("experiments", i, "guardrails", j)
             metric = known.get(guardrail.metric)
             if metric is None:
-                problems.append(f"{where}: unknown metric {guardrail.metric!r} (known: {sorted(known)})")
+                problems.append(
+                    ((*where, "metric"), f"unknown metric {guardrail.metric!r} (known: {sorted(known)})")
+                )
                 continue
             if guardrail.metric in seen:
-                problems.append(f"{where}: metric {guardrail.metric!r} is guarded twice")
+                problems.append(((*where, "metric"), f"metric {guardrail.metric!r} is guarded twice"))
             seen.add(guardrail.metric)
             if metric.kind == "count" and experiment.exposure is None:
                 problems.append(
-                    f"{where}: count metric {guardrail.metric!r} needs experiments[{i}].exposure "
-                    "(the per-unit denominator column, e.g. views)"
+                    (
+                        (*where, "metric"),
+                        f"count metric {guardrail.metric!r} needs experiments[{i}].exposure "
+                        "(the per-unit denominator column, e.g. views)",
+                    )
                 )
             direction = guardrail.direction or getattr(metric, "direction", None)
             if direction not in ("up", "down"):
                 problems.append(
-                    f"experiments[{i}].guardrails[{j}].direction: metric {guardrail.metric!r} watches "
-                    f"{direction!r}; say which direction is harmful (up or down)"
+                    (
+                        (*where, "direction"),
+                        f"metric {guardrail.metric!r} watches {direction!r}; say which direction is harmful "
+                        "(up or down)",
+                    )
                 )
     return problems
