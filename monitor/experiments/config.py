@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
@@ -46,6 +47,11 @@ def _duration(value: Any) -> timedelta:
     """``30m``, ``12h``, ``7d``, ``2w`` (the units of ``monitor.config.parse_duration``) or a timedelta."""
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, str) and value.strip().upper().startswith("P"):  # ISO 8601, as a dump writes it
+        try:
+            return timedelta(seconds=pd.Timedelta(value.strip()).total_seconds())
+        except ValueError:
+            pass
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 7d)")
