@@ -149,6 +149,10 @@ def _chart(evaluation: ExperimentEvaluation, path: Path) -> None:
         first = guardrail.first_harm()
         if first is not None:
             ax.axvline(first.to_pydatetime(), color="red", linewidth=1.0, label="harm")
+        finite = [abs(e) for e in effect if math.isfinite(e)]
+        ax.set_ylim(
+            -min(100.0, max(30.0, 3 * max(finite, default=10.0))), max(30.0, 3 * max(finite, default=10.0))
+        )
         ax.set_ylabel("% vs control")
         ax.set_title(
             f"{guardrail.spec.metric}: {guardrail.spec.treatment} vs {guardrail.spec.control} "
@@ -268,7 +272,7 @@ def experiments_show(
             _pct(latest.effect),
             f"[{_pct(latest.lower)}, {_pct(latest.upper)}]",
             _pct(latest.ruled_out_beyond),
-            _pct(-latest.variance_reduction).lstrip("+-") + " var"
+            f"-{100 * latest.variance_reduction:.0f}% var"
             if math.isfinite(latest.variance_reduction)
             else "-",
             (g["first_harm"] or "-")[:16].replace("T", " "),
