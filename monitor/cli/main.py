@@ -95,12 +95,12 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     """Build the demo SQLite warehouse with injected incidents and their ground truth."""
     import sqlalchemy as sa
 
-    from monitor.tools.demo import build_demo, demo_incidents
+    from monitor.tools.demo import DEMO_EXPERIMENT_UNITS, build_demo, demo_incidents
 
     end = parse_time(end_text, now=utc_now())
     end = pd.Timestamp(end).floor("h").to_pydatetime()
     engine = sa.create_engine(f"sqlite:///{db_path}")
-    rows = build_demo(engine, end=end, days=days, seed=seed)
+    rows = build_demo(engine, end=end, days=days, seed=seed, experiment_units=DEMO_EXPERIMENT_UNITS)
     engine.dispose()
     incidents = {i.incident for i in demo_incidents(end)}
     click.echo(

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "DEMO_ASSIGNMENT_TABLE",
+    "DEMO_EXPERIMENT_UNITS",
     "DEMO_FACT_TABLE",
     "DEMO_INCIDENT_TABLE",
     "DEMO_UNIT_TABLE",
@@ -57,6 +58,7 @@ DEMO_FACT_TABLE = "live_safety_hourly"
 DEMO_INCIDENT_TABLE = "demo_incidents"
 DEMO_ASSIGNMENT_TABLE = "experiment_assignments"
 DEMO_UNIT_TABLE = "experiment_unit_hourly"
+DEMO_EXPERIMENT_UNITS = 3000  # viewers per demo experiment
 
 # region -> (hourly views at the daily mean, UTC offset in hours, primary and secondary language)
 REGIONS: dict[str, tuple[float, int, tuple[str, str]]] = {
@@ -478,7 +480,7 @@ def build_demo_experiments(engine: sa.Engine, *, end: datetime, units: int = 300
 
 
 def build_demo(
-    engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7, experiment_units: int = 3000
+    engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7, experiment_units: int = 0
 ) -> int:
     """(Re)create the demo tables on ``engine``; returns the number of fact rows written.
 
@@ -487,7 +489,8 @@ def build_demo(
         end: exclusive end of the data, UTC-aware, on an hour boundary.
         days: days of history.
         seed: random seed; the same (seed, end, days) gives the same warehouse.
-        experiment_units: viewers per demo experiment (0: no experiment tables).
+        experiment_units: viewers per demo experiment (0: no experiment tables; the demo uses
+            :data:`DEMO_EXPERIMENT_UNITS`).
     """
     if end.tzinfo is None:
         raise ValueError("end must be timezone-aware (UTC)")
@@ -527,7 +530,9 @@ def ensure_demo_warehouse(
         announce(f"building the demo warehouse {path} (first run, about 30 s)...")
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
-        build_demo(engine, end=pd.Timestamp(now).floor("h").to_pydatetime())
+        build_demo(
+            engine, end=pd.Timestamp(now).floor("h").to_pydatetime(), experiment_units=DEMO_EXPERIMENT_UNITS
+        )
     finally:
         engine.dispose()
     return True
