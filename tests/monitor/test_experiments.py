@@ -143,6 +143,19 @@ def test_monitor_signals_label_the_experiment_arm_with_kind_guardrail(config: Co
     assert signals[-1].investigate == "livewatch experiments show autoplay_next"
 
 
+def test_a_split_that_the_assignment_does_not_follow_is_an_srm_signal(warehouse: str) -> None:
+    # The harmless experiment is assigned 50/50; configured as 70/30 the SRM test must say so.
+    skewed = _experiment("feed_ranking_v2", "ranked_feed", split={"control": 0.7, "ranked_feed": 0.3})
+    config = parse_config(_data(warehouse, skewed), env={})
+    by_bucket, errors = ExperimentMonitor(config, _source(warehouse)).signals(
+        _hours(END - timedelta(days=1), END), END
+    )
+    assert errors == {}
+    srm = [s for signals in by_bucket.values() for s in signals if s.kind == "srm"]
+    assert srm and {s.labels["region"] for s in srm} == {"experiment/feed_ranking_v2"}
+    assert srm[0].metric == "assignment" and abs(srm[0].observed - 50.6) < 2 and srm[0].expected == 70.0
+
+
 def test_experiment_incidents_never_merge_with_regional_ones() -> None:
     at = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
