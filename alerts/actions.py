@@ -257,7 +257,7 @@ def authorise(
             False,
             AuthReason.NO_POLICY,
             "livewatch does not accept actions from Slack yet: configure the allowed users, user groups "
-            "or channels (alerts.slack.actions).",
+            "or channels (alerts.slack.interactivity).",
         )
     if action.user_id in policy.user_ids:
         return AuthDecision(True, AuthReason.ALLOWED_USER)

@@ -63,6 +63,7 @@ __all__ = [
     "DatabaseConfig",
     "DetectorName",
     "ExecutorConfig",
+    "InteractivityConfig",
     "LoggingConfig",
     "Metric",
     "MetricConfig",
@@ -504,6 +505,58 @@ class RouteConfig(_Strict):
     routes: tuple[RouteConfig, ...] = ()
 
 
+# -- actions from Slack (issue 16) -------------------------------------------------------------------------
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+_SLACK_USERGROUP = re.compile(r"^S[A-Z0-9]+$")
+_SLACK_CHANNEL = re.compile(r"^(#[a-z0-9][a-z0-9_.-]*|[CG][A-Z0-9]+)$")
+
+
+def _slack_ids(pattern: re.Pattern[str], example: str) -> Any:
+    def check(values: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in values if not pattern.match(v)]
+        if bad:
+            raise ValueError(f"{bad} are not {example}")
+        return _unique(values)
+
+    return AfterValidator(check)
+
+
+class InteractivityConfig(_Strict):
+    """``alerts.slack.interactivity``: people acting on incidents from the Slack message (the daemon only).
+
+    ``mode: auto`` (the default) listens over Socket Mode when ``$app_token_env`` is set and not at all
+    otherwise; ``socket`` / ``http`` require their secret variable (the daemon refuses to start without
+    it); ``off`` never listens. Secrets come from the environment only. Who may act: the listed users,
+    the members of the listed user groups, anyone acting in a listed channel; all three empty (the default)
+    lets nobody act, and everyone who tries is told ephemerally how to configure it.
+    """
+
+    mode: Literal["auto", "socket", "http", "off"] = "auto"
+    app_token_env: EnvName = Field("SLACK_APP_TOKEN", description="env var of the app-level xapp- token")
+    signing_secret_env: EnvName = Field(
+        "SLACK_SIGNING_SECRET", description="env var of the app's signing secret (mode http)"
+    )
+    host: Annotated[str, AfterValidator(_host)] = Field(
+        "127.0.0.1", description="address the http endpoint binds to (put it behind a TLS proxy)"
+    )
+    port: int = Field(3000, ge=0, le=65535, description="port of the http endpoint (0: any free port)")
+    path: str = Field("/slack/actions", description="path of the http endpoint (Slack's Request URL)")
+    allowed_users: Annotated[tuple[str, ...], _slack_ids(_SLACK_USER, "Slack user ids like U012ABCDEF")] = ()
+    allowed_usergroups: Annotated[
+        tuple[str, ...], _slack_ids(_SLACK_USERGROUP, "Slack user group ids like S012ABCDEF")
+    ] = ()
+    allowed_channels: Annotated[
+        tuple[str, ...], _slack_ids(_SLACK_CHANNEL, "channel ids like C012ABCDEF or names like #oncall")
+    ] = ()
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not re.match(r"^/[A-Za-z0-9._~/-]*$", path):
+            raise ValueError(f"{path!r} must be a URL path starting with '/', e.g. /slack/actions")
+        return path
+
+
 class SlackConfig(_Strict):
     token_env: EnvName = Field("SLACK_BOT_TOKEN", description="name of the env var holding the bot token")
     webhook_env: EnvName = Field(
@@ -512,6 +565,7 @@ class SlackConfig(_Strict):
     api_url: str = "https://slack.com/api/"
     default_channel: NonEmpty = "#livewatch-alerts"
     timeout: SlackTimeout = timedelta(seconds=10)
+    interactivity: InteractivityConfig = InteractivityConfig()
 
     @field_validator("api_url")
     @classmethod

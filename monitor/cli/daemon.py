@@ -4,6 +4,9 @@ Registered on the main group in :mod:`monitor.cli.main`;
 ``python -m monitor.cli.daemon`` runs them standalone. The wall clock and the signals are read here, at
 the edge; the daemon code gets a clock and a stop event.
 
+The daemon also listens for actions from Slack (``alerts.slack.interactivity``, see
+:mod:`monitor.daemon.interactivity`); ``--once`` and replays do not.
+
 Exit codes: ``--once`` exits 1 when a metric or series failed; the daemon and a replay exit 0 when they
 stop on SIGTERM / SIGINT or reach the end (tick failures are logged and counted, not fatal). A second
 signal abandons the running tick at once (safe: every bucket's effects are committed atomically and the
@@ -41,8 +44,8 @@ log = structlog.get_logger(__name__)
 @click.option(
     "--live-only",
     is_flag=True,
-    help="With --once: like the daemon, record but do not page incidents that ended before this tick "
-    "(by default a one-off run pages everything it finds).",
+    help="With --once: record the catch-up (buckets older than the live edge) without sending anything "
+    "(by default each incident found there is delivered once, as its final state with a short timeline).",
 )
 @click.option(
     "--replay-from",
@@ -80,7 +83,7 @@ def run(
     if (replay_to or speed) and not replay_from:
         raise click.UsageError("--replay-to and --speed need --replay-from")
     if live_only and not once:
-        raise click.UsageError("--live-only goes with --once (the daemon never pages stale catch-up)")
+        raise click.UsageError("--live-only goes with --once (the daemon sends a catch-up once per incident)")
     if at_text and not once:
         raise click.UsageError("--at goes with --once (a replay takes --replay-from/--replay-to)")
     from monitor.daemon.scheduler import build_daemon, replay, run_daemon
@@ -94,7 +97,7 @@ def run(
     if once:
         now = parse_time(at_text, now=wall)
         daemon = build_daemon(config, clock=utc_now, started=now)
-        results = [daemon.score(group, now, page_catch_up=not live_only) for group in daemon.groups]
+        results = [daemon.score(group, now, mute_catch_up=live_only) for group in daemon.groups]
         for result in results:
             _echo_tick(result)
         if any(r.report is None or r.report.errors for r in results):

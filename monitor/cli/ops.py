@@ -358,7 +358,8 @@ def incidents_resolve(incident_id: str, note: str, by: str | None, config_path: 
 def incidents_stats(
     config_path: Path, metric: str | None, region: str | None, since_text: str | None, as_json: bool
 ) -> None:
-    """Counts and median time to acknowledge and to resolve, overall and per metric."""
+    """Counts, median time to acknowledge and to resolve, and the false-positive rate (incidents marked
+    "not an incident" from Slack, over all incidents), overall and per metric."""
     store = _store(load_config(config_path))
     since = parse_time(since_text, now=utc_now()) if since_text else None
     found = store.incident_history(metric=metric, region=region, since=since)
@@ -367,6 +368,14 @@ def incidents_stats(
         for name in history.incident.metrics:
             groups.setdefault(name, []).append(history)
     summaries = {name: HistorySummary.of(items) for name, items in groups.items()}
+    false_positives = {
+        name: sum(1 for h in items if h.incident.false_positive) for name, items in groups.items()
+    }
+
+    def rate(name: str) -> float | None:
+        total = summaries[name].incidents
+        return round(false_positives[name] / total, 4) if total else None
+
     if as_json:
         click.echo(
             json.dumps(
@@ -377,6 +386,8 @@ def incidents_stats(
                         "resolved": s.resolved,
                         "median_time_to_acknowledge_minutes": _minutes(s.median_time_to_acknowledge),
                         "median_time_to_resolve_minutes": _minutes(s.median_time_to_resolve),
+                        "false_positives": false_positives[name],
+                        "false_positive_rate": rate(name),
                     }
                     for name, s in summaries.items()
                 },
@@ -385,9 +396,19 @@ def incidents_stats(
         )
         return
     table = Table(title="Incident statistics", title_justify="left")
-    for column in ("scope", "incidents", "acknowledged", "resolved", "median to ack", "median to resolve"):
+    for column in (
+        "scope",
+        "incidents",
+        "acknowledged",
+        "resolved",
+        "median to ack",
+        "median to resolve",
+        "false positives",
+        "FP rate",
+    ):
         table.add_column(column)
     for name, s in summaries.items():
+        fp_rate = rate(name)
         table.add_row(
             name,
             str(s.incidents),
@@ -395,6 +416,8 @@ def incidents_stats(
             str(s.resolved),
             _duration(s.median_time_to_acknowledge),
             _duration(s.median_time_to_resolve),
+            str(false_positives[name]),
+            "-" if fp_rate is None else f"{fp_rate:.0%}",
         )
     _console().print(table)
 
@@ -560,7 +583,7 @@ def backtest(
         delay = max((m.completeness_delay or timedelta(0)) for m in config.metrics)
         end = floor_time(pd.Timestamp(now) - pd.Timedelta(delay), timedelta(hours=1)).to_pydatetime()
     start = parse_time(from_text, now=now) if from_text is not None else None
-    labels = _labels(labels_spec, source.engine)
+    labels = _labels(labels_spec, source.engine) + _false_positive_labels(config)
     progress = Progress(
         TextColumn("scoring series"),
         BarColumn(),
@@ -625,6 +648,25 @@ def _labels(spec: str | None, engine: Any) -> list[Label]:
         return load_labels(DEMO_INCIDENT_TABLE, engine)
     click.echo("backtest: no --labels and no demo_incidents table: every alert counts as false", err=True)
     return []
+
+
+def _false_positive_labels(config: Config) -> list[Label]:
+    """The state store's "not an incident" marks, as labelled negatives (none when it cannot be read)."""
+    import sqlalchemy as sa
+
+    from monitor.store import StoreError
+    from monitor.tools.backtest import false_positive_labels
+
+    try:
+        found = false_positive_labels(_store(config).list_false_positives())
+    except (StoreError, sa.exc.SQLAlchemyError, OSError) as exc:
+        click.echo(f"backtest: false positives not read from the state store ({exc})", err=True)
+        return []
+    if found:
+        click.echo(
+            f"backtest: {len(found)} false positive(s) marked in Slack count as labelled negatives", err=True
+        )
+    return found
 
 
 # -- formatting ----------------------------------------------------------------------------------------------

@@ -13,13 +13,20 @@ share incidents), the refit job in another. Each scoring job also runs once at s
 after downtime begins at once. :func:`replay` drives the very same job functions over the same trigger
 times with a simulated clock (``--replay-from/--replay-to/--speed``).
 
-Catch-up (issue #6): a tick after downtime scores every missed bucket (bounded by ``max_catchup``) in
-order, but only buckets that ended after :func:`live_cutoff` may page. Older buckets are evaluated under a
-suppressing :class:`~alerts.muting.MaintenanceWindow` named :data:`CATCH_UP_WINDOW`: their incidents are
-opened, updated and resolved in the store as usual but not notified; an incident still open at the first
-live bucket is announced then, as new; the resolution of an incident announced before the downtime is
-still delivered (the engine never mutes a resolution). The incidents that began and ended while the daemon
-was down are listed in a :class:`CatchUpSummary` (logged, printed by the CLI).
+Catch-up (issues #6, #16): a tick after downtime scores every missed bucket (bounded by ``max_catchup``) in
+order; buckets that ended before :func:`live_cutoff` are a catch-up and go through the alert engine with
+``live=False`` (:func:`alerts.dedup.catch_up_gate`): incidents are opened, updated and resolved in the store
+as usual, but each is delivered at most once, as its final state -- an incident that began and ended while
+the daemon was down gets one catch-up summary with a short timeline, an incident announced before the
+downtime gets its resolution, an incident still open at the first live bucket is announced then; reminders
+only happen in live time. ``livewatch run --once`` over history is the same catch-up. With
+``mute_catch_up`` (``run --once --live-only``) the catch-up is recorded and nothing of it is sent (a
+suppressing :class:`~alerts.muting.MaintenanceWindow` named :data:`CATCH_UP_WINDOW`). The incidents that
+began and ended in the catch-up are listed in a :class:`CatchUpSummary` (logged, printed by the CLI).
+
+Actions from Slack (issue #16): :func:`run_daemon` starts the listener of
+:mod:`monitor.daemon.interactivity` (Socket Mode or a signed HTTP endpoint, ``alerts.slack.interactivity``)
+before the jobs and stops it first on SIGTERM; ``run --once`` and replays never listen.
 
 Failure isolation: a tick that raises (state store down, a bug) is logged and counted and the daemon goes
 on; a tick row left ``running`` by a killed process is closed as ``failed`` at the next start
@@ -31,9 +38,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import structlog
@@ -42,7 +50,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from alerts.model import Incident, IncidentState
+from alerts.model import Incident, IncidentState, NotifyReason
 from alerts.muting import MaintenanceWindow
 from monitor.config import Config
 from monitor.daemon.metrics import HealthMetrics, read_store_figures
@@ -52,6 +60,9 @@ from monitor.pipeline.refit import refit_all
 from monitor.pipeline.tick import Monitor, TickReport
 from monitor.source import floor_time
 from monitor.store import SqlStore
+
+if TYPE_CHECKING:
+    from monitor.daemon.interactivity import RunningListener
 
 __all__ = [
     "CATCH_UP_WINDOW",
@@ -150,23 +161,27 @@ def live_cutoff(now: datetime, step: timedelta, delay: timedelta, grace: timedel
 
 
 def catch_up_window(cutoff: datetime) -> MaintenanceWindow:
-    """Mutes every evaluation before ``cutoff`` (the engine still records and resolves incidents)."""
+    """Mutes every evaluation before ``cutoff`` (``mute_catch_up``; the engine still records and resolves
+    incidents)."""
     return MaintenanceWindow(name=CATCH_UP_WINDOW, start=EPOCH, end=max(cutoff, EPOCH + HOUR), suppress=True)
 
 
 # -- results ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CatchUpSummary:
-    """Incidents that began and ended in the catch-up span ``[start, end)``: recorded, never paged."""
+    """Incidents that began and ended in the catch-up span ``[start, end)``: one catch-up summary each
+    (``muted``: recorded, not sent)."""
 
     start: datetime
     end: datetime
     incidents: tuple[Incident, ...]
+    muted: bool = False
 
     def lines(self) -> list[str]:
+        told = "not sent" if self.muted else "one summary each"
         head = (
             f"catch-up {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC: "
-            f"{len(self.incidents)} incident(s) began and ended while the daemon was down (not paged)"
+            f"{len(self.incidents)} incident(s) began and ended while the daemon was down ({told})"
         )
         return [head] + [
             f"  {i.id}: {', '.join(i.metrics)} in {', '.join(i.regions)}, {i.severity.value}, "
@@ -260,6 +275,7 @@ class Daemon:
         self.self_monitor = self_monitor
         self.timer = timer
         self.groups = scoring_groups(config)
+        self.listener: RunningListener | None = None  # set by run_daemon
         self._tick_lock = threading.Lock()
 
     def abandon_orphaned_runs(self, now: datetime | None = None) -> int:
@@ -279,34 +295,33 @@ class Daemon:
         return len(orphans)
 
     def score(
-        self, group: ScoringGroup, now: datetime | None = None, *, page_catch_up: bool = False
+        self, group: ScoringGroup, now: datetime | None = None, *, mute_catch_up: bool = False
     ) -> TickResult:
         """The scoring job: one tick of ``group`` at ``now`` (default: the clock). Never raises.
 
-        ``page_catch_up`` pages what the catch-up finds as if it were live (an explicit one-off run);
-        the scheduled daemon leaves it off, so downtime never turns into a flood of stale pages.
+        Buckets older than :func:`live_cutoff` are a catch-up (module docstring): each incident is
+        delivered once, as its final state; ``mute_catch_up`` records them without sending anything.
         """
         now = now or self.clock()
         with self._tick_lock:
-            return self._score(group, now, page_catch_up=page_catch_up)
+            return self._score(group, now, mute_catch_up=mute_catch_up)
 
-    def _score(self, group: ScoringGroup, now: datetime, *, page_catch_up: bool = False) -> TickResult:
+    def _score(self, group: ScoringGroup, now: datetime, *, mute_catch_up: bool = False) -> TickResult:
         bound = log.bind(job=group.job_id, at=now.isoformat())
         cutoff = live_cutoff(now, group.step, group.delay, self.config.scheduler.misfire_grace)
-        if page_catch_up:
-            cutoff = EPOCH
+        windows = (catch_up_window(cutoff),) if mute_catch_up else ()
         started = self.timer()
         report: TickReport | None = None
         error: str | None = None
         before: datetime | None = None
         try:
             before = self._oldest_watermark(group)
-            report = self.monitor.tick(now, metrics=group.metrics, windows=(catch_up_window(cutoff),))
+            report = self.monitor.tick(now, metrics=group.metrics, windows=windows, live_from=cutoff)
         except Exception as exc:  # the daemon must outlive any tick (database outage, a bug)
             error = f"{type(exc).__name__}: {exc}"
             bound.exception("tick failed")
         duration = self.timer() - started
-        summary = self._catch_up(group, now, before, cutoff) if report is not None else None
+        summary = self._catch_up(group, now, before, cutoff, mute_catch_up) if report is not None else None
         problems: tuple[SelfProblem, ...] = ()
         try:
             metrics = [m for m in self.config.metrics if m.name in group.metrics]
@@ -316,7 +331,8 @@ class Daemon:
                 self.health.observe(report, duration=duration, failed=tick_failed(report))
                 self.health.observe_store(read_store_figures(self.store, self.config.metrics, now))
             if self.self_monitor is not None:
-                problems = tuple(self.self_monitor.check(now))
+                with self.monitor.alert_lock:  # it alerts and delivers too: never beside a Slack action
+                    problems = tuple(self.self_monitor.check(now))
         except Exception:  # the state store may be the thing that is down
             bound.exception("health update failed")
         if report is not None:
@@ -336,9 +352,10 @@ class Daemon:
         return min(marks) if marks else None
 
     def _catch_up(
-        self, group: ScoringGroup, now: datetime, before: datetime | None, cutoff: datetime
+        self, group: ScoringGroup, now: datetime, before: datetime | None, cutoff: datetime, muted: bool
     ) -> CatchUpSummary | None:
-        """Incidents opened in the span this tick caught up (to ``cutoff``), resolved, never notified."""
+        """Incidents opened in the span this tick caught up (to ``cutoff``) and resolved there, that were
+        never notified live (at most a catch-up summary)."""
         try:
             complete_end = floor_time(now - group.delay, group.step)
             earliest = (complete_end - pd.Timedelta(self.config.scheduler.max_catchup)).to_pydatetime()
@@ -348,14 +365,19 @@ class Daemon:
             found = self.store.list_incidents(states=[IncidentState.RESOLVED], since=start, until=cutoff)
             quiet = tuple(
                 sorted(
-                    (i for i in found if not i.notified and set(i.metrics) <= set(group.metrics)),
+                    (
+                        i
+                        for i in found
+                        if all(n.reason is NotifyReason.CATCH_UP_SUMMARY for n in i.notified)
+                        and set(i.metrics) <= set(group.metrics)
+                    ),
                     key=lambda i: (i.opened_at, i.id),
                 )
             )
         except Exception:
             log.exception("catch-up summary failed", job=group.job_id)
             return None
-        summary = CatchUpSummary(start, cutoff, quiet)
+        summary = CatchUpSummary(start, cutoff, quiet, muted)
         if quiet:
             log.info(
                 "catch-up summary",
@@ -416,18 +438,57 @@ def build_scheduler(daemon: Daemon, *, wall: Clock | None = None) -> BackgroundS
     return scheduler
 
 
-def run_daemon(daemon: Daemon, stop: threading.Event, *, wall: Clock | None = None) -> None:
-    """Run the scheduled jobs until ``stop`` is set; the running tick then finishes before returning."""
+def run_daemon(
+    daemon: Daemon,
+    stop: threading.Event,
+    *,
+    wall: Clock | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
+    """Run the scheduled jobs and the Slack actions listener until ``stop`` is set.
+
+    The listener (:func:`monitor.daemon.interactivity.build_listener`, from ``alerts.slack.interactivity``
+    and the secrets in ``env``, default the process environment) starts before the jobs; on stop it is
+    closed first (no new clicks; the one being applied finishes), then the running tick finishes.
+
+    Raises:
+        ConfigError: the interactivity mode needs a secret variable that is not set (before anything runs).
+    """
+    import os
+
+    from monitor.daemon.interactivity import build_listener
+
+    listener = build_listener(
+        daemon.config,
+        dict(os.environ) if env is None else env,
+        daemon.store,
+        daemon.monitor,
+        clock=daemon.clock,
+    )
+    daemon.listener = listener
     daemon.abandon_orphaned_runs()
     scheduler = build_scheduler(daemon, wall=wall)
-    scheduler.start()
-    log.info("daemon started", jobs=[job.id for job in scheduler.get_jobs()])
+    if listener is not None:
+        try:
+            listener.start()
+        except Exception:  # Slack unreachable, port taken: scoring must go on without the buttons
+            log.exception("slack actions listener failed to start; the daemon runs without it")
+            listener = daemon.listener = None
     try:
+        scheduler.start()
+        log.info(
+            "daemon started",
+            jobs=[job.id for job in scheduler.get_jobs()],
+            slack_actions=listener.mode if listener else "off",
+        )
         while not stop.wait(1.0):
             pass
     finally:
-        log.info("daemon stopping: waiting for the running job")
-        scheduler.shutdown(wait=True)
+        log.info("daemon stopping: closing the Slack actions listener, waiting for the running job")
+        if listener is not None:
+            listener.close()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
         log.info("daemon stopped")
 
 

@@ -31,6 +31,7 @@ from monitor.source import MetricSource
 from monitor.store import SqlStore, model_states
 
 __all__ = [
+    "Exclusions",
     "FitOutcome",
     "FitTask",
     "ModelCache",
@@ -56,14 +57,20 @@ class StoredModel:
     model: CompiledStack
 
 
+#: Training points to leave out of one series' fit: inclusive ``(start, end)`` UTC intervals.
+Exclusions = tuple[tuple[datetime, datetime], ...]
+
+
 @dataclass(frozen=True)
 class FitTask:
-    """One series to fit: its training frame (``value``, ``volume``; UTC index) and stack arguments."""
+    """One series to fit: its training frame (``value``, ``volume``; UTC index), stack arguments, and the
+    intervals left out of training (buckets people marked "not an incident")."""
 
     metric: str
     series: str
     frame: pd.DataFrame
     params: dict[str, Any]
+    exclude: Exclusions = ()
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,9 @@ def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
     outcomes = []
     for task in tasks:
         try:
-            stack = DetectorStack(**task.params).fit(task.frame, series_id=f"{task.metric}/{task.series}")
+            stack = DetectorStack(**task.params).fit(
+                task.frame, series_id=f"{task.metric}/{task.series}", exclude=list(task.exclude) or None
+            )
             outcomes.append(FitOutcome(task.metric, task.series, stack.to_json(), stack.compile()))
         except Exception as exc:  # one bad series must not stop the chunk
             outcomes.append(FitOutcome(task.metric, task.series, None, None, f"{type(exc).__name__}: {exc}"))
@@ -96,6 +105,7 @@ def _fit_tasks(
     cutoffs: Mapping[str, pd.Timestamp],
     fetch_size: int,
     errors: dict[str, str],
+    exclude: Mapping[str, Exclusions],
 ) -> Iterator[FitTask]:
     """Training frames: the rows before each series' cutoff, over the metric's ``history`` ending there."""
     span = pd.Timedelta(metric.history)
@@ -117,7 +127,9 @@ def _fit_tasks(
             if frame.empty:
                 errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
                 continue
-            yield FitTask(metric.name, series, frame, stack_params(config, metric, series))
+            yield FitTask(
+                metric.name, series, frame, stack_params(config, metric, series), exclude.get(series, ())
+            )
         for series in set(group) - found:
             errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
 
@@ -131,8 +143,11 @@ def fit_models(
     *,
     chunk_size: int = 20,
     fetch_size: int = 400,
+    exclude: Mapping[str, Exclusions] | None = None,
 ) -> tuple[list[FitOutcome], dict[str, str]]:
-    """Fit the stack of every series in ``cutoffs`` on its history before its cutoff (never after).
+    """Fit the stack of every series in ``cutoffs`` on its history before its cutoff (never after),
+    leaving out each series' ``exclude`` intervals (inclusive, see
+    :func:`detectors.validation.exclusion_mask`).
 
     Returns:
         The outcomes (fitted or failed), and series whose training data could not be read.
@@ -140,7 +155,7 @@ def fit_models(
     errors: dict[str, str] = {}
     runner = executor or InlineExecutor()
     outcomes: list[FitOutcome] = []
-    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors)
+    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors, exclude or {})
     for chunk in runner.map_chunks(fit_chunk, tasks, chunk_size):
         outcomes += chunk
     return outcomes, errors

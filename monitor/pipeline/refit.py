@@ -6,10 +6,16 @@ the last :data:`DISCOVERY_SPAN`) on the history before the first bucket its firs
 few hundred series at a time and fits run many series per executor task, so memory stays bounded for any
 number of series; models are saved and put in the tick's :class:`~monitor.pipeline.models.ModelCache` as
 they come back.
+
+Buckets people marked "not an incident" from Slack (the store's
+:meth:`~monitor.store.SqlStore.list_false_positives`, ``[start, end)`` of a metric and region) are left out
+of that metric/region's training at every refit (:func:`false_positive_exclusions`), so a false alarm does
+not teach the baseline that the spike was normal, nor is it learnt as the new normal.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,15 +23,16 @@ from datetime import datetime, timedelta
 import pandas as pd
 import structlog
 
+from alerts.ports import FalsePositiveRepository
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.pipeline.executor import ChunkExecutor
-from monitor.pipeline.models import ModelCache, fit_models
+from monitor.pipeline.models import Exclusions, ModelCache, fit_models
 from monitor.pipeline.plan import plan_metric
 from monitor.source import MetricSource
 from monitor.store import SqlStore
 
-__all__ = ["DISCOVERY_SPAN", "RefitSummary", "refit_all"]
+__all__ = ["DISCOVERY_SPAN", "RefitSummary", "false_positive_exclusions", "refit_all"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +47,18 @@ class RefitSummary:
     now: datetime
     fitted: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+
+
+#: A false positive's exclusive end, as the detectors' inclusive interval end.
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def false_positive_exclusions(repo: FalsePositiveRepository, metric: str) -> dict[str, Exclusions]:
+    """Series (region) -> the intervals of ``metric`` marked "not an incident", inclusive, in start order."""
+    found: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for fp in repo.list_false_positives(metric=metric):
+        found[fp.region].append((fp.start, max(fp.start, fp.end - _JUST_BEFORE)))
+    return {series: tuple(spans) for series, spans in found.items()}
 
 
 def refit_all(
@@ -87,8 +106,16 @@ def refit_all(
         if series is not None:
             names &= set(series)
         cutoffs = {name: plan.start_of(name) for name in sorted(names)}
+        exclude = false_positive_exclusions(store, metric.name)
         outcomes, errors = fit_models(
-            config, source, metric, cutoffs, executor, chunk_size=chunk_size, fetch_size=fetch_size
+            config,
+            source,
+            metric,
+            cutoffs,
+            executor,
+            chunk_size=chunk_size,
+            fetch_size=fetch_size,
+            exclude=exclude,
         )
         for name, error in errors.items():
             summary.errors[f"{metric.name}/{name}"] = error

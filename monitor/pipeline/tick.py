@@ -13,9 +13,15 @@ and every scheduled daemon tick call. Stages:
 3. **Signals** (:mod:`monitor.pipeline.signals`): each run of flagged buckets gets its root causes from the
    slicer (:mod:`monitor.pipeline.slicing`) and one signal per bucket.
 4. **Alert**: buckets are replayed in time order through :func:`alerts.engine.process` (grouping,
-   severity, routing, muting, dedup, outbox), then :func:`alerts.outbox.deliver_pending` sends.
+   severity, routing, muting, dedup, outbox), then :func:`alerts.outbox.deliver_pending` sends. Buckets that
+   ended before ``live_from`` are a catch-up (``process(..., live=False)``): each incident is delivered once,
+   as its final state, and reminders only happen in live time (:func:`alerts.dedup.catch_up_gate`).
 5. **Watermarks** advance (compare-and-set) in the transaction that records the alerts of the scored buckets,
    so a crash re-scores without duplicating anything.
+
+Concurrency: the alert stage (the transaction and the delivery) holds :attr:`Monitor.alert_lock`; actions
+from Slack (:mod:`monitor.daemon.interactivity`) take the same lock, so a click and a tick never overwrite
+each other's incident, nor send the same pending notification twice.
 
 Failure isolation: a metric whose fetch fails, or a series whose model will not fit, is logged with its
 context and reported in the :class:`TickReport`; the others go on.
@@ -23,6 +29,7 @@ context and reported in the :class:`TickReport`; the others go on.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -158,6 +165,7 @@ class Monitor:
         self.engine_config = EngineConfig(
             grouping=GroupingConfig(resolve_after_clean=config.alerts.resolve_after)
         )
+        self.alert_lock = threading.RLock()
         self.windows = tuple(
             MaintenanceWindow(
                 name=w.name, start=w.start, end=w.end, suppress=w.suppress, matchers=matchers(w.match)
@@ -176,14 +184,16 @@ class Monitor:
         *,
         metrics: Sequence[str] | None = None,
         windows: Sequence[MaintenanceWindow] = (),
+        live_from: datetime | None = None,
     ) -> TickReport:
         """Score every complete, not yet scored bucket up to ``now``, alert, deliver.
 
         Args:
             now: The tick time (UTC-aware).
             metrics: Only these metrics (default: all).
-            windows: Maintenance windows for this tick on top of the configured ones (the daemon's
-                catch-up window).
+            windows: Maintenance windows for this tick on top of the configured ones.
+            live_from: Buckets that ended before this time are a catch-up (``live=False``: one message
+                per incident, its final state); default: every bucket is live.
         """
         report = TickReport(run_id=uuid.uuid4().hex[:12], now=now)
         bound = log.bind(run_id=report.run_id)
@@ -208,19 +218,20 @@ class Monitor:
             report.signals = sum(len(v) for v in by_bucket.values())
             # Incidents, notifications and watermarks commit together: a crash re-scores the buckets,
             # never half-records them.
-            with self.store.transaction() as tx:
-                report.notifications = self._process(
-                    by_bucket, step_of, AlertRepos(tx, tx, tx), (*self.windows, *windows)
-                )
-                for entry in scored:
-                    last = entry.item.last_bucket.to_pydatetime()
-                    name, series = entry.metric.name, entry.item.series
-                    if not tx.advance_watermark(name, series, last, entry.previous_watermark, now=now):
-                        raise ConcurrentTickError(
-                            f"{name}/{series}: another tick advanced the watermark; "
-                            "this tick's results were rolled back (run one daemon per state database)"
-                        )
-            report.delivery = deliver_pending(self.store, self.sinks, now)
+            with self.alert_lock:
+                with self.store.transaction() as tx:
+                    report.notifications = self._process(
+                        by_bucket, step_of, AlertRepos(tx, tx, tx), (*self.windows, *windows), live_from
+                    )
+                    for entry in scored:
+                        last = entry.item.last_bucket.to_pydatetime()
+                        name, series = entry.metric.name, entry.item.series
+                        if not tx.advance_watermark(name, series, last, entry.previous_watermark, now=now):
+                            raise ConcurrentTickError(
+                                f"{name}/{series}: another tick advanced the watermark; "
+                                "this tick's results were rolled back (run one daemon per state database)"
+                            )
+                report.delivery = deliver_pending(self.store, self.sinks, now)
             status = "ok" if report.errors == 0 else "partial"
             return report
         except Exception:
@@ -281,17 +292,21 @@ class Monitor:
         step_of: dict[pd.Timestamp, pd.Timedelta],
         repos: AlertRepos,
         windows: Sequence[MaintenanceWindow],
+        live_from: datetime | None = None,
     ) -> list[Notification]:
-        """Replay the buckets in time order through the alert engine (one call per bucket)."""
+        """Replay the buckets in time order through the alert engine (one call per bucket); buckets
+        that ended before ``live_from`` are a catch-up (``live=False``)."""
         notifications: list[Notification] = []
         for bucket in sorted(step_of):
+            ended = (bucket + step_of[bucket]).to_pydatetime()
             result = process(
                 by_bucket.get(bucket, []),
-                (bucket + step_of[bucket]).to_pydatetime(),
+                ended,
                 repos=repos,
                 routes=self.routes,
                 windows=windows,
                 config=self.engine_config,
+                live=live_from is None or ended >= live_from,
             )
             notifications += result.notifications
         return notifications

@@ -22,6 +22,9 @@ Three stages, so the expensive one runs once per series and the sweep is cheap:
 
 Labels (:func:`load_labels`) are the demo's ``demo_incidents`` table (its ``should_alert = false`` rows are
 not counted in recall: alerting on them is a false alert) or a CSV with ``metric, region, start, end``.
+Buckets people marked "not an incident" from Slack (the state store's false positives,
+:func:`false_positive_labels`) join them as labelled negatives (``should_alert = false``); each score says
+how many labelled negatives a setting would still alert on (``negatives_alerted`` of ``negatives``).
 
 Parallelism: :func:`score_history` maps series over a :class:`monitor.pipeline.executor.ChunkExecutor`;
 :func:`executor_for` opens the configured one: a process pool over all cores, or a Dask ``distributed``
@@ -45,7 +48,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from alerts.incidents import GroupingConfig, group_signals
-from alerts.model import AlertSignal, Incident
+from alerts.model import AlertSignal, FalsePositive, Incident
 from detectors.errors import DetectorError
 from detectors.postrules import LEVEL_SHIFT_CONTEXT
 from monitor.config import Config, ExecutorConfig, MetricConfig
@@ -74,6 +77,7 @@ __all__ = [
     "SettingResult",
     "evaluate_setting",
     "executor_for",
+    "false_positive_labels",
     "load_labels",
     "recommend",
     "replay_incidents",
@@ -146,6 +150,8 @@ class Score:
         ttd_median: Median time to detect (``None`` when nothing was detected).
         ttd_p90: 90th percentile of the time to detect.
         alerts_per_week: ``incidents`` per 7 days of replay.
+        negatives: Labelled negatives (``should_alert = false``, e.g. false positives marked in Slack).
+        negatives_alerted: Of those, the ones an opened incident has a member on (false alerts again).
     """
 
     incidents: int
@@ -155,6 +161,8 @@ class Score:
     ttd_median: timedelta | None
     ttd_p90: timedelta | None
     alerts_per_week: float
+    negatives: int = 0
+    negatives_alerted: int = 0
 
     @property
     def false_alerts(self) -> int:
@@ -192,6 +200,8 @@ class Score:
             "ttd_median_minutes": _minutes(self.ttd_median),
             "ttd_p90_minutes": _minutes(self.ttd_p90),
             "alerts_per_week": _json(self.alerts_per_week),
+            "negatives": self.negatives,
+            "negatives_alerted": self.negatives_alerted,
         }
 
 
@@ -338,6 +348,14 @@ def load_labels(spec: str, engine: sa.Engine | None = None) -> list[Label]:
     return labels
 
 
+def false_positive_labels(false_positives: Iterable[FalsePositive]) -> list[Label]:
+    """Labelled negatives from the buckets people marked "not an incident" (``[start, end)`` per member)."""
+    return [
+        Label(fp.metric, fp.region, fp.start, fp.end, False, f"false positive {fp.incident_id}")
+        for fp in false_positives
+    ]
+
+
 # -- stage 1: scores -----------------------------------------------------------------------------------------
 def score_series(task: SeriesTask) -> SeriesScores:
     """Replay one series (runs in a worker process); see the module docstring, stage 1."""
@@ -481,14 +499,23 @@ def evaluate_setting(
     step = min(m.granularity for m in metrics)
     incidents = replay_incidents(flagged, step, resolve_after)
     weeks = (pd.Timestamp(end) - pd.Timestamp(start)) / pd.Timedelta(days=7)
-    wanted = [lb for lb in labels if lb.should_alert and lb.metric in by_name]
+    known = [lb for lb in labels if lb.metric in by_name]
+    wanted = [lb for lb in known if lb.should_alert]
+    negatives = [lb for lb in known if not lb.should_alert]
     per_metric = {
         name: _score(
-            incidents, flagged, [lb for lb in wanted if lb.metric == name], by_name, weeks, only=name
+            incidents,
+            flagged,
+            [lb for lb in wanted if lb.metric == name],
+            by_name,
+            weeks,
+            only=name,
+            negatives=[lb for lb in negatives if lb.metric == name],
         )
         for name in by_name
     }
-    return SettingResult(threshold, _score(incidents, flagged, wanted, by_name, weeks), per_metric)
+    overall = _score(incidents, flagged, wanted, by_name, weeks, negatives=negatives)
+    return SettingResult(threshold, overall, per_metric)
 
 
 def _score(
@@ -499,12 +526,20 @@ def _score(
     weeks: float,
     *,
     only: str | None = None,
+    negatives: Sequence[Label] = (),
 ) -> Score:
     def on_label(metric: str, region: str, bucket: pd.Timestamp) -> bool:
         grace = DETECT_GRACE_BUCKETS * pd.Timedelta(metrics[metric].granularity)
         return any(
             lb.metric == metric and lb.region == region and lb.start <= bucket < pd.Timestamp(lb.end) + grace
             for lb in labels
+        )
+
+    def alerted(negative: Label) -> bool:
+        return any(
+            m == negative.metric and r == negative.region and negative.start <= b < pd.Timestamp(negative.end)
+            for i in incidents
+            for m, r, b in i.members
         )
 
     counted = [i for i in incidents if only is None or any(m == only for m, _, _ in i.members)]
@@ -534,6 +569,8 @@ def _score(
         ttd_median=timedelta(seconds=float(np.median(seconds))) if len(seconds) else None,
         ttd_p90=timedelta(seconds=float(np.percentile(seconds, 90))) if len(seconds) else None,
         alerts_per_week=len(counted) / weeks if weeks > 0 else math.nan,
+        negatives=len(negatives),
+        negatives_alerted=sum(1 for negative in negatives if alerted(negative)),
     )
 
 
@@ -689,6 +726,14 @@ def run_backtest(
             "no labelled incident falls in the replay range: recall is undefined, precision counts "
             "every alert as false"
         )
+    negatives = [lb for lb in in_range if not lb.should_alert]
+    chosen_setting = recommend(settings, budget=budget, cost_ratio=cost_ratio)
+    if negatives:
+        picked = next(s for s in settings if s.threshold == chosen_setting.threshold)
+        notes.append(
+            f"{len(negatives)} labelled negative(s) (should_alert = false, or marked not an incident in "
+            f"Slack); threshold {picked.threshold:g} still alerts on {picked.overall.negatives_alerted}"
+        )
     result = Backtest(
         start=start_at.to_pydatetime(),
         end=end_at.to_pydatetime(),
@@ -697,7 +742,7 @@ def run_backtest(
         refits=sum(s.refits for s in scored),
         labels=in_range,
         settings=tuple(settings),
-        recommendation=recommend(settings, budget=budget, cost_ratio=cost_ratio),
+        recommendation=chosen_setting,
         configured=configured,
         errors=tuple(problems) + tuple(e for s in scored for e in s.errors),
         notes=tuple(notes),

@@ -135,3 +135,19 @@ def test_scores_outside_unit_interval_are_rejected() -> None:
     stamps = _stamps()
     with pytest.raises(ns.NabScoringError, match="within"):
         ns.score_corpus({"a.csv": (stamps, np.full(N, 1.5))}, {}, {"standard": STANDARD})
+
+
+def test_scores_are_read_at_the_precision_of_nab_result_files() -> None:
+    # NAB scores 12-significant-digit result files: 1 - 2e-13 and 1.0 are one threshold level there, so a
+    # detection at 1 - 2e-13 cannot be kept while an FP at 1.0 is dropped.
+    stamps = _stamps()
+    scores = np.zeros(N)
+    scores[100] = 1.0 - 2e-13  # the TP
+    scores[50] = 1.0  # an FP before the window
+    windows = {"a.csv": [(stamps[100], stamps[119])]}
+    profiles = {"standard": STANDARD}
+    exact = ns.score_corpus({"a.csv": (stamps, scores)}, windows, profiles, digits=None)
+    written = ns.score_corpus({"a.csv": (stamps, scores)}, windows, profiles)
+    assert exact.profiles["standard"].raw == pytest.approx(1.0 - 0.11)  # threshold 1 - 2e-13: TP and the FP
+    assert written.profiles["standard"].threshold == 1.0
+    assert ns.as_written(np.array([0.9999999999997738]))[0] == 1.0

@@ -1,113 +1,260 @@
-"""Tests of the causal streaming scorer: no look-ahead, bounded output, spikes high, clean data low."""
+"""Tests of the streaming detector: incremental state, chunking invariance, causality, bounds, detection.
+
+Short series and small windows keep them fast; the NAB-sized defaults are exercised by ``benchmarks/nab.py``.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from detectors import DETECTORS, Detector
+from detectors.errors import InvalidSeriesError
 from detectors.streaming import (
-    StreamingAnomalyScorer,
-    anomaly_likelihood,
+    SPATIAL_SCORE,
+    Ring,
+    SortedRing,
+    StreamingDetector,
+    _novelty_distance,
     log_likelihood,
     nearest_window_distance,
-    raw_anomaly_features,
-    raw_anomaly_scores,
-    robust_zscores,
     suppress_after_alarm,
+    unit_score,
 )
 
-N = 3000
-SPIKE = 2500
-WARM_UP = 2 * 288  # two days of 5-minute points
+DAY = 96  # 15-minute buckets
+N = 12 * DAY
+HISTORY = 6 * DAY
 
 
-def _clean(seed: int = 7, n: int = N) -> tuple[np.ndarray, pd.DatetimeIndex]:
-    """A daily-seasonal (288 points a day) noisy series without anomalies."""
+def _small(**overrides: object) -> StreamingDetector:
+    """The NAB configuration scaled down to 15-minute data and short tests."""
+    params: dict[str, object] = {
+        "window": 256,
+        "min_periods": 64,
+        "learning_period": 96,
+        "historic_window": 1024,
+        "novelty_reference": 384,
+        "hold": 24,
+        "granularity": "15m",
+    }
+    params.update(overrides)
+    return StreamingDetector(**params)  # type: ignore[arg-type]
+
+
+def _series(seed: int = 7, n: int = N) -> pd.Series:
+    """A daily-seasonal noisy series without anomalies."""
     rng = np.random.default_rng(seed)
     t = np.arange(n)
-    values = 50.0 + 10.0 * np.sin(2 * np.pi * t / 288) + rng.normal(0.0, 1.0, n)
-    stamps = pd.date_range("2024-01-01", periods=n, freq="5min", tz="UTC")
-    return values, stamps
+    values = 50.0 + 10.0 * np.sin(2 * np.pi * t / DAY) + rng.normal(0.0, 1.0, n)
+    return pd.Series(values, index=pd.date_range("2024-01-01", periods=n, freq="15min", tz="UTC"))
 
 
-def _scorer() -> StreamingAnomalyScorer:
-    return StreamingAnomalyScorer(hold=100)  # the NAB configuration, with a round hold
+def _stream(detector: StreamingDetector, series: pd.Series, chunk: int) -> np.ndarray:
+    """Score then update ``chunk`` points per tick over ``series``; the scores of every tick, in order."""
+    out = []
+    for start in range(0, len(series), chunk):
+        tick = series.iloc[start : start + chunk]
+        out.append(detector.score(tick)["score"].to_numpy())
+        detector.update(tick)
+    return np.concatenate(out)
+
+
+def test_registered_under_its_name() -> None:
+    assert DETECTORS["streaming"] is StreamingDetector
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 96])
+def test_chunked_scoring_equals_one_call(chunk: int) -> None:
+    # A daemon ticking 1, 7 or 96 buckets at a time gets exactly the scores of one call over the window.
+    series = _series(seed=3)
+    series.iloc[900] += 25.0
+    series.iloc[1000:1010] = np.nan
+    whole = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])["score"].to_numpy()
+    pieces = _stream(_small().fit(series.iloc[:HISTORY]), series.iloc[HISTORY:], chunk)
+    np.testing.assert_array_equal(pieces, whole)
+
+
+def test_fit_on_a_prefix_then_update_equals_fit_on_everything() -> None:
+    # fit(history) is the same causal stream as fit(part) + update(rest): one state, however it was reached.
+    series = _series(seed=4)
+    window = series.iloc[HISTORY:]
+    direct = _small().fit(series.iloc[:HISTORY])
+    stepped = _small().fit(series.iloc[:200]).update(series.iloc[200:HISTORY])
+    pd.testing.assert_frame_equal(direct.score(window), stepped.score(window), check_exact=True)
+    assert direct.to_json() == stepped.to_json()
+
+
+def test_json_round_trip_mid_stream_gives_identical_scores() -> None:
+    # Saving and loading the state between ticks (as the pipeline does) changes nothing.
+    series = _series(seed=5)
+    series.iloc[950] -= 30.0
+    reference = _stream(_small().fit(series.iloc[:HISTORY]), series.iloc[HISTORY:], 48)
+    detector: Detector = _small().fit(series.iloc[:HISTORY])
+    got = []
+    for start in range(HISTORY, N, 48):
+        tick = series.iloc[start : start + 48]
+        got.append(detector.score(tick)["score"].to_numpy())
+        assert isinstance(detector, StreamingDetector)
+        text = detector.update(tick).to_json()
+        json.loads(text)  # plain JSON
+        detector = Detector.from_json(text)
+    np.testing.assert_array_equal(np.concatenate(got), reference)
+
+
+def test_score_does_not_mutate_the_detector() -> None:
+    series = _series(seed=6)
+    detector = _small().fit(series.iloc[:HISTORY])
+    before = detector.to_json()
+    first = detector.score(series.iloc[HISTORY:])
+    assert detector.to_json() == before
+    pd.testing.assert_frame_equal(detector.score(series.iloc[HISTORY:]), first, check_exact=True)
+
+
+def test_update_after_a_different_score_recomputes() -> None:
+    # The state cached by score() is only reused for exactly the points scored.
+    series = _series(seed=8)
+    a = _small().fit(series.iloc[:HISTORY])
+    b = _small().fit(series.iloc[:HISTORY])
+    changed = series.iloc[HISTORY : HISTORY + 10] + 5.0
+    a.score(changed)
+    a.update(series.iloc[HISTORY : HISTORY + 10])
+    b.update(series.iloc[HISTORY : HISTORY + 10])
+    assert a.to_json() == b.to_json()
 
 
 def test_no_look_ahead() -> None:
-    # Rewriting the future (a huge level shift and noise after t0) leaves every score up to t0 unchanged.
-    values, stamps = _clean()
-    t0 = 2000
-    changed = values.copy()
-    changed[t0 + 1 :] = changed[t0 + 1 :] * 3.0 + 100.0
-    before = _scorer().score_stream(values, stamps)
-    after = _scorer().score_stream(changed, stamps)
-    np.testing.assert_array_equal(before[: t0 + 1], after[: t0 + 1])
-    assert not np.array_equal(before[t0 + 1 :], after[t0 + 1 :])  # the change is seen once it happens
+    # Rewriting the future (a level shift and more noise after t0) leaves every score up to t0 unchanged.
+    series = _series(seed=9)
+    t0 = 900
+    changed = series.copy()
+    changed.iloc[t0 + 1 :] = changed.iloc[t0 + 1 :] * 3.0 + 100.0
+    before = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])["score"].to_numpy()
+    after = _small().fit(changed.iloc[:HISTORY]).score(changed.iloc[HISTORY:])["score"].to_numpy()
+    k = t0 + 1 - HISTORY
+    np.testing.assert_array_equal(before[:k], after[:k])
+    assert not np.array_equal(before[k:], after[k:])
 
 
-def test_prefix_gives_the_same_scores_as_the_full_stream() -> None:
-    # Scoring a prefix alone equals the prefix of scoring the whole stream (streaming = batch).
-    values, stamps = _clean(seed=3)
-    full = _scorer().score_stream(values, stamps)
-    prefix = _scorer().score_stream(values[:1500], stamps[:1500])
-    np.testing.assert_allclose(prefix, full[:1500])
+def test_points_not_after_the_state_are_rejected() -> None:
+    series = _series(seed=10)
+    detector = _small().fit(series.iloc[:HISTORY])
+    with pytest.raises(InvalidSeriesError, match="not after the state's last point"):
+        detector.score(series.iloc[HISTORY - 5 : HISTORY + 5])
+    with pytest.raises(InvalidSeriesError, match="not after"):
+        detector.update(series.iloc[:HISTORY])
+
+
+def test_state_size_is_bounded() -> None:
+    # The JSON state stops growing once every ring is full: two and four times as much data, same size.
+    series = _series(seed=11, n=5000)
+    short = _small().fit(series.iloc[:2500])
+    long = _small().fit(series)
+    assert abs(len(long.to_json()) - len(short.to_json())) < 200
+    assert len(long.to_json()) < 60_000
+
+
+def test_spike_is_flagged_once_with_its_sign() -> None:
+    series = _series(seed=12)
+    series.iloc[1000] += 30.0
+    series.iloc[1060] -= 30.0
+    anomalies = _small().fit(series.iloc[:HISTORY]).detect(series.iloc[HISTORY:])
+    starts = [(a.start, np.sign(a.score)) for a in anomalies]
+    assert starts == [(series.index[1000], 1.0), (series.index[1060], -1.0)], anomalies
+
+
+def test_level_shift_is_flagged_once_then_held() -> None:
+    series = _series(seed=13)
+    series.iloc[1000:] += 8.0  # within the range seen so far at the daily trough, not a range break
+    scores = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])["score"]
+    alarms = scores.index[scores.abs() >= 4.75]
+    assert len(alarms) >= 1
+    first = series.index.get_loc(alarms[0])
+    assert 1000 <= first <= 1010
+    assert (scores.iloc[first - HISTORY + 1 : first - HISTORY + 25] == 0.0).all()  # the hold
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_scores_are_within_unit_interval(seed: int) -> None:
-    # Heavy-tailed data with missing values and a flat stretch still gives finite scores in [0, 1].
+def test_white_noise_is_quiet_at_the_default_threshold(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    values = rng.standard_t(2, N) * 5 + 20
-    values[100:400] = 20.0
-    values[rng.integers(0, N, 30)] = np.nan
-    scores = _scorer().score_stream(values, pd.date_range("2024-01-01", periods=N, freq="5min", tz="UTC"))
-    assert scores.shape == (N,)
-    assert np.all(np.isfinite(scores))
-    assert scores.min() >= 0.0 and scores.max() <= 1.0
-
-
-def test_clear_spike_gets_a_high_score_and_clean_series_stays_low() -> None:
-    values, stamps = _clean(seed=11)
-    clean_scores = _scorer().score_stream(values, stamps)
-    spiked = values.copy()
-    spiked[SPIKE] += 40.0  # ~40 sigma
-    spike_scores = _scorer().score_stream(spiked, stamps)
-    assert spike_scores[SPIKE] >= 0.9
-    # No alarm once warmed up (z-scores need 256 points, the seasonal feature one more day).
-    assert clean_scores[WARM_UP:].max() < 0.6
-    # Exactly one alarm after the warm-up, at the spike.
-    assert (np.flatnonzero(spike_scores[WARM_UP:] >= 0.6) + WARM_UP).tolist() == [SPIKE]
-
-
-def test_level_shift_alarms_once_then_suppresses() -> None:
-    values, stamps = _clean(seed=5)
-    values[SPIKE:] += 30.0
-    scores = _scorer().score_stream(values, stamps)
-    alarms = np.flatnonzero(scores >= 0.6)
-    assert alarms.size >= 1
-    assert SPIKE <= alarms[0] <= SPIKE + 5  # detected within a few points of the shift
-    assert np.all(scores[alarms[0] + 1 : alarms[0] + 101] == 0.0)  # hold: the next 100 points are silenced
-
-
-@pytest.mark.parametrize(
-    ("scores", "threshold", "hold", "expected"),
-    [
-        # An alarm silences the next `hold` points, including later alarms inside the hold.
-        ([0.9, 0.8, 0.1, 0.7, 0.2], 0.5, 2, [0.9, 0.0, 0.0, 0.7, 0.0]),
-        # hold = 0 leaves the scores untouched.
-        ([0.9, 0.8, 0.1], 0.5, 0, [0.9, 0.8, 0.1]),
-        # Points below the threshold never start a hold.
-        ([0.4, 0.3, 0.6, 0.9], 0.5, 1, [0.4, 0.3, 0.6, 0.0]),
-    ],
-)
-def test_suppress_after_alarm(
-    scores: list[float], threshold: float, hold: int, expected: list[float]
-) -> None:
-    np.testing.assert_allclose(
-        suppress_after_alarm(np.array(scores), threshold=threshold, hold=hold), expected
+    values = pd.Series(
+        rng.normal(100.0, 5.0, N), index=pd.date_range("2024-01-01", periods=N, freq="15min", tz="UTC")
     )
+    detector = _small().fit(values.iloc[:HISTORY])
+    assert detector.detect(values.iloc[HISTORY:]) == []
+
+
+def test_missing_values_score_nan_and_keep_the_band() -> None:
+    series = _series(seed=14)
+    series.iloc[700:705] = np.nan
+    scores = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])
+    gap = scores.iloc[700 - HISTORY : 705 - HISTORY]
+    assert gap["score"].isna().all()
+    assert gap["expected"].notna().all()
+    assert scores["score"].drop(gap.index).notna().all()
+
+
+def test_expected_and_band_follow_the_trailing_level() -> None:
+    series = _series(seed=15)
+    scores = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])
+    assert (scores["lower"] < scores["expected"]).all() and (scores["expected"] < scores["upper"]).all()
+    assert abs(float(scores["expected"].median()) - 50.0) < 3.0
+
+
+def test_invalid_hyper_parameters_are_named() -> None:
+    with pytest.raises(InvalidSeriesError, match="window=0"):
+        StreamingDetector(window=0).fit(_series().iloc[:100], series_id="s")
+
+
+# -- pure parts ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("capacity", [1, 3, 10])
+def test_rings_keep_the_last_values_and_their_order(capacity: int) -> None:
+    rng = np.random.default_rng(capacity)
+    ring, ordered = Ring(capacity), SortedRing(capacity)
+    seen: list[float] = []
+    for value in rng.integers(0, 5, 40).astype(float):  # ties exercise the sorted deletion
+        ring.append(value)
+        ordered.append(value)
+        seen.append(value)
+        np.testing.assert_array_equal(ring.values(), seen[-capacity:])
+        np.testing.assert_array_equal(ordered.sorted_values(), np.sort(seen[-capacity:]))
+
+
+@pytest.mark.parametrize(("n", "length", "reference"), [(200, 4, None), (150, 8, 30), (60, 1, 5)])
+def test_incremental_novelty_matches_brute_force(n: int, length: int, reference: int | None) -> None:
+    # The ring-based distance (norms and correlations) equals the brute force over the same reference set,
+    # on values far from zero (the ring holds values minus the first one).
+    values = 1e6 + np.random.default_rng(n).normal(0.0, 1.0, n)
+    expected = nearest_window_distance(values, length=length, reference=reference)
+    capacity = (reference if reference is not None else n) + 2 * length - 1
+    ring = Ring(capacity)
+    got = []
+    for x in values:
+        ring.append(x - values[0])
+        got.append(_novelty_distance(ring, length))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_novelty_ignores_a_recurring_shape_and_flags_a_new_one() -> None:
+    # A triangular pulse every day is known after its first days; a rectangular pulse of similar height on
+    # day 10 is a new shape. With the seasonal and value features off, only the novelty feature scores.
+    rng = np.random.default_rng(0)
+    n = 12 * DAY
+    values = rng.normal(0.0, 0.1, n)
+    triangle = np.r_[np.arange(0.0, 10.0, 2.0), 10.0, np.arange(8.0, -1.0, -2.0)]
+    for day in range(12):
+        start = day * DAY + 40
+        values[start : start + 11] += 8.0 if day == 10 else triangle
+    series = pd.Series(values, index=pd.date_range("2024-01-01", periods=n, freq="15min", tz="UTC"))
+    detector = _small(season=None, z_scale=1e9, spatial_alarm=False, hold=0, novelty_length=16)
+    scores = detector.fit(series.iloc[: 6 * DAY]).score(series.iloc[6 * DAY :])["score"].abs()
+    for day in range(6, 12):
+        start = day * DAY + 40
+        peak = float(scores.iloc[start - 6 * DAY : start - 6 * DAY + 27].max())
+        assert peak >= 4.75 if day == 10 else peak < 4.75, (day, peak)
 
 
 @pytest.mark.parametrize(
@@ -122,112 +269,27 @@ def test_log_likelihood(likelihood: float, expected: float) -> None:
     assert float(log_likelihood(np.array([likelihood]))[0]) == pytest.approx(expected, abs=1e-3)
 
 
-def test_anomaly_likelihood_learning_period_and_jump() -> None:
-    # No opinion (0.5) during the learning period; a sustained jump of the raw scores is near-certain.
-    rng = np.random.default_rng(0)
-    raw = rng.uniform(0.0, 0.2, 1000)
-    raw[900:] = 1.0
-    likelihood = anomaly_likelihood(raw, learning_period=100, historic_window=500, short_window=5)
-    assert np.all(likelihood[:100] == 0.5)
-    assert likelihood[905] > 0.99999
-    assert likelihood[500:890].max() < 0.9999
-
-
-def test_robust_zscores_use_only_the_past() -> None:
-    # The point being scored is excluded from its own median and scale.
-    values = np.r_[np.zeros(50), 10.0]
-    z = robust_zscores(values, window=50, min_periods=10, scale_floor=1.0)
-    assert z[-1] == pytest.approx(10.0)
-    assert np.all(z[:10] == 0.0)  # not enough history yet
-
-
-def test_raw_scores_flag_range_breaks() -> None:
-    # A value far outside the range seen so far is a "spatial" anomaly with raw score 1.
-    values, _ = _clean(seed=9, n=600)
-    values[550] = 500.0
-    raw = raw_anomaly_scores(values)
-    assert raw[550] == 1.0
-    assert np.all((raw >= 0.0) & (raw <= 1.0))
-
-
-def _brute_force_nearest(values: np.ndarray, length: int) -> np.ndarray:
-    """Reference: RMS distance of each window to the nearest earlier window that does not overlap it."""
-    out = np.full(len(values), np.nan)
-    for t in range(2 * length - 1, len(values)):
-        current = values[t - length + 1 : t + 1]
-        best = min(
-            float(np.sum((current - values[s - length + 1 : s + 1]) ** 2))
-            for s in range(length - 1, t - length + 1)
-        )
-        out[t] = np.sqrt(best / length)
-    return out
-
-
-@pytest.mark.parametrize(("n", "length", "block"), [(200, 4, 7), (150, 8, 1000), (90, 1, 5), (40, 16, 3)])
-def test_nearest_window_distance_matches_brute_force(n: int, length: int, block: int) -> None:
-    # Blocked matrix products give the brute-force answer whatever the block size (small blocks exercise the
-    # partly-overlapping tail of every block), and nothing before the first non-overlapping pair.
-    values = np.random.default_rng(n).normal(0.0, 1.0, n)
-    got = nearest_window_distance(values, length=length, block=block)
-    np.testing.assert_allclose(got, _brute_force_nearest(values, length), atol=1e-9)
-    assert np.isnan(got[: 2 * length - 1]).all()
+def test_unit_score_is_monotone_and_puts_range_breaks_on_top() -> None:
+    sigmas = np.array([0.0, 2.0, -4.26, 4.75, 8.0, 9.0, SPATIAL_SCORE, np.nan])
+    unit = unit_score(sigmas)
+    assert unit[2] == pytest.approx(0.5, abs=0.01) and unit[3] == pytest.approx(0.6, abs=0.01)
+    assert np.all(np.diff(unit[:6]) >= 0) and unit[5] < unit[6] == 1.0
+    assert unit[7] == 0.0
 
 
 @pytest.mark.parametrize(
-    ("values", "length", "expected_last"),
+    ("scores", "threshold", "hold", "expected"),
     [
-        # A window that repeats an earlier non-overlapping one exactly is at distance 0.
-        ([1.0, 2.0, 3.0, 9.0, 1.0, 2.0, 3.0], 3, 0.0),
-        # A constant offset of 2 on every point of the window is an RMS distance of 2.
-        ([0.0, 0.0, 5.0, 2.0, 2.0], 2, 2.0),
-        # A missing value is carried forward: [4, 4] matches the earlier [4, 4].
-        ([4.0, 4.0, 7.0, 4.0, np.nan], 2, 0.0),
-        # A large offset costs no precision: [1e9+1, 1e9+1] is at RMS distance 1 from [1e9, 1e9] (squared
-        # norms of 2e18 would round that difference away).
-        ([1e9, 1e9, 1e9 + 5.0, 1e9 + 1.0, 1e9 + 1.0], 2, 1.0),
-        # Leading missing values count as the first value: [5, 5] matches the earlier (missing, 5).
-        ([np.nan, 5.0, 8.0, 5.0, 5.0], 2, 0.0),
-        # Too short for two non-overlapping windows: no distance yet.
-        ([1.0, 2.0, 3.0], 2, np.nan),
+        # An alarm silences the next `hold` points, including later alarms inside the hold.
+        ([0.9, 0.8, 0.1, 0.7, 0.2], 0.5, 2, [0.9, 0.0, 0.0, 0.7, 0.0]),
+        # hold = 0 leaves the scores untouched.
+        ([0.9, 0.8, 0.1], 0.5, 0, [0.9, 0.8, 0.1]),
+        # Negative scores alarm by magnitude.
+        ([0.4, -0.6, 0.9], 0.5, 1, [0.4, -0.6, 0.0]),
     ],
 )
-def test_nearest_window_distance_cases(values: list[float], length: int, expected_last: float) -> None:
-    got = nearest_window_distance(np.array(values), length=length)
-    np.testing.assert_allclose(got[-1], expected_last, atol=1e-12)
-
-
-@pytest.mark.parametrize(("length", "block"), [(0, 512), (4, 0)])
-def test_nearest_window_distance_rejects_empty_windows(length: int, block: int) -> None:
-    # A window or block of no points is a configuration error, not a silent "no novelty".
-    with pytest.raises(ValueError, match="must be at least 1"):
-        nearest_window_distance(np.arange(50.0), length=length, block=block)
-
-
-def test_novelty_feature_ignores_a_recurring_pulse_and_flags_a_new_shape() -> None:
-    # A triangular pulse every day is expected after its first occurrence; a rectangular pulse of similar
-    # size on day 8 is a shape never seen before. The value z-scores fire on both; novelty tells them apart.
-    rng = np.random.default_rng(0)
-    values = rng.normal(0.0, 0.1, 288 * 10)
-    triangle = np.r_[np.arange(0.0, 10.0, 2.0), 10.0, np.arange(8.0, -1.0, -2.0)]
-    for day in range(10):
-        start = day * 288 + 100
-        values[start : start + 11] += 8.0 if day == 8 else triangle
-    novelty = raw_anomaly_features(values, novelty_length=16)[:, -1]
-    for day in range(1, 10):
-        start = day * 288 + 100
-        peak = novelty[start : start + 27].max()  # every window that contains part of the pulse
-        assert peak > 0.9 if day == 8 else peak < 0.5, (day, peak)
-
-
-def test_novelty_detects_a_stuck_sensor_sooner() -> None:
-    # The signal freezes at its last value for 200 points, inside the usual range. The novelty feature
-    # (16-point windows unlike anything seen) raises the alarm within 40 points; without it the z-scores
-    # only react once the frozen value has drifted far from the seasonal expectation.
-    values, stamps = _clean(seed=7)
-    values[SPIKE : SPIKE + 200] = values[SPIKE - 1]
-    with_novelty = _scorer().score_stream(values, stamps)
-    without = StreamingAnomalyScorer(hold=100, novelty_length=None).score_stream(values, stamps)
-    first_with = int(np.flatnonzero(with_novelty[WARM_UP:] >= 0.6)[0]) + WARM_UP
-    first_without = int(np.flatnonzero(without[WARM_UP:] >= 0.6)[0]) + WARM_UP
-    assert SPIKE <= first_with <= SPIKE + 40
-    assert first_with < first_without
+def test_suppress_after_alarm(
+    scores: list[float], threshold: float, hold: int, expected: list[float]
+) -> None:
+    got = suppress_after_alarm(np.array(scores), threshold=threshold, hold=hold)
+    np.testing.assert_allclose(got, expected)

@@ -21,6 +21,7 @@ from monitor.tools.backtest import (
     SeriesTask,
     SettingResult,
     evaluate_setting,
+    false_positive_labels,
     load_labels,
     recommend,
     replay_incidents,
@@ -186,6 +187,30 @@ def test_evaluate_setting_counts_precision_recall_and_time_to_detect() -> None:
     assert (loose.overall.incidents, loose.overall.true_incidents) == (3, 2)
     assert loose.per_metric["reports"].precision == pytest.approx(0.5)
     assert loose.per_metric["bans"].recall == pytest.approx(0.5)
+
+
+def test_false_positives_marked_in_slack_are_labelled_negatives() -> None:
+    from alerts.model import FalsePositive
+
+    config = two_metric_config()
+    index = pd.date_range(T0, periods=48, freq="h")
+    series = [
+        scored("reports", "AA", index, {10: 6.0}),  # a true anomaly
+        scored("reports", "BB", index, {30: 3.5}),  # a weak one people marked "not an incident"
+    ]
+    fp = FalsePositive("inc-1", "reports", "BB", T0 + 30 * HOUR, T0 + 31 * HOUR, "@ana", T0 + 32 * HOUR)
+    (negative,) = false_positive_labels([fp])
+    assert (negative.should_alert, negative.name) == (False, "false positive inc-1")
+    labels = [Label("reports", "AA", T0 + 9 * HOUR, T0 + 12 * HOUR), negative]
+    strict, loose = (
+        evaluate_setting(t, series, config.metrics, labels, start=T0, end=T0 + 48 * HOUR, resolve_after=3)
+        for t in (4.0, 3.0)
+    )
+    # never counted in recall; at 3 sigma the setting alerts on it again (a false alert), at 4 it does not
+    assert (strict.overall.labels, loose.overall.labels) == (1, 1)
+    assert (strict.overall.negatives, strict.overall.negatives_alerted) == (1, 0)
+    assert (loose.overall.negatives, loose.overall.negatives_alerted) == (1, 1)
+    assert loose.overall.false_alerts == 1 and loose.per_metric["reports"].to_dict()["negatives_alerted"] == 1
 
 
 @pytest.mark.parametrize(

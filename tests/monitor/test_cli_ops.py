@@ -297,6 +297,8 @@ def test_incident_lifecycle_and_stats(cli: click.Group, config_path: Path) -> No
             "resolved": 1,
             "median_time_to_acknowledge_minutes": 120.0,
             "median_time_to_resolve_minutes": 120.0,
+            "false_positives": 0,
+            "false_positive_rate": 0.0,
         }
     )
     table = invoke(cli, "incidents", "show", incident_id, *config).stdout

@@ -149,7 +149,7 @@ def test_replay_opens_and_resolves_an_incident_live(tmp_path: Path, warehouse: P
     assert {w.bucket for w in daemon.store.list_watermarks()} == {_utc("2026-03-09T09:00")}
 
 
-def test_catch_up_records_and_summarises_what_ended_while_down(tmp_path: Path, warehouse: Path) -> None:
+def test_catch_up_delivers_what_ended_while_down_once_as_a_summary(tmp_path: Path, warehouse: Path) -> None:
     # The daemon comes back at 16:10 after being down since before the AA spike (03:00-07:00); the BB
     # spike began at 14:00 and is still on.
     now = _utc("2026-03-09T16:10")
@@ -158,20 +158,38 @@ def test_catch_up_records_and_summarises_what_ended_while_down(tmp_path: Path, w
     assert result.report is not None and result.report.errors == 0
     incidents = {i.regions: i for i in daemon.store.list_incidents()}
     aa, bb = incidents[("AA",)], incidents[("BB",)]
-    # AA began and ended during the downtime: recorded and summarised, never paged
-    assert aa.state is IncidentState.RESOLVED and not aa.notified
+    # AA began and ended during the downtime: one catch-up summary per receiver (its final state and a
+    # short timeline), no first / grew / reminder messages
+    assert aa.state is IncidentState.RESOLVED
+    aa_sent = [e.notification for e in daemon.store.entries(aa.id)]
+    assert sorted((n.receiver, n.reason) for n in aa_sent) == [
+        ("console", NotifyReason.CATCH_UP_SUMMARY),
+        ("jsonl", NotifyReason.CATCH_UP_SUMMARY),
+    ]
+    assert all(n.note and "opened" in n.note for n in aa_sent)
     assert result.catch_up is not None and [i.id for i in result.catch_up.incidents] == [aa.id]
     assert any(aa.id in line for line in result.catch_up.lines())
-    assert not daemon.store.entries(aa.id)
+    assert "one summary each" in result.catch_up.lines()[0]
     # BB is still open at the live buckets: paged as new, once per receiver
     assert bb.state is IncidentState.OPEN and bb.opened_at == SPIKE_BB.start + H
     assert {(e.notification.receiver, e.notification.reason) for e in daemon.store.entries(bb.id)} == {
         ("jsonl", NotifyReason.FIRST),
         ("console", NotifyReason.FIRST),
     }
-    # the catch-up window is the reason AA was quiet
-    events = daemon.store.list_events(aa.id)
-    assert not any(e.kind.value == "notified" for e in events)
+
+
+def test_a_muted_catch_up_records_without_sending(tmp_path: Path, warehouse: Path) -> None:
+    # `run --once --live-only`: the catch-up window mutes everything before the live cutoff
+    now = _utc("2026-03-09T16:10")
+    daemon = _daemon(tmp_path, warehouse, now, max_catchup="18h")
+    result = daemon.score(daemon.groups[0], now, mute_catch_up=True)
+    incidents = {i.regions: i for i in daemon.store.list_incidents()}
+    aa, bb = incidents[("AA",)], incidents[("BB",)]
+    assert aa.state is IncidentState.RESOLVED and not aa.notified
+    assert not daemon.store.entries(aa.id)
+    assert result.catch_up is not None and [i.id for i in result.catch_up.incidents] == [aa.id]
+    assert "not sent" in result.catch_up.lines()[0]
+    assert {e.notification.reason for e in daemon.store.entries(bb.id)} == {NotifyReason.FIRST}
     assert CATCH_UP_WINDOW in catch_up_window(now).name
 
 
