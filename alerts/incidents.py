@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alerts.model import (
+    EXPERIMENT_KINDS,
     AlertDataError,
     AlertSignal,
     Incident,
@@ -126,7 +127,14 @@ class _Draft:
         )
 
     def affinity(self, signal: AlertSignal) -> int | None:
-        """0: same metric and region, 1: same metric, 2: same region, None: unrelated."""
+        """0: same metric and region, 1: same metric, 2: same region, None: unrelated.
+
+        Experiment signals (:data:`alerts.model.EXPERIMENT_KINDS`) relate only through their region.
+        """
+        if any(not _same_stream(signal, m) for m in self.members.values()):
+            return None
+        if signal.kind in EXPERIMENT_KINDS:
+            return 2 if signal.region in self.regions else None
         pairs = {(m.metric, m.region) for m in self.members.values()}
         if (signal.metric, signal.region) in pairs:
             return 0
@@ -146,7 +154,16 @@ class _Draft:
         return (self.base.opened_at.replace(tzinfo=None), self.base.id, self.order)
 
 
+def _same_stream(a: AlertSignal, b: AlertSignal) -> bool:
+    """Both experiment signals or both regional anomalies: the two never share an incident."""
+    return (a.kind in EXPERIMENT_KINDS) == (b.kind in EXPERIMENT_KINDS)
+
+
 def _related(a: AlertSignal, b: AlertSignal) -> bool:
+    if not _same_stream(a, b):
+        return False
+    if a.kind in EXPERIMENT_KINDS:
+        return a.region == b.region
     return a.metric == b.metric or a.region == b.region
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal, Self
 
 __all__ = [
     "ANOMALY_KINDS",
+    "EXPERIMENT_KINDS",
     "AlertDataError",
     "AlertSignal",
     "ChartData",
@@ -51,7 +52,10 @@ __all__ = [
 ]
 
 AnomalyKindName = Literal["spike", "dip", "level_shift"]
-ANOMALY_KINDS: tuple[str, ...] = ("spike", "dip", "level_shift")
+#: Kinds of experiment signals: a guardrail breach and a sample ratio mismatch. Their incidents group only
+#: by region (the ``experiment/<name>/<arm>`` label), never with regional anomalies of the same metric.
+EXPERIMENT_KINDS: tuple[str, ...] = ("guardrail", "srm")
+ANOMALY_KINDS: tuple[str, ...] = ("spike", "dip", "level_shift", *EXPERIMENT_KINDS)
 
 
 class AlertDataError(ValueError):

@@ -55,6 +55,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from alerts.model import ANOMALY_KINDS, Severity
 from monitor.errors import ConfigError
+from monitor.experiments.config import ExperimentConfig, check_references
 
 __all__ = [
     "AlertsConfig",
@@ -655,6 +656,7 @@ class Config(_Strict):
     scheduler: SchedulerConfig = SchedulerConfig()
     executor: ExecutorConfig = ExecutorConfig()
     logging: LoggingConfig = LoggingConfig()
+    experiments: tuple[ExperimentConfig, ...] = ()
 
     @field_validator("regions")
     @classmethod
@@ -706,6 +708,9 @@ class Config(_Strict):
             problems += _metric_problems(i, metric)
         problems += self._catchup_problems()
         problems += self._matcher_problems(set(names))
+        problems += [
+            _problem(loc, message) for loc, message in check_references(self.experiments, self.metrics)
+        ]
         # Inherited values are reported once, at defaults.<key>, however many metrics inherit them.
         unique: dict[tuple[tuple[str | int, ...], str], dict[str, Any]] = {}
         for p in problems:

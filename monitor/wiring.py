@@ -106,11 +106,15 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
 
 def build_monitor(config: Config, env: Mapping[str, str], *, store: SqlStore | None = None) -> Monitor:
     """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated)."""
+    from monitor.experiments.evaluate import ExperimentMonitor
+
     sinks, primary = build_sinks(config, env)
+    source = warehouse_source(config)
     return Monitor(
         config,
-        warehouse_source(config),
+        source,
         store if store is not None else open_store(config),
         sinks,
         build_routes(config, sinks, primary),
+        experiments=ExperimentMonitor.from_engine(config, source.engine) if config.experiments else None,
     )

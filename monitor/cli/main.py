@@ -13,6 +13,7 @@ import pandas as pd
 
 from monitor.cli.daemon import run as run_command
 from monitor.cli.daemon import status as status_command
+from monitor.cli.experiments import experiments
 from monitor.cli.ops import backtest, incidents, investigate, silence
 from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
@@ -94,12 +95,12 @@ def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None
     """Build the demo SQLite warehouse with injected incidents and their ground truth."""
     import sqlalchemy as sa
 
-    from monitor.tools.demo import build_demo, demo_incidents
+    from monitor.tools.demo import DEMO_EXPERIMENT_UNITS, build_demo, demo_incidents
 
     end = parse_time(end_text, now=utc_now())
     end = pd.Timestamp(end).floor("h").to_pydatetime()
     engine = sa.create_engine(f"sqlite:///{db_path}")
-    rows = build_demo(engine, end=end, days=days, seed=seed)
+    rows = build_demo(engine, end=end, days=days, seed=seed, experiment_units=DEMO_EXPERIMENT_UNITS)
     engine.dispose()
     incidents = {i.incident for i in demo_incidents(end)}
     click.echo(
@@ -124,7 +125,7 @@ def db_upgrade(config_path: Path) -> None:
     click.echo("ok: state database is at the latest schema")
 
 
-for command in (run_command, status_command, investigate, incidents, silence, backtest):
+for command in (run_command, status_command, investigate, incidents, silence, backtest, experiments):
     cli.add_command(command)
 
 

@@ -35,7 +35,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol
 
 import pandas as pd
 import structlog
@@ -63,6 +63,14 @@ from monitor.store import SqlStore
 __all__ = ["ConcurrentTickError", "Monitor", "SeriesOutcome", "TickReport"]
 
 log = structlog.get_logger(__name__)
+
+
+class ExperimentSignals(Protocol):
+    """Extra signals for the scored buckets (experiment guardrails), and errors by name."""
+
+    def signals(
+        self, buckets: Sequence[pd.Timestamp], now: datetime
+    ) -> tuple[dict[pd.Timestamp, list[AlertSignal]], dict[str, str]]: ...
 
 
 class ConcurrentTickError(LivewatchError):
@@ -123,6 +131,8 @@ class Monitor:
         models: The compiled-model cache (shared with the refit job), default a new one.
         executor: Where a tick fits series without a fresh model (default: in this process).
         max_model_age: Models older than this are refitted by the tick (default ``refit_every``).
+        experiments: Experiment guardrails (:class:`monitor.experiments.evaluate.ExperimentMonitor`):
+            their signals join the scored buckets' alert evaluation.
     """
 
     def __init__(
@@ -136,7 +146,9 @@ class Monitor:
         models: ModelCache | None = None,
         executor: ChunkExecutor | None = None,
         max_model_age: timedelta | None = None,
+        experiments: ExperimentSignals | None = None,
     ) -> None:
+        self.experiments = experiments
         self.config = config
         self.source = source
         self.store = store
@@ -198,6 +210,11 @@ class Monitor:
                     report.metric_errors[metric.name] = str(exc)
                     bound.error("metric failed", metric=metric.name, error=str(exc))
             by_bucket, step_of = self._signals(scored)
+            if self.experiments is not None:
+                extra, failed = self.experiments.signals(sorted(step_of), now)
+                report.metric_errors.update(failed)
+                for bucket, signals in extra.items():
+                    by_bucket[bucket] += signals
             report.signals = sum(len(v) for v in by_bucket.values())
             # Incidents, notifications and watermarks commit together: a crash re-scores the buckets,
             # never half-records them.

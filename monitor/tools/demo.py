@@ -11,6 +11,17 @@
   segment while every segment's rate stays flat), a multi-metric raid, a latency incident, a noise burst
   in the tiny region that must NOT alert, and a data gap that must not read as a dip.
 
+Two experiments (issue 17) get their own tables, per viewer (the randomisation unit):
+
+* ``experiment_assignments``: ``experiment, unit, arm, assigned_at``, one row per viewer and experiment;
+* ``experiment_unit_hourly``: ``ts, unit, category, language`` and ``views, reports, reviews,
+  violations`` per viewer and active hour, from a week before each launch (the CUPED pre-period).
+
+``feed_ranking_v2`` (launched 6 days before ``end``) changes nothing. ``autoplay_next`` (launched 3 days
+before ``end``) quadruples reports and raises violations of treatment viewers watching hate-speech streams
+(:func:`demo_experiments` is the ground truth). Viewer report rates are gamma-distributed, so reports are
+overdispersed as in real data.
+
 Incidents are placed relative to ``end`` so a freshly built warehouse looks live. The output is
 deterministic for a (seed, end, days) triple.
 """
@@ -29,16 +40,25 @@ import pandas as pd
 import sqlalchemy as sa
 
 __all__ = [
+    "DEMO_ASSIGNMENT_TABLE",
+    "DEMO_EXPERIMENT_UNITS",
     "DEMO_FACT_TABLE",
     "DEMO_INCIDENT_TABLE",
+    "DEMO_UNIT_TABLE",
+    "DemoExperiment",
     "DemoIncident",
     "build_demo",
+    "build_demo_experiments",
+    "demo_experiments",
     "demo_incidents",
     "ensure_demo_warehouse",
 ]
 
 DEMO_FACT_TABLE = "live_safety_hourly"
 DEMO_INCIDENT_TABLE = "demo_incidents"
+DEMO_ASSIGNMENT_TABLE = "experiment_assignments"
+DEMO_UNIT_TABLE = "experiment_unit_hourly"
+DEMO_EXPERIMENT_UNITS = 3000  # viewers per demo experiment
 
 # region -> (hourly views at the daily mean, UTC offset in hours, primary and secondary language)
 REGIONS: dict[str, tuple[float, int, tuple[str, str]]] = {
@@ -311,7 +331,157 @@ def _insert_facts(conn: sa.Connection, table: sa.Table, facts: pd.DataFrame) -> 
         conn.execute(table.insert(), records[offset : offset + chunk])
 
 
-def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7) -> int:
+@dataclass(frozen=True)
+class DemoExperiment:
+    """Ground truth of one demo experiment."""
+
+    name: str
+    launch: datetime
+    control: str
+    treatment: str
+    harmful: bool
+    segment: str  # where the harm is ("" when harmless)
+    report_lift: float  # multiplier of treatment report rates in the segment
+    violation_lift: float
+
+
+def demo_experiments(end: datetime) -> list[DemoExperiment]:
+    """The two demo experiments for a warehouse ending at ``end`` (both still running at ``end``)."""
+    day = timedelta(days=1)
+    return [
+        DemoExperiment("feed_ranking_v2", end - 6 * day, "control", "ranked_feed", False, "", 1.0, 1.0),
+        DemoExperiment(
+            "autoplay_next",
+            end - 3 * day + timedelta(hours=5),
+            "control",
+            "autoplay",
+            True,
+            "category=hate_speech",
+            4.0,
+            1.8,
+        ),
+    ]
+
+
+EXPERIMENT_LANGUAGES = ("en", "pt", "es", "id", "tr")
+EXPERIMENT_PRE_PERIOD = timedelta(days=7)
+ACTIVE_PER_HOUR = 0.2  # share of a viewer's hours with any watching
+VIEWS_PER_ACTIVE_HOUR = 40.0
+
+
+def _experiment_rows(
+    experiment: DemoExperiment, end: datetime, units: int, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(assignment rows, per-viewer hourly outcome rows) of one experiment."""
+    names = list(CATEGORIES)
+    shares = np.array([CATEGORIES[c][0] for c in names])
+    category = rng.choice(len(names), units, p=shares / shares.sum())
+    language = rng.choice(len(EXPERIMENT_LANGUAGES), units)
+    base_rate = np.array([CATEGORIES[c][1] for c in names])[category] / 1000.0
+    unit_rate = base_rate * rng.gamma(2.0, 0.5, units)  # overdispersed viewer report rates, mean base_rate
+    violation_p = np.array([CATEGORIES[c][2] for c in names])[category]
+    treated = rng.random(units) < 0.5
+    launch = pd.Timestamp(experiment.launch).floor("h")
+    assigned_at = launch + pd.to_timedelta(rng.exponential(4.0, units).clip(0, 23.9), unit="h")
+    ids = np.array([f"{experiment.name[:4]}-{i:05d}" for i in range(units)])
+    assignments = pd.DataFrame(
+        {
+            "experiment": experiment.name,
+            "unit": ids,
+            "arm": np.where(treated, experiment.treatment, experiment.control),
+            "assigned_at": assigned_at,
+        }
+    )
+    hours = pd.date_range(launch - EXPERIMENT_PRE_PERIOD, pd.Timestamp(end), freq="h", inclusive="left")
+    active = rng.random((len(hours), units)) < ACTIVE_PER_HOUR
+    h_idx, u_idx = np.nonzero(active)
+    ts = hours[h_idx]
+    views = rng.poisson(VIEWS_PER_ACTIVE_HOUR, len(u_idx))
+    harmed = treated[u_idx] & np.asarray(ts >= assigned_at[u_idx])
+    if experiment.segment:
+        column, value = experiment.segment.split("=")
+        assert column == "category"
+        harmed &= np.array(names)[category[u_idx]] == value
+    rate = unit_rate[u_idx] * np.where(harmed, experiment.report_lift, 1.0)
+    reports = rng.poisson(views * rate)
+    reviews = rng.binomial(reports, 0.8) + rng.poisson(views * PROACTIVE_REVIEWS_PER_1K_VIEWS / 1000.0)
+    p = np.minimum(0.95, violation_p[u_idx] * np.where(harmed, experiment.violation_lift, 1.0))
+    outcomes = pd.DataFrame(
+        {
+            "ts": ts,
+            "unit": ids[u_idx],
+            "category": np.array(names)[category[u_idx]],
+            "language": np.array(EXPERIMENT_LANGUAGES)[language[u_idx]],
+            "views": views,
+            "reports": reports,
+            "reviews": reviews,
+            "violations": rng.binomial(reviews, p),
+        }
+    )
+    return assignments, outcomes
+
+
+def _experiment_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    assignments = sa.Table(
+        DEMO_ASSIGNMENT_TABLE,
+        metadata,
+        sa.Column("experiment", sa.String(64), nullable=False),
+        sa.Column("unit", sa.String(32), nullable=False),
+        sa.Column("arm", sa.String(32), nullable=False),
+        sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    units = sa.Table(
+        DEMO_UNIT_TABLE,
+        metadata,
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("unit", sa.String(32), nullable=False),
+        sa.Column("category", sa.String(32), nullable=False),
+        sa.Column("language", sa.String(8), nullable=False),
+        *(
+            sa.Column(name, sa.Integer, nullable=False)
+            for name in ("views", "reports", "reviews", "violations")
+        ),
+    )
+    return assignments, units
+
+
+def _insert_rows(conn: sa.Connection, table: sa.Table, frame: pd.DataFrame, time_column: str) -> None:
+    """Bulk insert with the timestamp column first (as :func:`_insert_facts` expects)."""
+    ordered = frame[[time_column, *(c for c in frame.columns if c != time_column)]]
+    if conn.dialect.name == "sqlite":
+        stamps = ordered[time_column].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.000000")
+        rows = list(zip(stamps, *(ordered[c].tolist() for c in ordered.columns[1:]), strict=True))
+        names = ", ".join(ordered.columns)
+        marks = ", ".join("?" for _ in ordered.columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+        return
+    records: list[dict[str, Any]] = ordered.to_dict("records")  # type: ignore[assignment]
+    for record in records:
+        record[time_column] = pd.Timestamp(record[time_column]).to_pydatetime()
+    conn.execute(table.insert(), records)
+
+
+def build_demo_experiments(engine: sa.Engine, *, end: datetime, units: int = 3000, seed: int = 7) -> int:
+    """(Re)create the two experiment tables of :func:`demo_experiments`; returns the outcome rows written."""
+    metadata = sa.MetaData()
+    assignment_table, unit_table = _experiment_tables(metadata)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    rng = np.random.default_rng([seed, 17])
+    written = 0
+    with engine.begin() as conn:
+        for experiment in demo_experiments(end):
+            assignments, outcomes = _experiment_rows(experiment, end, units, rng)
+            _insert_rows(conn, assignment_table, assignments, "assigned_at")
+            _insert_rows(conn, unit_table, outcomes, "ts")
+            written += len(outcomes)
+        sa.Index(f"ix_{DEMO_UNIT_TABLE}_ts", unit_table.c.ts).create(conn)
+    return written
+
+
+def build_demo(
+    engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 7, experiment_units: int = 0
+) -> int:
     """(Re)create the demo tables on ``engine``; returns the number of fact rows written.
 
     Args:
@@ -319,6 +489,8 @@ def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 
         end: exclusive end of the data, UTC-aware, on an hour boundary.
         days: days of history.
         seed: random seed; the same (seed, end, days) gives the same warehouse.
+        experiment_units: viewers per demo experiment (0: no experiment tables; the demo uses
+            :data:`DEMO_EXPERIMENT_UNITS`).
     """
     if end.tzinfo is None:
         raise ValueError("end must be timezone-aware (UTC)")
@@ -336,6 +508,8 @@ def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 
             incident_table.insert(),
             [{**i.__dict__, "start": i.start, "end": i.end} for i in demo_incidents(end)],
         )
+    if experiment_units > 0:
+        build_demo_experiments(engine, end=end, units=experiment_units, seed=seed)
     return len(facts)
 
 
@@ -356,7 +530,9 @@ def ensure_demo_warehouse(
         announce(f"building the demo warehouse {path} (first run, about 30 s)...")
     engine = sa.create_engine(f"sqlite:///{path}")
     try:
-        build_demo(engine, end=pd.Timestamp(now).floor("h").to_pydatetime())
+        build_demo(
+            engine, end=pd.Timestamp(now).floor("h").to_pydatetime(), experiment_units=DEMO_EXPERIMENT_UNITS
+        )
     finally:
         engine.dispose()
     return True
