@@ -47,8 +47,8 @@ class CommandError(LivewatchError):
 
 
 def _console(*, err: bool = False) -> Console:
-    # Wide enough for the tables when piped; colour only on a terminal.
-    return Console(stderr=err, width=max(Console().width, 120), soft_wrap=False)
+    # Rich's own width (the terminal, or $COLUMNS, or 80 when piped): every table is built to fit it.
+    return Console(stderr=err, soft_wrap=False)
 
 
 def _actor(by: str | None) -> str:
@@ -186,18 +186,12 @@ def incidents_list(
         click.echo(json.dumps([_incident_row(h) for h in found], indent=2))
         return
     table = Table(title=f"{len(found)} incident(s)", title_justify="left")
-    for column in (
-        "id",
-        "state",
-        "severity",
-        "metrics",
-        "regions",
-        "opened (UTC)",
-        "to ack",
-        "to resolve",
-        "top cause",
-    ):
-        table.add_column(column)
+    # The id is what show/ack/resolve need: never wrapped or truncated; the other columns wrap.
+    ids = [h.incident.id for h in found]
+    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+    for column in ("state", "severity", "metrics", "regions", "started (UTC)", "to ack", "to resolve"):
+        table.add_column(column, overflow="fold")
+    table.add_column("top cause", overflow="fold", ratio=1)
     for history in found:
         incident = history.incident
         causes = incident.root_causes
@@ -207,7 +201,7 @@ def incidents_list(
             incident.severity.value,
             ", ".join(incident.metrics),
             ", ".join(incident.regions),
-            f"{incident.opened_at:%Y-%m-%d %H:%M}",
+            f"{incident.started_at:%Y-%m-%d %H:%M}",
             _duration(history.time_to_acknowledge),
             _duration(history.time_to_resolve),
             causes[0].segment if causes else "-",
