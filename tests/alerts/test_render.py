@@ -281,9 +281,7 @@ def test_limits_hold_for_huge_incidents() -> None:
 def test_a_long_member_list_is_cut_by_characters_too() -> None:
     signals = [signal("m" + "y" * 200 + str(i), "EU", score=6.0) for i in range(14)]
     (change,) = group_signals([], signals, T0).changes
-    members = next(
-        t for t in _texts(render_message(notification(change.incident)).blocks) if "*Firing*" in t
-    )
+    members = next(t for t in _texts(render_message(notification(change.incident)).blocks) if "*Firing*" in t)
     assert len(members) <= MAX_SECTION_TEXT and "more" in members.splitlines()[-1]
 
 
