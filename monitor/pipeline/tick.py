@@ -47,7 +47,7 @@ from monitor.errors import LivewatchError, SourceError
 from monitor.pipeline.executor import ChunkExecutor
 from monitor.pipeline.models import ModelCache
 from monitor.pipeline.scoring import MetricScorer, SeriesDecisions
-from monitor.pipeline.signals import alert_cause, explain_span, series_signals
+from monitor.pipeline.signals import SignalUnits, alert_cause, explain_span, series_signals
 from monitor.pipeline.slicing import explain_window
 from monitor.pipeline.spec import matchers
 from monitor.source import DataProblem, MetricSource
@@ -254,7 +254,8 @@ class Monitor:
             def explain(run: pd.DataFrame, entry: _Scored = entry) -> tuple[AlertRootCause, ...]:
                 return self._explain(entry, run)
 
-            for signal in series_signals(entry.metric.name, entry.item, explain=explain):
+            units = SignalUnits.of(entry.metric)
+            for signal in series_signals(entry.metric.name, entry.item, explain=explain, units=units):
                 by_bucket[pd.Timestamp(signal.end)].append(signal)
         return by_bucket, step_of
 

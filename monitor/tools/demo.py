@@ -34,6 +34,7 @@ __all__ = [
     "DemoIncident",
     "build_demo",
     "demo_incidents",
+    "demo_url",
     "ensure_demo_warehouse",
 ]
 
@@ -337,6 +338,19 @@ def build_demo(engine: sa.Engine, *, end: datetime, days: int = 60, seed: int = 
             [{**i.__dict__, "start": i.start, "end": i.end} for i in demo_incidents(end)],
         )
     return len(facts)
+
+
+def demo_url(target: str) -> sa.URL:
+    """``demo init --db``'s target as a URL: any SQLAlchemy URL as is, anything else a SQLite file path.
+
+    >>> demo_url("demo.db").render_as_string()
+    'sqlite:///demo.db'
+    >>> demo_url("postgresql+psycopg://lw@db/warehouse").get_backend_name()
+    'postgresql'
+    """
+    if "://" in target:
+        return sa.make_url(target)
+    return sa.URL.create("sqlite", database=str(target))
 
 
 def ensure_demo_warehouse(
