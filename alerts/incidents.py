@@ -14,8 +14,13 @@
     * **Updates.** Members are keyed by fingerprint (labels); new numbers replace old ones. An ``updated``
       event says what changed: metric joined, spread to region, new root cause, severity raised. Severity
       never drops while the incident is active (a calmer bucket does not downgrade a critical incident).
-    * **Resolution.** An incident that receives no member signal for ``config.resolve_after_clean``
-      consecutive evaluations is resolved. An expired snooze returns the incident to ``open``.
+    * **Resolution** is the pure decision :func:`decide_resolution` (table-tested). Spikes and dips resolve
+      after ``config.resolve_after_clean`` consecutive evaluations without a member signal. A level shift
+      does not end because the detector went quiet (it goes quiet once the new level is the norm): it
+      stays open until every shifted series is back within its pre-shift band for ``resolve_after_clean``
+      evaluations (``returned`` of :func:`group_signals`), or a person acknowledged it (the new level is
+      accepted) and it has been clean as long, or a person resolves it. An expired snooze returns the
+      incident to ``open``.
 
 ``acknowledge(incident, actor, now)``, ``snooze(incident, actor, until, now)``, ``resolve(incident, actor,
 now)`` apply people's actions and return an :class:`IncidentChange` (new incident + lifecycle event).
@@ -23,9 +28,10 @@ now)`` apply people's actions and return an :class:`IncidentChange` (new inciden
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from alerts.model import (
     AlertDataError,
@@ -44,7 +50,10 @@ __all__ = [
     "GroupingResult",
     "IncidentChange",
     "IncidentStateError",
+    "Resolution",
+    "ResolutionReason",
     "acknowledge",
+    "decide_resolution",
     "group_signals",
     "resolve",
     "snooze",
@@ -52,6 +61,70 @@ __all__ = [
 
 #: Actor recorded on automatic lifecycle events.
 SYSTEM_ACTOR = "livewatch"
+
+
+class ResolutionReason(StrEnum):
+    """Why an incident is (or is not) resolved automatically after an evaluation."""
+
+    FIRING = "firing"
+    WAITING = "waiting"
+    BACK_TO_NORMAL = "back_to_normal"
+    SHIFT_PERSISTS = "shift_persists"
+    LEVEL_RETURNED = "level_returned"
+    NEW_LEVEL_ACCEPTED = "new_level_accepted"
+
+    @property
+    def describe(self) -> str:
+        """The words people read (events, Slack)."""
+        return {
+            "firing": "still firing",
+            "waiting": "waiting for more clean buckets",
+            "back_to_normal": "back to normal",
+            "shift_persists": "the level shift persists; acknowledge to accept the new level or resolve it",
+            "level_returned": "the series returned to its previous level",
+            "new_level_accepted": "the new level was accepted (acknowledged) and no member fired since",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """:func:`decide_resolution`'s answer: resolve or not, and why."""
+
+    resolve: bool
+    reason: ResolutionReason
+
+
+def decide_resolution(
+    incident: Incident,
+    *,
+    fired: bool,
+    clean_buckets: int,
+    returned: Collection[str],
+    resolve_after: int,
+) -> Resolution:
+    """Whether ``incident`` resolves by itself after this evaluation. Pure.
+
+    Args:
+        incident: The incident (its members say whether it is a level shift; its state whether a person
+            acknowledged it).
+        fired: A member signal arrived in this evaluation.
+        clean_buckets: Consecutive evaluations without a member signal, this one included.
+        returned: ``"metric/region"`` of series back within their pre-shift band for at least
+            ``resolve_after`` evaluations (as the pipeline judged it; empty when unknown).
+        resolve_after: Clean evaluations needed.
+    """
+    if fired:
+        return Resolution(False, ResolutionReason.FIRING)
+    if clean_buckets < resolve_after:
+        return Resolution(False, ResolutionReason.WAITING)
+    shifted = {f"{s.metric}/{s.region}" for s in incident.signals if s.kind == "level_shift"}
+    if not shifted:
+        return Resolution(True, ResolutionReason.BACK_TO_NORMAL)
+    if shifted <= set(returned):
+        return Resolution(True, ResolutionReason.LEVEL_RETURNED)
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return Resolution(True, ResolutionReason.NEW_LEVEL_ACCEPTED)
+    return Resolution(False, ResolutionReason.SHIFT_PERSISTS)
 
 
 class IncidentStateError(ValueError):
@@ -229,6 +302,7 @@ def group_signals(
     *,
     config: GroupingConfig = GroupingConfig(),
     policy: SeverityPolicy = DEFAULT_SEVERITY_POLICY,
+    returned: Collection[str] = (),
 ) -> GroupingResult:
     """Group one bucket of signals into incidents; see the module docstring for the rules.
 
@@ -238,6 +312,7 @@ def group_signals(
         now: Evaluation time (UTC-aware).
         config: Grouping settings.
         policy: Severity rules.
+        returned: ``"metric/region"`` of series back within their pre-shift band (ends level shifts).
 
     Returns:
         The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
@@ -260,7 +335,7 @@ def group_signals(
 
     changes: list[IncidentChange] = []
     for draft in drafts:
-        changes.append(_finish(draft, now, config, policy))
+        changes.append(_finish(draft, now, config, policy, returned))
     by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}
     return GroupingResult(
         changes=tuple(changes),
@@ -268,7 +343,9 @@ def group_signals(
     )
 
 
-def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: SeverityPolicy) -> IncidentChange:
+def _finish(
+    draft: _Draft, now: datetime, config: GroupingConfig, policy: SeverityPolicy, returned: Collection[str]
+) -> IncidentChange:
     members = tuple(draft.members[k] for k in sorted(draft.members))
     before = draft.base
     if before is None:
@@ -314,7 +391,14 @@ def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: Severi
         return IncidentChange(grown, before, tuple(events))
 
     clean = incident.clean_buckets + 1
-    if clean >= config.resolve_after_clean:
+    decision = decide_resolution(
+        incident,
+        fired=False,
+        clean_buckets=clean,
+        returned=returned,
+        resolve_after=config.resolve_after_clean,
+    )
+    if decision.resolve:
         resolved = incident.with_changes(
             state=IncidentState.RESOLVED,
             clean_buckets=clean,
@@ -323,7 +407,8 @@ def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: Severi
             updated_at=now,
             snoozed_until=None,
         )
-        events.append(_event(resolved, LifecycleKind.RESOLVED, now, f"{clean} clean bucket(s)"))
+        detail = f"{decision.reason.describe} ({clean} clean bucket(s))"
+        events.append(_event(resolved, LifecycleKind.RESOLVED, now, detail))
         return IncidentChange(resolved, before, tuple(events))
     return IncidentChange(incident.with_changes(clean_buckets=clean), before, tuple(events))
 

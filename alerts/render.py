@@ -227,6 +227,10 @@ def _status(incident: Incident) -> str:
 
 def _resolution(incident: Incident) -> str:
     if incident.resolved_by in (None, SYSTEM_ACTOR):
+        if any(s.kind == "level_shift" for s in incident.signals):
+            if incident.acknowledged_by:
+                return f"new level accepted by {escape(incident.acknowledged_by)}"
+            return f"back to the previous level after {incident.clean_buckets} clean bucket(s)"
         return f"back to normal after {incident.clean_buckets} clean bucket(s)"
     return f"closed by {escape(incident.resolved_by or '?')}"
 

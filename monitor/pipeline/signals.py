@@ -100,6 +100,10 @@ def build_signal(
     last = run.iloc[-1]
     kind, start = run_kind(run)
     expected, observed = float(last["expected"]), float(last["observed"])
+    if kind == "level_shift":
+        # A shift is measured against the level before it: the model follows the new level bucket by bucket,
+        # so the last bucket's expectation (and score) shrinks while the shift persists.
+        expected = float(run["expected"].iloc[0])
     volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
     score = float(last["score"])
     begin: datetime = start.to_pydatetime()

@@ -26,9 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -174,6 +171,11 @@ def investigation_png(
     inv: Investigation, *, width: float = 10.0, height: float = 4.2, dpi: int = 100
 ) -> bytes:
     """The investigation chart as PNG bytes (see the module docstring)."""
+    # matplotlib is imported here, not at module level: the terminal path of `investigate` never needs it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.figure import Figure
+
     frame = inv.scores
     times = date2num([t.tz_convert("UTC").tz_localize(None).to_pydatetime() for t in frame.index])
     figure = Figure(figsize=(width, height), dpi=dpi)
@@ -582,6 +584,9 @@ def backtest_png(
     bt: Backtest, *, budget: float | None = None, width: float = 7.0, height: float = 4.2, dpi: int = 100
 ) -> bytes:
     """The tradeoff curve: recall and precision against alerts per week, one point per threshold."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -641,6 +646,8 @@ def _flag_text(row: pd.Series) -> str:
 
 
 def _num_time(moment: Any) -> float:
+    from matplotlib.dates import date2num
+
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return float(date2num(stamp.tz_localize(None).to_pydatetime()))

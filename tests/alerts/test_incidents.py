@@ -234,3 +234,84 @@ def test_naive_now_is_rejected() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(AlertDataError, match="resolve_after_clean"):
         GroupingConfig(resolve_after_clean=0)
+
+
+# -- level shifts: resolution and severity -------------------------------------------------------------------
+from alerts.incidents import ResolutionReason, decide_resolution  # noqa: E402
+from alerts.model import IncidentState as _State  # noqa: E402
+from alerts.model import Severity as _Severity  # noqa: E402
+from alerts.severity import signal_severity  # noqa: E402
+from tests.alerts.factories import incident as _incident  # noqa: E402
+from tests.alerts.factories import signal as _signal  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("kind", "acked", "fired", "clean", "returned", "resolve", "reason"),
+    [
+        # a member fired in this bucket: nothing resolves, whatever the kind
+        ("spike", False, True, 0, (), False, ResolutionReason.FIRING),
+        ("level_shift", True, True, 0, ("reports/EU",), False, ResolutionReason.FIRING),
+        # too few clean buckets yet
+        ("spike", False, False, 2, (), False, ResolutionReason.WAITING),
+        ("level_shift", False, False, 2, ("reports/EU",), False, ResolutionReason.WAITING),
+        # a spike ends when the detector is quiet long enough
+        ("spike", False, False, 3, (), True, ResolutionReason.BACK_TO_NORMAL),
+        ("dip", False, False, 5, (), True, ResolutionReason.BACK_TO_NORMAL),
+        # a level shift does not end because the detector went quiet: the shift persists
+        ("level_shift", False, False, 3, (), False, ResolutionReason.SHIFT_PERSISTS),
+        ("level_shift", False, False, 30, ("bans/EU",), False, ResolutionReason.SHIFT_PERSISTS),
+        # ... it ends when the series is back within its pre-shift band
+        ("level_shift", False, False, 3, ("reports/EU",), True, ResolutionReason.LEVEL_RETURNED),
+        # ... or when a person accepted the new level (acknowledged) and nothing fired since
+        ("level_shift", True, False, 3, (), True, ResolutionReason.NEW_LEVEL_ACCEPTED),
+    ],
+)
+def test_decide_resolution_table(
+    kind: str,
+    acked: bool,
+    fired: bool,
+    clean: int,
+    returned: tuple[str, ...],
+    resolve: bool,
+    reason: ResolutionReason,
+) -> None:
+    inc = _incident(_signal(kind=kind))
+    if acked:
+        inc = inc.with_changes(state=_State.ACKNOWLEDGED, acknowledged_by="@ana")
+    decision = decide_resolution(inc, fired=fired, clean_buckets=clean, returned=returned, resolve_after=3)
+    assert (decision.resolve, decision.reason) == (resolve, reason)
+
+
+def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift"))
+    for step in range(1, 10):
+        (change,) = _group([inc], [], _T0 + step * _B).changes
+        inc = change.incident
+    assert inc.active and inc.clean_buckets == 9
+    (change,) = _group([inc], [], _T0 + 10 * _B, returned={"reports/EU"}).changes
+    assert not change.incident.active
+    assert "returned to its previous level" in change.events[-1].detail
+
+
+@pytest.mark.parametrize(
+    ("kind", "score", "change_pct", "volume", "expected"),
+    [
+        # a lasting +60 % shift is critical although its last bucket scores only +1.8
+        ("level_shift", 1.8, 60.0, 20_000.0, _Severity.CRITICAL),
+        ("level_shift", 1.8, 30.0, 20_000.0, _Severity.WARNING),
+        ("level_shift", -1.2, -30.0, 20_000.0, _Severity.WARNING),  # down as well as up
+        ("level_shift", 1.8, 5.0, 20_000.0, _Severity.INFO),  # a small shift stays info
+        ("level_shift", 1.8, 60.0, 50.0, _Severity.INFO),  # too little volume behind it
+        # spikes keep the score rule: the same numbers give info
+        ("spike", 1.8, 60.0, 20_000.0, _Severity.INFO),
+    ],
+)
+def test_level_shift_severity_is_the_size_of_the_shift(
+    kind: str, score: float, change_pct: float, volume: float, expected: _Severity
+) -> None:
+    sig = _signal(kind=kind, score=score, change_pct=change_pct, volume=volume)
+    assert signal_severity(sig) is expected
