@@ -27,7 +27,16 @@ from rich.table import Table
 
 from alerts.engine import AlertRepos, IncidentNotFoundError, acknowledge_incident, resolve_incident
 from alerts.incidents import IncidentStateError
-from alerts.model import AlertDataError, IncidentState, LifecycleEvent, LifecycleKind, Matcher, Silence
+from alerts.model import (
+    AlertDataError,
+    IncidentState,
+    LifecycleEvent,
+    LifecycleKind,
+    Matcher,
+    Silence,
+    bucket_word,
+    kind_word,
+)
 from monitor.cli.options import parse_time, utc_now, with_config
 from monitor.config import Config, load_config, parse_duration
 from monitor.errors import LivewatchError
@@ -197,7 +206,7 @@ def incidents_list(
         causes = incident.root_causes
         table.add_row(
             incident.id,
-            incident.state.value,
+            incident.state.word,
             incident.severity.value,
             ", ".join(incident.metrics),
             ", ".join(incident.regions),
@@ -245,36 +254,35 @@ def incidents_show(incident_id: str, config_path: Path, as_json: bool) -> None:
         return
     console = _console()
     console.print(
-        f"[bold]{incident.id}[/] {incident.state.value}, {incident.severity.value}; opened "
-        f"{incident.opened_at:%Y-%m-%d %H:%M} UTC; to ack {_duration(history.time_to_acknowledge)}, "
-        f"to resolve {_duration(history.time_to_resolve)}"
+        f"[bold]{incident.id}[/] {incident.state.word}, {incident.severity.value} {incident.kind}; started "
+        f"{incident.started_at:%Y-%m-%d %H:%M} UTC (bucket start); "
+        f"to ack {_duration(history.time_to_acknowledge)}, to resolve {_duration(history.time_to_resolve)}"
     )
+    bucket = next((bucket_word(s.bucket) for s in incident.signals if s.bucket is not None), "")
+    since = f"since (UTC, {bucket} bucket start)" if bucket else "since (UTC, bucket start)"
     members = Table(title="Members", title_justify="left")
-    for column in (
-        "metric",
-        "region",
-        "kind",
-        "observed",
-        "expected",
-        "change",
-        "score",
-        "since",
-        "investigate",
-    ):
-        members.add_column(column)
+    for column in ("metric", "region", "kind", "firing", "observed", "expected", "change", "score", since):
+        members.add_column(column, overflow="fold")
     for s in incident.signals:
+        unit = f" {s.unit}" if s.unit else ""
         members.add_row(
             s.metric,
             s.region,
-            s.kind,
-            f"{s.observed:.4g}",
-            f"{s.expected:.4g}",
+            kind_word(s.kind),
+            "yes" if s.firing else f"no (needs ±{s.threshold:g})",
+            f"{s.observed:.4g}{unit}",
+            f"{s.expected:.4g}{unit}",
             f"{s.change_pct:+.0f}%",
             f"{s.score:+.1f}",
             f"{s.start:%m-%d %H:%M}",
-            s.investigate,
         )
     console.print(members)
+    # Commands on their own lines, never inside a cell: they stay whole (or wrap at spaces) to copy-paste.
+    commands = list(dict.fromkeys(s.investigate for s in incident.signals if s.investigate))
+    if commands:
+        console.print("[bold]Investigate[/]")
+        for command in commands:
+            console.print(command, markup=False, highlight=False)
     causes = Table(title="Root causes", title_justify="left")
     for column in ("segment", "share", "mix", "rate"):
         causes.add_column(column)
@@ -283,7 +291,7 @@ def incidents_show(incident_id: str, config_path: Path, as_json: bool) -> None:
     console.print(causes)
     events = Table(title="Events", title_justify="left")
     for column in ("at (UTC)", "event", "by", "detail"):
-        events.add_column(column)
+        events.add_column(column, overflow="fold")
     for event in history.events:
         events.add_row(f"{event.at:%Y-%m-%d %H:%M}", event.kind.value, event.actor, event.detail)
     console.print(events)
