@@ -183,7 +183,7 @@ def robust_noise(values: np.ndarray, *, max_phi: float = 0.9) -> tuple[float, fl
     return float(sigma), phi
 
 
-class CostTrend(BaseCost):  # type: ignore[misc]
+class CostTrend(BaseCost):
     """Weighted residual sum of squares of a least-squares line per segment, O(1) from prefix sums.
 
     ruptures' ``CostLinear`` solves a least-squares problem per call; this closed form makes binary

@@ -8,6 +8,10 @@ An *element* is a conjunction of dimension values at any depth (``category=bully
 
 Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, and Squeeze, Li et al. 2019):
 
+0. **Region-wide level shift.** Forecasts that lag a region-wide trend (a mean of the previous minutes)
+   move every leaf alike, which no segment explains; the search runs on forecasts rescaled by that shift
+   when every dimension and the typical leaf agree on it (:func:`_common_factor`). Reported values stay
+   relative to the forecasts given.
 1. **Leaf deviation.** Every leaf gets the bounded deviation score of Squeeze,
    ``d = 2 (actual - expected) / (actual + expected)`` (0 when both are 0). Under the *ripple effect*
    assumption a root-cause element moves all of its leaves by the same factor, so its leaves share one score
@@ -37,10 +41,14 @@ Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, a
      its own ratio would give. About 1 when all its leaves moved together (even weakly), about the moved
      fraction when only some children moved strongly: this keeps a parent of several moved children (whose
      pooled gain can exceed each child's) from being named. Elements need ``min_risk``;
-   * *support* (volume share, ``min_support``) prunes tiny segments, and *significance* (aggregate deviation
-     beyond ``z`` times the square root of its leaves' summed noise variances, ``z`` Bonferroni-corrected
-     over all elements searched for a ``false_alarm`` probability) keeps noise quiet; an element must also
-     explain at least 1 % of the deviation mass of the clearly abnormal leaves.
+   * *significance*: the aggregate deviation must exceed ``z`` times the square root of its leaves' summed
+     noise variances. ``z`` is Bonferroni-corrected per layer (each gets an equal part of ``false_alarm``)
+     over the elements actually explored, RiskLoc / Squeeze style: every layer-1 element, and a deeper
+     element only when one of its parents deviates beyond 2 noise sds. The bar thus grows with the
+     candidates searched (a deep cause sits below a few promising parents), not with every element of
+     every cuboid, which kept deep combinations out when the cube is large. An element must also explain
+     at least 0.2 % of the deviation mass of the clearly abnormal leaves. *Support* (volume share,
+     ``min_support``) is off by default: a segment of 0.01 % of the volume can hold all of the deviation.
 4. **Greedy search for several causes.** The qualifying element with the largest gain is selected. Its
    shallowest ancestor is named instead when it explains at least 99 % as much, or when the rest of it moved
    too (significant, consistent, same direction, and most sibling segments moved alike), so a whole parent
@@ -113,7 +121,9 @@ _REST_MIN_RATIO = 1 / 3  # ... and its rest move by at least a third of the pick
 _SIBLING_Z = 1.0  # a sibling "moved like the pick" when its deviation is beyond 1 noise sd in that direction
 _SIBLING_AGREEMENT = 0.6  # ... and that many of them (capped-volume weight) must have, to name the parent
 _ANCESTOR_TOLERANCE = 0.01  # an ancestor within 1 % of the best gain is named instead (succinctness)
-_MIN_GAIN_SHARE = 0.01  # an element must explain >= 1 % of the abnormal deviation mass
+_MIN_GAIN_SHARE = 0.002  # an element must explain >= 0.2 % of the abnormal deviation mass
+_SCREEN_Z = 2.0  # a parent deviating beyond this many noise sds has its children explored
+_SHIFT_AGREEMENT = 0.5  # per-dimension estimates of a region-wide shift agree within half of it
 
 
 class InvalidLeavesError(DetectorError, ValueError):
@@ -303,6 +313,59 @@ class _Measure:
         self.variance = (relative_sd * mean) ** 2
 
 
+def _common_factor(v: np.ndarray, f: np.ndarray, codes: Sequence[np.ndarray], cards: Sequence[int]) -> float:
+    """Robust region-wide level shift ``observed / expected`` shared by every dimension, or 1.0.
+
+    Forecasts that lag a trend (a mean of the previous minutes) move every leaf by about the same factor;
+    that shared move explains no segment but would make every big segment look significant. Each dimension
+    gives an estimate: the median over its values of the value's ratio of sums ``sum v / sum f`` (values
+    without forecast left out). A cause moves few values of its own dimensions, so it leaves their median
+    alone, while a region-wide shift moves all values of all dimensions. The shift is the median of the
+    per-dimension estimates, accepted only when every dimension sees it: all estimates on its side of 1 and
+    within a factor of ``_SHIFT_AGREEMENT`` of it in log terms (a big layer-1 cause shifts the values of
+    the *other* dimensions only, which then disagree with its own), and so must the typical leaf (see
+    :func:`_leaf_mode`): several big causes in several dimensions can shift every dimension's values, but
+    most leaves then did not move.
+    """
+    estimates = []
+    for code, card in zip(codes, cards, strict=True):
+        fs, vs = np.bincount(code, f, card), np.bincount(code, v, card)
+        live = fs > 0
+        if live.sum() < 2:
+            continue
+        estimates.append(float(np.median(np.log(np.clip(vs[live], 1e-300, None) / fs[live]))))
+    if not estimates:
+        return 1.0
+    shift = float(np.median(estimates))
+    if shift == 0.0:
+        return 1.0
+    logs = np.append(estimates, _leaf_mode(v, f))
+    if (np.sign(logs) != np.sign(shift)).any() or (
+        np.abs(logs - shift) > _SHIFT_AGREEMENT * abs(shift)
+    ).any():
+        return 1.0
+    return math.exp(shift)
+
+
+def _leaf_mode(v: np.ndarray, f: np.ndarray) -> float:
+    """Log ratio ``v / f`` of the typical leaf: centre of the shortest half of the leaves' deviations.
+
+    Over the bigger half of the leaves by forecast (not by observation, which would favour leaves that
+    rose), the median of the shortest half of the scores ``d = 2 (v - f) / (v + f)``, converted to a log
+    ratio. It stays inside the cluster of normal leaves while fewer than half of them moved. 0 without
+    leaves or beyond a factor of 3.
+    """
+    usable = f > 0
+    if not usable.any():
+        return 0.0
+    big = usable & (f >= np.median(f[usable]))
+    d = np.sort(2.0 * (v[big] - f[big]) / (v[big] + f[big]))
+    half = d.size // 2 + 1
+    start = int(np.argmin(d[half - 1 :] - d[: d.size - half + 1]))
+    center = float(np.median(d[start : start + half]))
+    return math.log((2.0 + center) / (2.0 - center)) if abs(center) < 1.0 else 0.0
+
+
 def _sampling_margin(informative: float, n: float) -> float:
     """Upward margin on the 30 % coverage target: its sampling sd when ``informative`` of ``n`` leaves inform.
 
@@ -389,6 +452,9 @@ class _Cuboid:
     shape: tuple[int, ...]
     stats: np.ndarray  # (tracked value, element) sums over the leaves still in play
     dense: bool  # element id is the combined code (every combination has an id)
+    z: np.ndarray = field(
+        default_factory=lambda: np.zeros(0)
+    )  # significance bar per element (inf: not tested)
 
     @property
     def size(self) -> int:
@@ -461,10 +527,58 @@ class _Search:
             self.sources.append(source)
         for cub, stats in zip(self.cuboids, self._aggregate(np.arange(weight.size)), strict=True):
             cub.stats = stats
-        # Every element is a test: Bonferroni keeps the chance of any noise-only element passing below
-        # ``false_alarm`` (about 4.4 noise scales for 10,000 elements).
-        n_tests = max(sum(cub.size for cub in self.cuboids), 1)
-        self.noise_z = NormalDist().inv_cdf(1.0 - false_alarm / (2.0 * n_tests))
+        self._set_thresholds(false_alarm)
+
+    def _z_scores(self, st: np.ndarray) -> np.ndarray:
+        """Largest standardized aggregate deviation ``|v - f| / sd`` over the measures, per element."""
+        z = np.zeros(st.shape[1])
+        for i in range(len(self.measures)):
+            f, v, variance = st[2 + _ROWS * i], st[3 + _ROWS * i], st[4 + _ROWS * i]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                zi = np.abs(v - f) / np.sqrt(np.clip(variance, 0.0, None))
+            z = np.maximum(z, np.nan_to_num(zi, nan=0.0, posinf=np.inf))
+        return z
+
+    def _set_thresholds(self, false_alarm: float) -> None:
+        """Significance bar of every element: Bonferroni over the elements actually explored, per layer.
+
+        Layer-1 elements are all explored. A deeper element is explored only when one of its parents (the
+        element without one of its dimensions) is promising, i.e. deviates beyond ``_SCREEN_Z`` noise sds
+        (RiskLoc / Squeeze style: search the children of promising parents). Each layer gets an equal part
+        of ``false_alarm``, split over its explored elements, so the bar rises with the candidates actually
+        tested (a few hundred for a deep cause among thousands of cuboid elements), not with every
+        combination of the cube. Unexplored elements get an infinite bar.
+        """
+        layers = sorted({len(c.dims) for c in self.cuboids})
+        alpha = false_alarm / max(len(layers), 1)
+        promising: dict[tuple[int, ...], np.ndarray] = {}
+        explored: dict[tuple[int, ...], np.ndarray] = {}
+        for layer in layers:
+            group = [c for c in self.cuboids if len(c.dims) == layer]
+            for cub in group:
+                live = np.zeros(cub.size, dtype=bool)
+                for i in range(len(self.measures)):
+                    live |= (cub.stats[2 + _ROWS * i] + cub.stats[3 + _ROWS * i]) > 0
+                if layer == 1:
+                    explored[cub.dims] = live
+                else:
+                    codes = np.unravel_index(cub.keys, cub.shape)
+                    reached = np.zeros(cub.size, dtype=bool)
+                    for drop in range(len(cub.dims)):
+                        parent = tuple(d for k, d in enumerate(cub.dims) if k != drop)
+                        parent_cub = next(c for c in self.cuboids if c.dims == parent)
+                        key = np.ravel_multi_index(
+                            tuple(codes[k] for k in range(len(cub.dims)) if k != drop), parent_cub.shape
+                        )
+                        position = pd.Index(parent_cub.keys).get_indexer(key)
+                        found = position >= 0
+                        reached[found] |= promising[parent][position[found]]
+                    explored[cub.dims] = live & reached
+                promising[cub.dims] = live & (self._z_scores(cub.stats) >= _SCREEN_Z)
+            n_tests = max(sum(int(explored[c.dims].sum()) for c in group), 1)
+            z = NormalDist().inv_cdf(1.0 - alpha / (2.0 * n_tests))
+            for cub in group:
+                cub.z = np.where(explored[cub.dims], z, np.inf)
 
     def _cuboid(self, codes: list[np.ndarray], dims: tuple[int, ...]) -> _Cuboid:
         shape = tuple(self.cards[d] for d in dims)
@@ -496,7 +610,7 @@ class _Search:
 
     def _gains(self, cub: _Cuboid) -> tuple[np.ndarray, np.ndarray]:
         """Gain (NaN where the element does not qualify) and risk of every element of a cuboid."""
-        support, significant, risk = self._qualities(cub.stats)
+        support, significant, risk = self._qualities(cub.stats, cub.z)
         ok = (support >= self.min_support) & significant & (risk >= self.min_risk)
         gains = np.full(cub.size, np.nan)
         if not ok.any():
@@ -516,7 +630,7 @@ class _Search:
         gains[ok] = gain[ok]
         return gains, risk
 
-    def _qualities(self, st: np.ndarray, z: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _qualities(self, st: np.ndarray, z: float | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Support, significance and risk of elements from their stats columns.
 
         Risk is the element's weighted mean saturated leaf signal divided by the signal a pure ripple of the
@@ -532,7 +646,9 @@ class _Search:
             signal, f, v, variance, cutoff = st[1 + _ROWS * i : 1 + _ROWS * (i + 1)]
             support = np.maximum(support, (f + v) / (2.0 * scale))
             sd = np.sqrt(np.clip(variance, 0.0, None))
-            moved = np.abs(v - f) > (self.noise_z if z is None else z) * sd + 1e-9 * scale
+            with np.errstate(invalid="ignore"):
+                bar = np.where(np.isinf(z), np.inf, z * sd)
+            moved = np.abs(v - f) > bar + 1e-9 * scale
             significant |= moved
             with np.errstate(divide="ignore", invalid="ignore"):
                 ripple = np.where(v + f > 0, 2.0 * np.abs(v - f) / (v + f), 0.0)
@@ -544,7 +660,9 @@ class _Search:
 
     def _score_one(self, cub: _Cuboid, group: int) -> tuple[float, float, bool]:
         """Gain, risk and whether support and significance hold, for one element."""
-        support, significant, risk = self._qualities(cub.stats[:, group : group + 1])
+        support, significant, risk = self._qualities(
+            cub.stats[:, group : group + 1], cub.z[group : group + 1]
+        )
         leaves = np.flatnonzero((cub.ids == group) & self.alive)
         gain = 0.0
         for i, (m, scale) in enumerate(zip(self.measures, self.scales, strict=True)):
@@ -684,10 +802,11 @@ def localize(
     top_k: int = 5,
     ratio: bool | None = None,
     max_layer: int = 3,
-    min_support: float = 0.0005,
+    min_support: float = 0.0,
     min_risk: float = 0.5,
     false_alarm: float = 0.05,
     counts: bool | None = None,
+    recenter: bool = True,
 ) -> list[RootCause]:
     """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
 
@@ -703,12 +822,19 @@ def localize(
         max_layer: Deepest conjunction searched (number of dimensions fixed by an element).
         min_support: Minimum share of the region's volume (mean of observed and expected; for ratio metrics
             the larger share of numerator or denominator) of a reported segment; smaller ones are pruned.
+            Off by default: a segment of 0.01 % of the volume can hold all of the deviation (Squeeze B0
+            cases), and significance plus the share of the deviation explained already keep noise out.
         min_risk: Minimum consistency of an element's move over its leaves (see :attr:`RootCause.risk`).
-        false_alarm: Probability that any element is reported on noise-only data (Bonferroni over all the
-            elements searched, assuming independent noise on the leaves).
+        false_alarm: Probability that any element is reported on noise-only data (Bonferroni per layer over
+            the elements explored, assuming independent noise on the leaves; screening parents makes the
+            real rate somewhat higher, about 3-6 % for the default 5 % on sparse-count noise).
         counts: Whether observed values are event counts, whose leaves get Poisson counting noise on top of
             the relative forecast error (small leaves are then relatively noisier than big ones). ``None``
             (default): per measure, exactly when all its observed values are whole numbers.
+        recenter: Search deviations from the region-wide level shift of each measure (the robust common
+            ratio of observed to expected leaves, see :func:`_common_factor`) rather than from the forecast
+            itself, so that a forecast lagging a region-wide trend blames no segment. Reported values and
+            shares stay relative to the forecast given.
 
     Returns:
         Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
@@ -769,6 +895,10 @@ def localize(
     positive = volume[volume > 0]
     cap = float(np.median(positive)) if positive.size else 1.0
     weight = np.minimum(volume, cap)
+    reported = [m.f for m in measures]
+    if recenter:
+        for m in measures:
+            m.f = m.f * _common_factor(m.v, m.f, codes, [len(u) for u in uniques])
     for m in measures:
         m.partition()
     search = _Search(
@@ -782,7 +912,9 @@ def localize(
         false_alarm=false_alarm,
     )
     picks = search.run(top_k)
-    return _report(picks, dims, uniques, measures, is_ratio)
+    return _report(
+        picks, dims, uniques, [replace(m, f=f) for m, f in zip(measures, reported, strict=True)], is_ratio
+    )
 
 
 def _report(

@@ -152,7 +152,7 @@ class DetectorStack(Detector):
         return {
             "robust": self.robust_.to_dict(),
             "prophet": self.prophet_.to_dict() if self.prophet_ is not None else None,
-            "trained": [t.isoformat() for t in self.trained_],
+            "trained": None if self.trained_ is None else [t.isoformat() for t in self.trained_],
         }
 
     @classmethod

@@ -20,6 +20,10 @@ Protocol:
   above, ``num = den * rate`` with a per-leaf base rate of a few percent. A root cause moves the rate
   (numerator only), the traffic (numerator and denominator together, the rate stays flat: a mix effect), or
   both.
+* **RS-like cases** (:func:`make_rs_case`) mimic the RobustSpot CDN set used by RiskLoc: a ratio metric
+  (failed / all requests) over 3-5 small dimensions, 1-2 causes (or none), and per-leaf forecasts that are
+  the mean of the 4 previous minutes, each minute a Poisson draw of an over-dispersed rate, so forecasts of
+  small leaves are noisy.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-__all__ = ["CaseKind", "RCACase", "make_case"]
+__all__ = ["CaseKind", "RCACase", "make_case", "make_rs_case"]
 
 CaseKind = Literal["additive", "ratio"]
 _DIM_NAMES = "abcdefgh"
@@ -260,4 +264,122 @@ def make_case(
     )
     return RCACase(
         leaves=frame, dimensions=tuple(dims), causes=causes, kind=kind, effects=tuple(effects), seed=seed
+    )
+
+
+def _minute(
+    rng: np.random.Generator, traffic: np.ndarray, rate: np.ndarray, jitter: float, level: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """One minute of (failures, requests) per leaf: over-dispersed Poisson requests, binomial failures."""
+    wobble = level * np.exp(rng.normal(0.0, jitter, traffic.size))
+    requests = rng.poisson(traffic * wobble)
+    failures = rng.binomial(requests, np.clip(rate * np.exp(rng.normal(0.0, jitter, rate.size)), 0.0, 1.0))
+    return failures.astype(float), requests.astype(float)
+
+
+def make_rs_case(
+    seed: int,
+    *,
+    n_causes: int,
+    layer: int | None = None,
+    n_dims: int | None = None,
+    total_requests: float = 2e5,
+    base_rate: float = 0.02,
+    jitter: float = 0.1,
+    drift: float = 0.03,
+    history: int = 4,
+    min_share: float = 0.02,
+    max_share: float = 0.3,
+    min_factor: float = 1.5,
+    max_factor: float = 5.0,
+) -> RCACase:
+    """Generate one seeded RS-like ratio case: noisy forecasts from the mean of previous minutes.
+
+    Each leaf has a heavy-tailed request volume and a base failure rate. A minute observes Poisson requests
+    and binomial failures, both with a log-normal per-leaf wobble of ``jitter`` (real traffic is
+    over-dispersed), on top of a region-wide traffic level that drifts from minute to minute. Expected
+    values are the means of the ``history`` previous minutes, observed values one more minute in which every
+    leaf of a root cause has its failure rate multiplied by one factor between ``min_factor`` and
+    ``max_factor`` (ripple effect).
+
+    Args:
+        seed: Seed of the random generator.
+        n_causes: Number of root-cause elements, 0 (noise only) to 3.
+        layer: Layer of every cause (default: 1 to 3 at random per cause, at most the number of dimensions).
+        n_dims: Number of dimensions (default: 3 to 5 at random).
+        total_requests: Expected requests per minute over all leaves.
+        base_rate: Typical failure rate of a leaf.
+        jitter: Log-normal per-leaf, per-minute relative wobble of requests and rates.
+        drift: Standard deviation of the minute-to-minute log change of the region's traffic level.
+        history: Minutes averaged into the forecast.
+        min_share: Smallest share of requests of a root-cause element.
+        max_share: Largest share of requests of a root-cause element.
+        min_factor: Smallest factor on the failure rate of a root cause.
+        max_factor: Largest factor on the failure rate of a root cause.
+
+    Raises:
+        ValueError: impossible parameters, or no element satisfies the rules for this seed.
+    """
+    if n_causes < 0 or history < 1 or (layer is not None and layer < 1):
+        raise ValueError(f"bad RS case parameters n_causes={n_causes}, layer={layer}, history={history}")
+    rng = np.random.default_rng(seed)
+    n_dims = int(rng.integers(3, 6)) if n_dims is None else n_dims
+    cards = [int(c) for c in rng.integers(3, 11, n_dims)]
+    dims, codes = _cube(cards)
+    n = codes[0].size
+    traffic = _volumes(rng, codes, cards, zero_fraction=0.2, total=total_requests)
+    log_rate = np.log(base_rate) + rng.normal(0.0, 0.3, n)
+    for code, card in zip(codes, cards, strict=True):
+        log_rate += rng.normal(0.0, 0.3, card)[code]
+    rate = np.clip(np.exp(log_rate), 0.0, 0.5)
+    chosen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    for _ in range(50):
+        if len(chosen) == n_causes:
+            break
+        cause_layer = min(layer if layer is not None else int(rng.integers(1, 4)), n_dims)
+        found = _choose_causes(
+            rng,
+            codes,
+            cards,
+            traffic,
+            layer=cause_layer,
+            n_causes=1,
+            min_share=min_share,
+            max_share=max_share,
+            same_cuboid=True,
+        )
+        if found and not any(_nested(*found[0], *other) for other in chosen):
+            chosen.append(found[0])
+    if len(chosen) < n_causes:
+        raise ValueError(f"seed {seed}: found only {len(chosen)} of {n_causes} eligible root causes")
+    # Region-wide traffic level: a random walk over the minutes (trends the 4-minute mean lags behind).
+    levels = np.exp(np.cumsum(rng.normal(0.0, drift, history + 1)))
+    past = [_minute(rng, traffic, rate, jitter, levels[t]) for t in range(history)]
+    expected_num = np.mean([p[0] for p in past], axis=0)
+    expected_den = np.mean([p[1] for p in past], axis=0)
+    now_rate = rate.copy()
+    effects: list[str] = []
+    for cdims, values in chosen:
+        inside = np.ones(n, dtype=bool)
+        for d, v in zip(cdims, values, strict=True):
+            inside &= codes[d] == v
+        effects.append("rate")
+        now_rate[inside] = np.clip(now_rate[inside] * rng.uniform(min_factor, max_factor), 0.0, 1.0)
+    actual_num, actual_den = _minute(rng, traffic, now_rate, jitter, levels[-1])
+    frame = pd.DataFrame(
+        {
+            d: np.array([f"{d}{i + 1}" for i in range(card)])[c]
+            for d, c, card in zip(dims, codes, cards, strict=True)
+        }
+    )
+    frame["actual_num"] = actual_num
+    frame["expected_num"] = expected_num
+    frame["actual_den"] = actual_den
+    frame["expected_den"] = expected_den
+    causes = tuple(
+        {dims[d]: f"{dims[d]}{v + 1}" for d, v in sorted(zip(cdims, values, strict=True))}
+        for cdims, values in chosen
+    )
+    return RCACase(
+        leaves=frame, dimensions=tuple(dims), causes=causes, kind="ratio", effects=tuple(effects), seed=seed
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.rca_synthetic import make_case
+from benchmarks.rca_synthetic import make_case, make_rs_case
 
 SMALL = (6, 8, 5, 10)  # 2,400 leaves: fast, still four dimensions of realistic shape
 
@@ -120,3 +120,34 @@ BAD_PARAMETERS = [
 def test_bad_parameters_raise(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         make_case(1, cardinalities=SMALL, **kwargs)  # type: ignore[arg-type]
+
+
+def test_rs_case_is_a_seeded_ratio_cube_with_four_minute_mean_forecasts() -> None:
+    # RS-like: reproducible, ratio columns, counts observed, forecasts the mean of 4 integer minutes.
+    case = make_rs_case(3, n_causes=2)
+    again = make_rs_case(3, n_causes=2)
+    pd.testing.assert_frame_equal(case.leaves, again.leaves)
+    leaves = case.leaves
+    assert list(leaves.columns[len(case.dimensions) :]) == [
+        "actual_num",
+        "expected_num",
+        "actual_den",
+        "expected_den",
+    ]
+    assert 3 <= len(case.dimensions) <= 5 and case.kind == "ratio" and len(case.causes) == 2
+    for column in ("actual_num", "actual_den"):
+        assert np.array_equal(leaves[column], np.round(leaves[column]))
+    for column in ("expected_num", "expected_den"):
+        assert np.array_equal(leaves[column] * 4, np.round(leaves[column] * 4))
+    assert (leaves["actual_num"] <= leaves["actual_den"]).all()
+
+
+def test_rs_case_cause_raises_the_rate_and_noise_only_has_no_label() -> None:
+    # A cause multiplies its leaves' failure rate (at least 1.5x); n_causes=0 gives an empty label.
+    case = make_rs_case(4, n_causes=1, layer=1)
+    inside = _inside(case.leaves, dict(case.causes[0]))
+    part = case.leaves[inside]
+    rate_actual = part["actual_num"].sum() / part["actual_den"].sum()
+    rate_expected = part["expected_num"].sum() / part["expected_den"].sum()
+    assert rate_actual > 1.3 * rate_expected
+    assert make_rs_case(5, n_causes=0).label == ""
