@@ -105,9 +105,11 @@ def configure_logging(
         lib.propagate = True
 
 
-def configure_from_config(config: Any, *, level: str | None = None) -> None:
-    """Apply the config's ``logging: {format, level}`` (``level`` from the CLI wins when given)."""
+def configure_from_config(config: Any, *, level: str | None = None, format: str | None = None) -> None:
+    """Apply the config's ``logging: {format, level}``; ``level`` / ``format`` given here (the command
+    line's) win."""
     section = getattr(config, "logging", None)
-    fmt = getattr(section, "format", None)
-    configured = getattr(section, "level", None)
-    configure_logging(level or configured or "INFO", format=fmt)
+    configure_logging(
+        level or getattr(section, "level", None) or "WARNING",
+        format=format or getattr(section, "format", None),
+    )

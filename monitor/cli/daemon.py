@@ -141,13 +141,13 @@ def metrics_address(config: Config, override: str | None = None) -> str:
 
 
 def _apply_logging(config: Config) -> None:
-    """The config's ``logging: {format, level}``; an explicit ``--log-level`` on the command line wins."""
+    """The config's ``logging: {format, level}``; ``--log-level`` / ``--log-format`` given on the command line
+    win."""
     from monitor.logging import configure_from_config
 
     ctx = click.get_current_context(silent=True)
-    explicit = (ctx.find_root().obj or {}).get("log_level") if ctx is not None else None
-    if getattr(config, "logging", None) is not None or explicit:
-        configure_from_config(config, level=explicit)
+    obj = (ctx.find_root().obj or {}) if ctx is not None else {}
+    configure_from_config(config, level=obj.get("log_level"), format=obj.get("log_format"))
 
 
 def _serve(daemon: Daemon, config: Config, override: int | None, address: str | None = None) -> None:

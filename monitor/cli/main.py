@@ -24,7 +24,7 @@ __all__ = ["main"]
 @click.group(
     cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120}
 )
-@click.version_option(None, "--version", "-V", package_name="livewatch", message="%(prog)s %(version)s")
+@click.version_option(None, "--version", "-V", package_name="livewatch", message="livewatch %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.option(
     "--log-level",
