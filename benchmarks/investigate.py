@@ -63,7 +63,9 @@ def _time(args: list[str], cwd: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / ".bench-investigate")
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--metric", default="user_reports")
@@ -71,7 +73,7 @@ def main() -> None:
     parser.add_argument("--hours-ago", type=int, default=6, help="--at this many hours before this hour")
     options = parser.parse_args()
     _prepare(options.workdir)
-    at = (datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=options.hours_ago))
+    at = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=options.hours_ago)
     args = ["investigate", options.metric, "--region", options.region, "--at", f"{at:%Y-%m-%dT%H:%MZ}"]
     startup = statistics.median(_time(["--help"], options.workdir) for _ in range(3))
     times = [_time(args, options.workdir) for _ in range(options.calls)]

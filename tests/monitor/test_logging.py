@@ -59,9 +59,9 @@ def test_level_filters_library_lines_too() -> None:
 
 
 def test_bad_format_or_level_is_named() -> None:
-    with pytest.raises(ValueError, match="logging.format 'xml'"):
+    with pytest.raises(ValueError, match=r"logging\.format 'xml'"):
         configure_logging("INFO", format="xml")
-    with pytest.raises(ValueError, match="logging.level 'loud'"):
+    with pytest.raises(ValueError, match=r"logging\.level 'loud'"):
         configure_logging("loud")
 
 
