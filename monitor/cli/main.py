@@ -117,12 +117,12 @@ def demo_init(db_target: str, seed: int, days: int, end_text: str | None) -> Non
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(f"demo init --db {db_target!r}: {exc}") from exc
+        raise ConfigError([f"demo init --db {db_target!r}: {exc}"]) from exc
     try:
         rows = build_demo(engine, end=end, days=days, seed=seed)
     except sa.exc.OperationalError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        raise ConfigError(f"demo init --db: cannot write to {url.render_as_string()} ({reason})") from exc
+        raise ConfigError([f"demo init --db: cannot write to {url.render_as_string()} ({reason})"]) from exc
     finally:
         engine.dispose()
     incidents = {i.incident for i in demo_incidents(end)}
