@@ -28,7 +28,8 @@ now)`` apply people's actions and return an :class:`IncidentChange` (new inciden
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -55,6 +56,7 @@ __all__ = [
     "acknowledge",
     "decide_resolution",
     "group_signals",
+    "level_returned",
     "resolve",
     "snooze",
 ]
@@ -125,6 +127,21 @@ def decide_resolution(
     if incident.state is IncidentState.ACKNOWLEDGED:
         return Resolution(True, ResolutionReason.NEW_LEVEL_ACCEPTED)
     return Resolution(False, ResolutionReason.SHIFT_PERSISTS)
+
+
+#: A shifted series is back when it has covered at least this fraction of the way to its previous level.
+RETURN_FRACTION = 0.5
+
+
+def level_returned(member: AlertSignal, observed: float) -> bool:
+    """Whether a level-shift member's series is back: ``observed`` is at least :data:`RETURN_FRACTION` of the
+    way from the shifted level (``member.observed``) back to the pre-shift level (``member.expected``). Pure.
+    """
+    shift = member.observed - member.expected
+    if not (math.isfinite(shift) and math.isfinite(observed)) or shift == 0:
+        return math.isfinite(observed)
+    remaining = (observed - member.expected) / shift
+    return remaining <= 1.0 - RETURN_FRACTION
 
 
 class IncidentStateError(ValueError):
@@ -303,6 +320,7 @@ def group_signals(
     config: GroupingConfig = GroupingConfig(),
     policy: SeverityPolicy = DEFAULT_SEVERITY_POLICY,
     returned: Collection[str] = (),
+    observed: Mapping[str, float] | None = None,
 ) -> GroupingResult:
     """Group one bucket of signals into incidents; see the module docstring for the rules.
 
@@ -312,7 +330,9 @@ def group_signals(
         now: Evaluation time (UTC-aware).
         config: Grouping settings.
         policy: Severity rules.
-        returned: ``"metric/region"`` of series back within their pre-shift band (ends level shifts).
+        returned: ``"metric/region"`` of series known to be back at their pre-shift level.
+        observed: ``"metric/region"`` -> this bucket's observed value of every scored series; a level-shift
+            member whose series is back (:func:`level_returned`) counts as returned.
 
     Returns:
         The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
@@ -335,7 +355,14 @@ def group_signals(
 
     changes: list[IncidentChange] = []
     for draft in drafts:
-        changes.append(_finish(draft, now, config, policy, returned))
+        back = set(returned) | {
+            f"{m.metric}/{m.region}"
+            for m in draft.members.values()
+            if m.kind == "level_shift"
+            and (value := (observed or {}).get(f"{m.metric}/{m.region}")) is not None
+            and level_returned(m, value)
+        }
+        changes.append(_finish(draft, now, config, policy, back))
     by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}
     return GroupingResult(
         changes=tuple(changes),

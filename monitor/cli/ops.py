@@ -473,8 +473,11 @@ def silence_list(config_path: Path, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps([{**s.to_dict(), "active": s.active_at(now)} for s in found], indent=2))
         return
     table = Table(title=f"{len(found)} silence(s)", title_justify="left")
-    for column in ("id", "matches", "until (UTC)", "left", "reason", "by"):
-        table.add_column(column)
+    # The id (what `silence remove` needs) and the matchers stay whole; the rest wraps.
+    table.add_column("id", no_wrap=True)
+    table.add_column("matches", no_wrap=True)
+    for column in ("until (UTC)", "left", "reason", "by"):
+        table.add_column(column, overflow="fold")
     for item in found:
         left = item.expires_at - now
         table.add_row(

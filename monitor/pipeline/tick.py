@@ -193,7 +193,11 @@ class Monitor:
             # never half-records them.
             with self.store.transaction() as tx:
                 report.notifications = self._process(
-                    by_bucket, step_of, AlertRepos(tx, tx, tx), (*self.windows, *windows)
+                    by_bucket,
+                    step_of,
+                    AlertRepos(tx, tx, tx),
+                    (*self.windows, *windows),
+                    _observed_by_bucket(scored),
                 )
                 for entry in scored:
                     last = entry.item.last_bucket.to_pydatetime()
@@ -265,9 +269,11 @@ class Monitor:
         step_of: dict[pd.Timestamp, pd.Timedelta],
         repos: AlertRepos,
         windows: Sequence[MaintenanceWindow],
+        observed_of: dict[pd.Timestamp, dict[str, float]] | None = None,
     ) -> list[Notification]:
         """Replay the buckets in time order through the alert engine (one call per bucket)."""
         notifications: list[Notification] = []
+        observed_of = observed_of or {}
         for bucket in sorted(step_of):
             result = process(
                 by_bucket.get(bucket, []),
@@ -276,6 +282,7 @@ class Monitor:
                 routes=self.routes,
                 windows=windows,
                 config=self.engine_config,
+                observed=observed_of.get(bucket, {}),
             )
             notifications += result.notifications
         return notifications
@@ -293,3 +300,14 @@ class Monitor:
             )
             return ()
         return tuple(alert_cause(c) for c in causes)
+
+
+def _observed_by_bucket(scored: Sequence[_Scored]) -> dict[pd.Timestamp, dict[str, float]]:
+    """``bucket -> {"metric/series": observed}`` of every scored bucket (tells when a level shift is over)."""
+    out: dict[pd.Timestamp, dict[str, float]] = defaultdict(dict)
+    for entry in scored:
+        key = f"{entry.metric.name}/{entry.item.series}"
+        observed = entry.item.decisions["observed"]
+        for bucket, value in zip(observed.index, observed.to_numpy(dtype=float), strict=True):
+            out[pd.Timestamp(bucket)][key] = float(value)
+    return out

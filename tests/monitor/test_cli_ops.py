@@ -210,8 +210,11 @@ def test_silence_add_list_remove(cli: click.Group, config_path: Path) -> None:
 
     listed = json.loads(invoke(cli, "silence", "list", "--config", str(config_path), "--json").stdout)
     assert [(s["id"], s["active"]) for s in listed] == [(silence["id"], True)]
-    table = invoke(cli, "silence", "list", "--config", str(config_path)).stdout
+    table = _invoke_at(cli, 120, "silence", "list", "--config", str(config_path)).stdout
     assert "metric=bans, region=MX" in table and "raid handled" in table
+    narrow = _invoke_at(cli, 80, "silence", "list", "--config", str(config_path)).stdout
+    assert silence["id"] in narrow and "metric=bans, region=MX" in narrow  # whole even at 80 columns
+    assert max(len(line) for line in narrow.splitlines()) <= 80
 
     removed = invoke(cli, "silence", "remove", silence["id"], "--config", str(config_path))
     assert removed.stdout.strip() == f"removed silence {silence['id']}"
