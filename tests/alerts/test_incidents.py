@@ -315,3 +315,37 @@ def test_level_shift_severity_is_the_size_of_the_shift(
 ) -> None:
     sig = _signal(kind=kind, score=score, change_pct=change_pct, volume=volume)
     assert signal_severity(sig) is expected
+
+
+@pytest.mark.parametrize(
+    ("observed", "back", "why"),
+    [
+        (100.0, True, "exactly the pre-shift level"),
+        (120.0, True, "60 % of the way back (shift 150 -> 100)"),
+        (125.0, True, "half way back counts"),
+        (140.0, False, "still near the new level"),
+        (150.0, False, "the new level holds"),
+        (170.0, False, "shifted further"),
+        (80.0, True, "overshot below the old level: the shift is over"),
+        (float("nan"), False, "no observation: unknown, not back"),
+    ],
+)
+def test_level_returned_table(observed: float, back: bool, why: str) -> None:
+    from alerts.incidents import level_returned
+
+    member = _signal(kind="level_shift", observed=150.0, expected=100.0)
+    assert level_returned(member, observed) is back, why
+
+
+def test_observed_values_end_a_level_shift_only_when_the_series_is_back() -> None:
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift", observed=150.0, expected=100.0))
+    for step in range(1, 6):  # the new level holds: open however long the detector is quiet
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 149.0}).changes
+        inc = change.incident
+    assert inc.active
+    (change,) = _group([inc], [], _T0 + 6 * _B, observed={"reports/EU": 101.0}).changes
+    assert not change.incident.active
