@@ -17,10 +17,10 @@
     * **Resolution** is the pure decision :func:`decide_resolution` (table-tested). Spikes and dips resolve
       after ``config.resolve_after_clean`` consecutive evaluations without a member signal. A level shift
       does not end because the detector went quiet (it goes quiet once the new level is the norm): it
-      stays open until every shifted series is back within its pre-shift band for ``resolve_after_clean``
-      evaluations (``returned`` of :func:`group_signals`), or a person acknowledged it (the new level is
-      accepted) and it has been clean as long, or a person resolves it. An expired snooze returns the
-      incident to ``open``.
+      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`) for
+      ``resolve_after_clean`` consecutive evaluations (a bucket at the new level restarts the count), or a
+      person acknowledged it (the new level is accepted) and it has been clean as long, or a person resolves
+      it. An expired snooze returns the incident to ``open``.
 
 ``acknowledge(incident, actor, now)``, ``snooze(incident, actor, until, now)``, ``resolve(incident, actor,
 now)`` apply people's actions and return an :class:`IncidentChange` (new incident + lifecycle event).
@@ -417,7 +417,11 @@ def _finish(
             events.append(_event(grown, LifecycleKind.UPDATED, now, growth))
         return IncidentChange(grown, before, tuple(events))
 
-    clean = incident.clean_buckets + 1
+    shifted = {f"{s.metric}/{s.region}" for s in incident.signals if s.kind == "level_shift"}
+    holding = bool(shifted - set(returned)) and incident.state is not IncidentState.ACKNOWLEDGED
+    # While a shifted series holds its new level, a quiet detector is not a clean bucket: the count restarts,
+    # so a level shift resolves only after ``resolve_after_clean`` consecutive buckets back at the old level.
+    clean = 0 if holding else incident.clean_buckets + 1
     decision = decide_resolution(
         incident,
         fired=False,

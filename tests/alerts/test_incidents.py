@@ -291,8 +291,10 @@ def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
     for step in range(1, 10):
         (change,) = _group([inc], [], _T0 + step * _B).changes
         inc = change.incident
-    assert inc.active and inc.clean_buckets == 9
-    (change,) = _group([inc], [], _T0 + 10 * _B, returned={"reports/EU"}).changes
+    assert inc.active and inc.clean_buckets == 0  # a held level is not a clean bucket
+    for step in range(10, 13):  # back at the old level for resolve_after_clean (3) buckets in a row
+        (change,) = _group([inc], [], _T0 + step * _B, returned={"reports/EU"}).changes
+        inc = change.incident
     assert not change.incident.active
     assert "returned to its previous level" in change.events[-1].detail
 
@@ -303,6 +305,13 @@ def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
         # a lasting +60 % shift is critical although its last bucket scores only +1.8
         ("level_shift", 1.8, 60.0, 20_000.0, _Severity.CRITICAL),
         ("level_shift", 1.8, 30.0, 20_000.0, _Severity.WARNING),
+        (
+            "level_shift",
+            2.1,
+            24.9,
+            235.0,
+            _Severity.WARNING,
+        ),  # the demo's DE policy shift: +25 % on 235 reviews
         ("level_shift", -1.2, -30.0, 20_000.0, _Severity.WARNING),  # down as well as up
         ("level_shift", 1.8, 5.0, 20_000.0, _Severity.INFO),  # a small shift stays info
         ("level_shift", 1.8, 60.0, 50.0, _Severity.INFO),  # too little volume behind it
@@ -347,5 +356,14 @@ def test_observed_values_end_a_level_shift_only_when_the_series_is_back() -> Non
         (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 149.0}).changes
         inc = change.incident
     assert inc.active
-    (change,) = _group([inc], [], _T0 + 6 * _B, observed={"reports/EU": 101.0}).changes
-    assert not change.incident.active
+    for step in (6, 7):  # back, but not yet for 3 buckets in a row
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 101.0}).changes
+        inc = change.incident
+        assert inc.active
+    (change,) = _group([inc], [], _T0 + 8 * _B, observed={"reports/EU": 149.0}).changes  # the level again
+    inc = change.incident
+    assert inc.active and inc.clean_buckets == 0
+    for step in (9, 10, 11):
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 101.0}).changes
+        inc = change.incident
+    assert not inc.active
