@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from alerts.model import kind_word
 from detectors.postrules import FLAGGED
 from monitor.tools.backtest import Backtest, Score
 from monitor.tools.investigate import Investigation
@@ -59,7 +60,7 @@ def print_investigation(inv: Investigation, console: Console) -> None:
     summary = inv.summary()
     unit = f" {inv.unit}" if inv.unit else ""
     verdict = (
-        f"[bold red]{inv.kind}[/] ({inv.flagged} of {int(summary['buckets'])} buckets flagged)"
+        f"[bold red]{kind_word(inv.kind)}[/] ({inv.flagged} of {int(summary['buckets'])} buckets flagged)"
         if inv.flagged
         else "[green]no anomaly flagged[/]"
     )
@@ -73,7 +74,7 @@ def print_investigation(inv: Investigation, console: Console) -> None:
     )
     window = inv.window
     table = Table(title="Observed vs expected over the window", title_justify="left")
-    for column in ("bucket (UTC)", "observed", "expected", "band", "score", "flag / reason"):
+    for column in ("bucket start (UTC)", "observed", "expected", "band", "score", "flag / reason"):
         table.add_column(column, justify="left" if column.startswith(("bucket", "flag")) else "right")
     rows = window if len(window) <= MAX_TABLE_ROWS else window.iloc[:MAX_TABLE_ROWS]
     for ts, row in rows.iterrows():
@@ -238,7 +239,7 @@ def investigation_png(
     axes.set_ylabel(inv.unit or inv.metric)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="x-small", frameon=False, ncol=3)
-    title = f"{inv.metric} in {inv.region}: {inv.kind if inv.flagged else 'no anomaly'}"
+    title = f"{inv.metric} in {inv.region}: {kind_word(inv.kind) if inv.flagged else 'no anomaly'}"
     if inv.root_causes and inv.flagged:
         title += f" (top cause {inv.root_causes[0].label()})"
     axes.set_title(title.replace("$", r"\$"), fontsize="medium")
@@ -297,7 +298,7 @@ def investigation_html(inv: Investigation) -> str:
         f"<title>livewatch investigate {e(inv.metric)} {e(inv.region)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(inv.metric)} in {e(inv.region)}: ",
-        f"{e(inv.kind if inv.flagged else 'no anomaly flagged')}</h1>",
+        f"{e(kind_word(inv.kind) if inv.flagged else 'no anomaly flagged')}</h1>",
         f"<p>{e(_t(inv.start))} to {e(_t(inv.end))} UTC &middot; "
         f"observed {e(_num(summary['observed']))}{e(unit)} vs "
         f"expected {e(_num(summary['expected']))}{e(unit)} "
