@@ -332,7 +332,8 @@ def group_signals(
         policy: Severity rules.
         returned: ``"metric/region"`` of series known to be back at their pre-shift level.
         observed: ``"metric/region"`` -> this bucket's observed value of every scored series; a level-shift
-            member whose series is back (:func:`level_returned`) counts as returned.
+            member whose series is back (:func:`level_returned`), or is not observed in this bucket, counts
+            as returned (only an observation at the new level holds a level shift open).
 
     Returns:
         The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
@@ -355,12 +356,14 @@ def group_signals(
 
     changes: list[IncidentChange] = []
     for draft in drafts:
+        # A shifted series holds its new level only on evidence: observed this bucket and not back. One that
+        # is not observed (another scoring group, a self-monitoring check) cannot hold an incident open.
+        seen = observed or {}
         back = set(returned) | {
-            f"{m.metric}/{m.region}"
+            key
             for m in draft.members.values()
             if m.kind == "level_shift"
-            and (value := (observed or {}).get(f"{m.metric}/{m.region}")) is not None
-            and level_returned(m, value)
+            and ((key := f"{m.metric}/{m.region}") not in seen or level_returned(m, seen[key]))
         }
         changes.append(_finish(draft, now, config, policy, back))
     by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}

@@ -288,8 +288,8 @@ def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
     from tests.alerts.factories import T0 as _T0
 
     inc = _incident(_signal(kind="level_shift"))
-    for step in range(1, 10):
-        (change,) = _group([inc], [], _T0 + step * _B).changes
+    for step in range(1, 10):  # observed at the new level (150) while the detector is quiet
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 150.0}).changes
         inc = change.incident
     assert inc.active and inc.clean_buckets == 0  # a held level is not a clean bucket
     for step in range(10, 13):  # back at the old level for resolve_after_clean (3) buckets in a row
@@ -365,5 +365,18 @@ def test_observed_values_end_a_level_shift_only_when_the_series_is_back() -> Non
     assert inc.active and inc.clean_buckets == 0
     for step in (9, 10, 11):
         (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 101.0}).changes
+        inc = change.incident
+    assert not inc.active
+
+
+def test_an_unobserved_level_shift_resolves_like_a_spike() -> None:
+    """Self-monitoring checks and other scoring groups send no observation: no evidence the shift holds."""
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift"))
+    for step in (1, 2, 3):
+        (change,) = _group([inc], [], _T0 + step * _B).changes
         inc = change.incident
     assert not inc.active
