@@ -194,26 +194,25 @@ def incidents_list(
     if as_json:
         click.echo(json.dumps([_incident_row(h) for h in found], indent=2))
         return
-    table = Table(title=f"{len(found)} incident(s)", title_justify="left")
-    # The id is what show/ack/resolve need: never wrapped or truncated; the other columns wrap.
+    table = Table(title=f"{len(found)} incident(s); times are bucket starts (UTC)", title_justify="left")
+    # The id is what show/ack/resolve need: never wrapped or truncated, printed first. The other columns are
+    # few and wrap at spaces, so the table fits any terminal from 80 columns up.
     ids = [h.incident.id for h in found]
     table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
-    for column in ("state", "severity", "metrics", "regions", "started (UTC)", "to ack", "to resolve"):
-        table.add_column(column, overflow="fold")
-    table.add_column("top cause", overflow="fold", ratio=1)
+    table.add_column("state", overflow="fold", max_width=12)
+    table.add_column("started", overflow="fold", min_width=10, max_width=10)
+    table.add_column("to ack / resolve", overflow="fold", max_width=10)
+    table.add_column("what (top cause)", overflow="fold", ratio=1)
     for history in found:
         incident = history.incident
         causes = incident.root_causes
+        what = f"{', '.join(incident.metrics)} {incident.kind} in {', '.join(incident.regions)}"
         table.add_row(
             incident.id,
-            incident.state.word,
-            incident.severity.value,
-            ", ".join(incident.metrics),
-            ", ".join(incident.regions),
+            f"{incident.state.word} {incident.severity.value}",
             f"{incident.started_at:%Y-%m-%d %H:%M}",
-            _duration(history.time_to_acknowledge),
-            _duration(history.time_to_resolve),
-            causes[0].segment if causes else "-",
+            f"{_duration(history.time_to_acknowledge)} / {_duration(history.time_to_resolve)}",
+            what + (f" ({causes[0].segment})" if causes else ""),
         )
     _console().print(table)
 
