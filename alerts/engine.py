@@ -244,6 +244,7 @@ def process(
     windows: Sequence[MaintenanceWindow] = (),
     config: EngineConfig | None = None,
     live: bool = True,
+    observed: Mapping[str, float] | None = None,
 ) -> ProcessResult:
     """Run one bucket through the pipeline; see the module docstring.
 
@@ -255,6 +256,8 @@ def process(
         windows: Maintenance / event windows from config.
         config: Stage settings.
         live: False for catch-up buckets (older than the live edge): final states only, no reminders.
+        observed: ``"metric/region"`` -> observed value of every series scored in this bucket (what tells
+            a level shift's return; see :func:`alerts.incidents.decide_resolution`).
 
     Returns:
         The enqueued notifications, every decision with its reason, and the incidents after this bucket.
@@ -262,7 +265,12 @@ def process(
     ensure_utc(now, what="process(now)")
     config = config or EngineConfig()
     grouped = group_signals(
-        repos.incidents.list_active(), signals, now, config=config.grouping, policy=config.severity
+        repos.incidents.list_active(),
+        signals,
+        now,
+        config=config.grouping,
+        policy=config.severity,
+        observed=observed or {},
     )
     for change in grouped.changes:
         _save(repos, change)

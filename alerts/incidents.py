@@ -14,8 +14,13 @@
     * **Updates.** Members are keyed by fingerprint (labels); new numbers replace old ones. An ``updated``
       event says what changed: metric joined, spread to region, new root cause, severity raised. Severity
       never drops while the incident is active (a calmer bucket does not downgrade a critical incident).
-    * **Resolution.** An incident that receives no member signal for ``config.resolve_after_clean``
-      consecutive evaluations is resolved. An expired snooze returns the incident to ``open``.
+    * **Resolution** is the pure decision :func:`decide_resolution` (table-tested). Spikes and dips resolve
+      after ``config.resolve_after_clean`` consecutive evaluations without a member signal. A level shift
+      does not end because the detector went quiet (it goes quiet once the new level is the norm): it
+      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`) for
+      ``resolve_after_clean`` consecutive evaluations (a bucket at the new level restarts the count), or a
+      person acknowledged it (the new level is accepted) and it has been clean as long, or a person resolves
+      it. An expired snooze returns the incident to ``open``.
 
 ``acknowledge(incident, actor, now)``, ``snooze(incident, actor, until, now)``, ``resolve(incident, actor,
 now)`` apply people's actions and return an :class:`IncidentChange` (new incident + lifecycle event).
@@ -23,9 +28,11 @@ now)`` apply people's actions and return an :class:`IncidentChange` (new inciden
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from alerts.model import (
     EXPERIMENT_KINDS,
@@ -45,14 +52,97 @@ __all__ = [
     "GroupingResult",
     "IncidentChange",
     "IncidentStateError",
+    "Resolution",
+    "ResolutionReason",
     "acknowledge",
+    "decide_resolution",
     "group_signals",
+    "level_returned",
     "resolve",
     "snooze",
 ]
 
 #: Actor recorded on automatic lifecycle events.
 SYSTEM_ACTOR = "livewatch"
+
+
+class ResolutionReason(StrEnum):
+    """Why an incident is (or is not) resolved automatically after an evaluation."""
+
+    FIRING = "firing"
+    WAITING = "waiting"
+    BACK_TO_NORMAL = "back_to_normal"
+    SHIFT_PERSISTS = "shift_persists"
+    LEVEL_RETURNED = "level_returned"
+    NEW_LEVEL_ACCEPTED = "new_level_accepted"
+
+    @property
+    def describe(self) -> str:
+        """The words people read (events, Slack)."""
+        return {
+            "firing": "still firing",
+            "waiting": "waiting for more clean buckets",
+            "back_to_normal": "back to normal",
+            "shift_persists": "the level shift persists; acknowledge to accept the new level or resolve it",
+            "level_returned": "the series returned to its previous level",
+            "new_level_accepted": "the new level was accepted (acknowledged) and no member fired since",
+        }[self.value]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """:func:`decide_resolution`'s answer: resolve or not, and why."""
+
+    resolve: bool
+    reason: ResolutionReason
+
+
+def decide_resolution(
+    incident: Incident,
+    *,
+    fired: bool,
+    clean_buckets: int,
+    returned: Collection[str],
+    resolve_after: int,
+) -> Resolution:
+    """Whether ``incident`` resolves by itself after this evaluation. Pure.
+
+    Args:
+        incident: The incident (its members say whether it is a level shift; its state whether a person
+            acknowledged it).
+        fired: A member signal arrived in this evaluation.
+        clean_buckets: Consecutive evaluations without a member signal, this one included.
+        returned: ``"metric/region"`` of series back within their pre-shift band for at least
+            ``resolve_after`` evaluations (as the pipeline judged it; empty when unknown).
+        resolve_after: Clean evaluations needed.
+    """
+    if fired:
+        return Resolution(False, ResolutionReason.FIRING)
+    if clean_buckets < resolve_after:
+        return Resolution(False, ResolutionReason.WAITING)
+    shifted = {f"{s.metric}/{s.region}" for s in incident.signals if s.kind == "level_shift"}
+    if not shifted:
+        return Resolution(True, ResolutionReason.BACK_TO_NORMAL)
+    if shifted <= set(returned):
+        return Resolution(True, ResolutionReason.LEVEL_RETURNED)
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return Resolution(True, ResolutionReason.NEW_LEVEL_ACCEPTED)
+    return Resolution(False, ResolutionReason.SHIFT_PERSISTS)
+
+
+#: A shifted series is back when it has covered at least this fraction of the way to its previous level.
+RETURN_FRACTION = 0.5
+
+
+def level_returned(member: AlertSignal, observed: float) -> bool:
+    """Whether a level-shift member's series is back: ``observed`` is at least :data:`RETURN_FRACTION` of the
+    way from the shifted level (``member.observed``) back to the pre-shift level (``member.expected``). Pure.
+    """
+    shift = member.observed - member.expected
+    if not (math.isfinite(shift) and math.isfinite(observed)) or shift == 0:
+        return math.isfinite(observed)
+    remaining = (observed - member.expected) / shift
+    return remaining <= 1.0 - RETURN_FRACTION
 
 
 class IncidentStateError(ValueError):
@@ -246,6 +336,8 @@ def group_signals(
     *,
     config: GroupingConfig = GroupingConfig(),
     policy: SeverityPolicy = DEFAULT_SEVERITY_POLICY,
+    returned: Collection[str] = (),
+    observed: Mapping[str, float] | None = None,
 ) -> GroupingResult:
     """Group one bucket of signals into incidents; see the module docstring for the rules.
 
@@ -255,6 +347,10 @@ def group_signals(
         now: Evaluation time (UTC-aware).
         config: Grouping settings.
         policy: Severity rules.
+        returned: ``"metric/region"`` of series known to be back at their pre-shift level.
+        observed: ``"metric/region"`` -> this bucket's observed value of every scored series; a level-shift
+            member whose series is back (:func:`level_returned`), or is not observed in this bucket, counts
+            as returned (only an observation at the new level holds a level shift open).
 
     Returns:
         The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
@@ -277,7 +373,16 @@ def group_signals(
 
     changes: list[IncidentChange] = []
     for draft in drafts:
-        changes.append(_finish(draft, now, config, policy))
+        # A shifted series holds its new level only on evidence: observed this bucket and not back. One that
+        # is not observed (another scoring group, a self-monitoring check) cannot hold an incident open.
+        seen = observed or {}
+        back = set(returned) | {
+            key
+            for m in draft.members.values()
+            if m.kind == "level_shift"
+            and ((key := f"{m.metric}/{m.region}") not in seen or level_returned(m, seen[key]))
+        }
+        changes.append(_finish(draft, now, config, policy, back))
     by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}
     return GroupingResult(
         changes=tuple(changes),
@@ -285,7 +390,9 @@ def group_signals(
     )
 
 
-def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: SeverityPolicy) -> IncidentChange:
+def _finish(
+    draft: _Draft, now: datetime, config: GroupingConfig, policy: SeverityPolicy, returned: Collection[str]
+) -> IncidentChange:
     members = tuple(draft.members[k] for k in sorted(draft.members))
     before = draft.base
     if before is None:
@@ -330,8 +437,19 @@ def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: Severi
             events.append(_event(grown, LifecycleKind.UPDATED, now, growth))
         return IncidentChange(grown, before, tuple(events))
 
-    clean = incident.clean_buckets + 1
-    if clean >= config.resolve_after_clean:
+    shifted = {f"{s.metric}/{s.region}" for s in incident.signals if s.kind == "level_shift"}
+    holding = bool(shifted - set(returned)) and incident.state is not IncidentState.ACKNOWLEDGED
+    # While a shifted series holds its new level, a quiet detector is not a clean bucket: the count restarts,
+    # so a level shift resolves only after ``resolve_after_clean`` consecutive buckets back at the old level.
+    clean = 0 if holding else incident.clean_buckets + 1
+    decision = decide_resolution(
+        incident,
+        fired=False,
+        clean_buckets=clean,
+        returned=returned,
+        resolve_after=config.resolve_after_clean,
+    )
+    if decision.resolve:
         resolved = incident.with_changes(
             state=IncidentState.RESOLVED,
             clean_buckets=clean,
@@ -340,7 +458,8 @@ def _finish(draft: _Draft, now: datetime, config: GroupingConfig, policy: Severi
             updated_at=now,
             snoozed_until=None,
         )
-        events.append(_event(resolved, LifecycleKind.RESOLVED, now, f"{clean} clean bucket(s)"))
+        detail = f"{decision.reason.describe} ({clean} clean bucket(s))"
+        events.append(_event(resolved, LifecycleKind.RESOLVED, now, detail))
         return IncidentChange(resolved, before, tuple(events))
     return IncidentChange(incident.with_changes(clean_buckets=clean), before, tuple(events))
 

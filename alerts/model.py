@@ -29,6 +29,8 @@ from typing import Any, Literal, Self
 __all__ = [
     "ANOMALY_KINDS",
     "EXPERIMENT_KINDS",
+    "KIND_WORDS",
+    "STATE_WORDS",
     "AlertDataError",
     "AlertSignal",
     "ChartData",
@@ -47,7 +49,9 @@ __all__ = [
     "Severity",
     "Silence",
     "SlackThread",
+    "bucket_word",
     "ensure_utc",
+    "kind_word",
     "matches_all",
 ]
 
@@ -98,6 +102,26 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+#: The one vocabulary of anomaly kinds, used by Slack, the console and the CLI.
+KIND_WORDS: dict[str, str] = {"spike": "spike", "dip": "dip", "level_shift": "level shift"}
+
+
+def kind_word(kind: str) -> str:
+    """How people read an anomaly kind (``level_shift`` -> ``level shift``)."""
+    return KIND_WORDS.get(kind, kind.replace("_", " "))
+
+
+def bucket_word(bucket: timedelta | None) -> str:
+    """A bucket size as people write it (``1h``, ``15m``, ``1d``); "" when unknown."""
+    if bucket is None:
+        return ""
+    seconds = int(bucket.total_seconds())
+    for size, unit in ((86_400, "d"), (3_600, "h"), (60, "m")):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 class Severity(StrEnum):
     """How loud an incident is; ordered by :attr:`rank`."""
 
@@ -117,6 +141,20 @@ class IncidentState(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     SNOOZED = "snoozed"
     RESOLVED = "resolved"
+
+    @property
+    def word(self) -> str:
+        """How people read the state (see :data:`STATE_WORDS`)."""
+        return STATE_WORDS[self.value]
+
+
+#: The one vocabulary of incident states, used by Slack, the console and the CLI.
+STATE_WORDS: dict[str, str] = {
+    "open": "open",
+    "acknowledged": "acknowledged",
+    "snoozed": "snoozed",
+    "resolved": "resolved",
+}
 
 
 class NotifyReason(StrEnum):
@@ -316,6 +354,12 @@ class AlertSignal:
         root_causes: Top segments, most important first.
         chart: Optional chart series.
         investigate: Exact ``livewatch investigate METRIC --region R --at T`` command.
+        unit: Unit of ``observed`` / ``expected`` (e.g. ``"per 1k views"``, ``"reports"``); "" when unitless.
+        volume_unit: Unit of ``volume`` (the count of a count metric, the denominator of a ratio, e.g.
+            ``"views"``). Volumes of different units are never added.
+        bucket: Bucket size (``start`` / ``end`` are bucket *starts*); None when unknown.
+        threshold: ``|score|`` the member's rule needs to fire; None when the producer did not say (then
+            the member counts as firing).
     """
 
     metric: str
@@ -332,6 +376,10 @@ class AlertSignal:
     root_causes: tuple[RootCause, ...] = ()
     chart: ChartData | None = None
     investigate: str = ""
+    unit: str = ""
+    volume_unit: str = ""
+    bucket: timedelta | None = None
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not self.metric or not self.region:
@@ -361,6 +409,11 @@ class AlertSignal:
         return ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
 
     @property
+    def firing(self) -> bool:
+        """The member's last score crossed its rule (``|score| >= threshold``); True without a threshold."""
+        return self.threshold is None or (math.isfinite(self.score) and abs(self.score) >= self.threshold)
+
+    @property
     def is_ratio(self) -> bool:
         """True when root causes carry a mix/rate split (ratio metrics)."""
         return any(rc.mix is not None or rc.rate is not None for rc in self.root_causes)
@@ -381,10 +434,15 @@ class AlertSignal:
             "root_causes": [rc.to_dict() for rc in self.root_causes],
             "chart": None if self.chart is None else self.chart.to_dict(),
             "investigate": self.investigate,
+            "unit": self.unit,
+            "volume_unit": self.volume_unit,
+            "bucket_seconds": None if self.bucket is None else int(self.bucket.total_seconds()),
+            "threshold": _opt(self.threshold),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        bucket = data.get("bucket_seconds")
         return cls(
             metric=data["metric"],
             region=data["region"],
@@ -400,6 +458,10 @@ class AlertSignal:
             root_causes=tuple(RootCause.from_dict(rc) for rc in data.get("root_causes", [])),
             chart=None if data.get("chart") is None else ChartData.from_dict(data["chart"]),
             investigate=data.get("investigate", ""),
+            unit=data.get("unit", ""),
+            volume_unit=data.get("volume_unit", ""),
+            bucket=None if bucket is None else timedelta(seconds=int(bucket)),
+            threshold=_opt_in(data.get("threshold")),
         )
 
 
@@ -512,8 +574,27 @@ class Incident:
         return max(abs(s.change_pct) for s in self.signals)
 
     @property
-    def volume(self) -> float:
-        return sum(s.volume for s in self.signals)
+    def firing(self) -> tuple[AlertSignal, ...]:
+        """Members whose last score crossed their rule (the others are context)."""
+        return tuple(s for s in self.signals if s.firing)
+
+    @property
+    def kind(self) -> str:
+        """The incident's kind in words, stable across updates: the latest kind of the series it was opened
+        for (a spike that turns out to be a level shift says so; it never becomes a vague "anomaly")."""
+        opening = [s for s in self.signals if f"{s.metric}/{s.region}" == self.group_key] or list(
+            self.signals
+        )
+        latest = max(opening, key=lambda s: (s.end, s.kind == "level_shift", s.fingerprint))
+        return kind_word(latest.kind)
+
+    @property
+    def largest(self) -> AlertSignal:
+        """The member with the largest volume at stake (ties: fingerprint): the incident's scale.
+
+        Volumes of different members are in different units (reports, views...) and are never summed.
+        """
+        return max(self.signals, key=lambda s: (s.volume if math.isfinite(s.volume) else -1.0, s.fingerprint))
 
     @property
     def root_causes(self) -> tuple[RootCause, ...]:

@@ -3,7 +3,9 @@
 ``render_message(notification, options=RenderOptions()) -> SlackMessage``
     The living top-level message: header (severity, metrics, kind, regions), why this message was sent,
     a fields section (severity, status, metric(s), region(s), observed vs expected, change, volume at
-    stake, start), members when several, the root-cause summary (with mix vs rate for ratio metrics), the
+    stake of the largest member with its unit (volumes of different units are never added), start as a bucket
+    start with the bucket size), firing members and, apart, members below their rule (context), the
+    root-cause summary (with mix vs rate for ratio metrics), the
     exact ``livewatch investigate`` command(s), people's actions and window annotations; plus a fallback
     ``text`` for notifications and clients without blocks.
 
@@ -38,7 +40,17 @@ from urllib.parse import quote
 
 from alerts.actions import ACTION_IDS, SNOOZE_CHOICES, ActionKind
 from alerts.incidents import SYSTEM_ACTOR
-from alerts.model import AlertSignal, Incident, IncidentState, Notification, NotifyReason, RootCause, Severity
+from alerts.model import (
+    AlertSignal,
+    Incident,
+    IncidentState,
+    Notification,
+    NotifyReason,
+    RootCause,
+    Severity,
+    bucket_word,
+    kind_word,
+)
 
 __all__ = [
     "MAX_BLOCKS",
@@ -149,8 +161,16 @@ def _names(values: Sequence[str], limit: int = 3, width: int = 60) -> str:
 
 
 def _kind(incident: Incident) -> str:
-    kinds = {s.kind for s in incident.signals}
-    return next(iter(kinds)).replace("_", " ") if len(kinds) == 1 else "anomaly"
+    return incident.kind
+
+
+def _with_unit(x: float, unit: str) -> str:
+    return f"{_num(x)} {escape(unit)}" if unit and math.isfinite(x) else _num(x)
+
+
+def _bucket_note(incident: Incident) -> str:
+    sizes = sorted({bucket_word(s.bucket) for s in incident.signals if s.bucket is not None})
+    return f" ({', '.join(sizes)} buckets, times are bucket starts)" if sizes else " (bucket start)"
 
 
 def _title(incident: Incident, resolved: bool) -> str:
@@ -172,14 +192,16 @@ def _title(incident: Incident, resolved: bool) -> str:
 
 def _member_line(s: AlertSignal) -> str:
     segment = f" [{escape(s.segment)}]" if s.segment else ""
+    rule = f" (fires at ±{s.threshold:g})" if s.threshold is not None and not s.firing else ""
     return (
-        f"• `{escape(s.metric)}` in {escape(s.region)}{segment}: {_num(s.observed)} vs {_num(s.expected)} "
-        f"({_pct(s.change_pct)}), score {s.score:+.1f}, volume {_num(s.volume)}"
+        f"• `{escape(s.metric)}` in {escape(s.region)}{segment}, {kind_word(s.kind)}: "
+        f"{_with_unit(s.observed, s.unit)} vs {_with_unit(s.expected, s.unit)} expected "
+        f"({_pct(s.change_pct)}), score {s.score:+.1f}{rule}; {_with_unit(s.volume, s.volume_unit)} at stake"
     )
 
 
 def _cause_line(rc: RootCause) -> str:
-    line = f"• {escape(rc.segment)}: {_share(rc.share)} of the deviation"
+    line = f"• {escape(rc.segment)}: {_share(rc.share)}"
     parts = [f"{name} {_share(v)}" for name, v in (("mix", rc.mix), ("rate", rc.rate)) if v is not None]
     return line + (f" ({', '.join(parts)})" if parts else "")
 
@@ -200,11 +222,15 @@ def _status(incident: Incident) -> str:
         return f"acknowledged by {escape(incident.acknowledged_by or '?')}{when}"
     if incident.state is IncidentState.SNOOZED and incident.snoozed_until is not None:
         return f"snoozed by {escape(incident.snoozed_by or '?')} until {_date(incident.snoozed_until)}"
-    return incident.state.value
+    return incident.state.word
 
 
 def _resolution(incident: Incident) -> str:
     if incident.resolved_by in (None, SYSTEM_ACTOR):
+        if any(s.kind == "level_shift" for s in incident.signals):
+            if incident.acknowledged_by:
+                return f"new level accepted by {escape(incident.acknowledged_by)}"
+            return f"back to the previous level after {incident.clean_buckets} clean bucket(s)"
         return f"back to normal after {incident.clean_buckets} clean bucket(s)"
     return f"closed by {escape(incident.resolved_by or '?')}"
 
@@ -298,41 +324,56 @@ def render_message(notification: Notification, options: RenderOptions = RenderOp
     head = incident.headline
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _title(incident, resolved), "emoji": True}},
-        _section(
-            f"*Why this message:* {notification.reason.describe} (`{notification.reason.value}`)"
-            f" · incident `{escape(incident.id)}`"
-        ),
+        _section(f"*Why this message:* {notification.reason.describe} · incident `{escape(incident.id)}`"),
     ]
-    where = f" ({escape(head.metric)} in {escape(head.region)})" if len(incident.signals) > 1 else ""
+    several = len(incident.signals) > 1
+    where = f" ({escape(head.metric)} in {escape(head.region)})" if several else ""
+    big = incident.largest
+    big_where = f" ({escape(big.metric)} in {escape(big.region)})" if several else ""
     fields = [
         f"*Severity*\n{incident.severity.value}",
         f"*Status*\n{_status(incident)}",
         f"*Metric{'s' if len(incident.metrics) > 1 else ''}*\n{_names(incident.metrics, 10)}",
         f"*Region{'s' if len(incident.regions) > 1 else ''}*\n{_names(incident.regions, 10)}",
-        f"*Observed vs expected*{where}\n{_num(head.observed)} vs {_num(head.expected)}",
-        f"*Change*\n{_pct(head.change_pct)} (score {head.score:+.1f})",
-        f"*Volume at stake*\n{_num(incident.volume)}",
-        f"*Started*\n{_date(incident.started_at)}",
+        f"*Observed vs expected*{where}\n{_with_unit(head.observed, head.unit)} vs "
+        f"{_with_unit(head.expected, head.unit)}",
+        f"*Change*{where}\n{_pct(head.change_pct)} (score {head.score:+.1f})",
+        f"*{'Largest volume' if several else 'Volume'} at stake*{big_where}\n"
+        f"{_with_unit(big.volume, big.volume_unit)}",
+        f"*Started*{_bucket_note(incident)}\n{_date(incident.started_at)}",
     ]
     blocks.append(
         {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f, MAX_FIELD_TEXT)} for f in fields]}
     )
 
-    if len(incident.signals) > 1:
-        members = sorted(incident.signals, key=lambda s: (-abs(s.score), s.fingerprint))
-        header = f"*Members* ({len(members)})"
+    ordered = sorted(incident.signals, key=lambda s: (-abs(s.score), s.fingerprint))
+    firing = [s for s in ordered if s.firing]
+    context = [s for s in ordered if not s.firing]
+    if several or context:
+        header = f"*Firing* ({len(firing)})"
         blocks.append(
             _section(
-                _bullets([_member_line(s) for s in members], MAX_SECTION_TEXT, options.max_members, header)
+                _bullets([_member_line(s) for s in firing], MAX_SECTION_TEXT, options.max_members, header)
+            )
+        )
+    if context:
+        header = f"*Context* ({len(context)}, below their rule now)"
+        blocks.append(
+            _section(
+                _bullets([_member_line(s) for s in context], MAX_SECTION_TEXT, options.max_members, header)
             )
         )
 
     causes = incident.root_causes
     if causes:
-        title = "*Top root causes*" + (
-            " (mix = traffic share moved, rate = the segment's own rate moved)"
-            if any(rc.mix is not None or rc.rate is not None for rc in causes)
-            else ""
+        title = (
+            "*Top root causes* (share of the deviation each segment explains; shares can pass 100% when "
+            + ("other segments moved the other way")
+            + (
+                "; mix = traffic share moved, rate = the segment's own rate moved)"
+                if any(rc.mix is not None or rc.rate is not None for rc in causes)
+                else ")"
+            )
         )
         blocks.append(
             _section(
@@ -369,10 +410,11 @@ def render_message(notification: Notification, options: RenderOptions = RenderOp
         if resolved
         else incident.severity.value.upper()
     )
+    why = "" if resolved else f" — {notification.reason.describe}"
     text = (
         f"[{lead}] {_names(incident.metrics)} {_kind(incident)} in {_names(incident.regions)}: "
-        f"{_num(head.observed)} vs {_num(head.expected)} expected ({_pct(head.change_pct)}) — "
-        f"{notification.reason.describe}"
+        f"{_with_unit(head.observed, head.unit)} vs {_with_unit(head.expected, head.unit)} expected "
+        f"({_pct(head.change_pct)}){why}"
     )
     return SlackMessage(text=_clip(text, MAX_FALLBACK_TEXT), blocks=blocks)
 
@@ -396,8 +438,9 @@ def render_reply(notification: Notification) -> str:
         body = "top causes now " + "; ".join(escape(rc.segment) for rc in incident.root_causes[:3])
     else:
         body = (
-            f"{escape(head.metric)} in {escape(head.region)} {_num(head.observed)} vs {_num(head.expected)} "
-            f"({_pct(head.change_pct)}), severity {incident.severity.value}"
+            f"{escape(head.metric)} in {escape(head.region)} {_with_unit(head.observed, head.unit)} vs "
+            f"{_with_unit(head.expected, head.unit)} ({_pct(head.change_pct)}), "
+            f"severity {incident.severity.value}"
         )
     extra = f" · {escape(notification.annotation)}" if notification.annotation else ""
     return _clip(f"*{reason.describe.capitalize()}*: {body}{extra}", MAX_SECTION_TEXT)

@@ -29,6 +29,9 @@ import structlog
 from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
 
+#: Where ``/metrics`` listens without ``scheduler.metrics_address`` (loopback: nothing is exposed by default).
+DEFAULT_METRICS_ADDRESS = "127.0.0.1"
+
 if TYPE_CHECKING:  # the daemon's modules load on use, so other commands start fast
     from monitor.daemon.scheduler import Daemon, TickResult
 
@@ -67,6 +70,11 @@ log = structlog.get_logger(__name__)
     default=None,
     help="Override scheduler.metrics_port (0: any free port, -1: no /metrics).",
 )
+@click.option(
+    "--metrics-address",
+    default=None,
+    help="Override scheduler.metrics_address, the interface /metrics listens on (0.0.0.0: all).",
+)
 def run(
     config_path: Path,
     once: bool,
@@ -76,6 +84,7 @@ def run(
     replay_to: str | None,
     speed: float | None,
     metrics_port: int | None,
+    metrics_address: str | None,
 ) -> None:
     """Score, alert and deliver: the scheduled daemon (default), one tick (--once) or a replay."""
     if once and replay_from:
@@ -90,6 +99,7 @@ def run(
     from monitor.tools.demo import ensure_demo_warehouse
 
     config = load_config(config_path)
+    _apply_logging(config)
     ensure_demo_warehouse(
         config.database.url, now=utc_now(), announce=lambda line: click.echo(line, err=True)
     )
@@ -111,7 +121,7 @@ def run(
         if end <= start:
             raise click.BadParameter(f"--replay-to {end:%Y-%m-%dT%H:%MZ} must be after --replay-from")
         daemon = build_daemon(config, clock=utc_now, started=start)
-        _serve(daemon, config, metrics_port)
+        _serve(daemon, config, metrics_port, metrics_address)
         outcome = replay(daemon, start, end, speed=speed, stop=stop, on_tick=_echo_tick)
         fitted = sum(len(r.fitted) for r in outcome.refits)
         click.echo(
@@ -121,19 +131,36 @@ def run(
         )
         return
     daemon = build_daemon(config, clock=utc_now)
-    _serve(daemon, config, metrics_port)
+    _serve(daemon, config, metrics_port, metrics_address)
     click.echo(
         f"livewatch daemon started ({len(daemon.groups)} scoring job(s) + refit); stop with SIGTERM", err=True
     )
     run_daemon(daemon, stop)
 
 
-def _serve(daemon: Daemon, config: Config, override: int | None) -> None:
+def metrics_address(config: Config, override: str | None = None) -> str:
+    """Where `/metrics` listens: --metrics-address, else scheduler.metrics_address, else loopback."""
+    return override or getattr(config.scheduler, "metrics_address", None) or DEFAULT_METRICS_ADDRESS
+
+
+def _apply_logging(config: Config) -> None:
+    """The config's ``logging: {format, level}``; ``--log-level`` / ``--log-format`` given on the command line
+    win."""
+    from monitor.logging import configure_from_config
+
+    ctx = click.get_current_context(silent=True)
+    obj = (ctx.find_root().obj or {}) if ctx is not None else {}
+    configure_from_config(config, level=obj.get("log_level"), format=obj.get("log_format"))
+
+
+def _serve(daemon: Daemon, config: Config, override: int | None, address: str | None = None) -> None:
     port = config.scheduler.metrics_port if override is None else override
     if port is None or port < 0 or daemon.health is None:
         return
-    bound = daemon.health.serve(port)
-    click.echo(f"serving Prometheus metrics on http://127.0.0.1:{bound}/metrics", err=True)
+    addr = metrics_address(config, address)
+    bound = daemon.health.serve(port, addr=addr)
+    host = f"[{addr}]" if ":" in addr else addr
+    click.echo(f"serving Prometheus metrics on http://{host}:{bound}/metrics", err=True)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -197,13 +224,15 @@ def status(config_path: Path, at_text: str | None, url: str | None) -> None:
     now = parse_time(at_text, now=utc_now())
     figures = read_store_figures(open_store(config), config.metrics, now)
     port = config.scheduler.metrics_port
-    live = _scrape(url or (f"http://127.0.0.1:{port}/metrics" if port else None))
+    addr = metrics_address(config)
+    host = "127.0.0.1" if addr in ("0.0.0.0", "::") else (f"[{addr}]" if ":" in addr else addr)
+    live = _scrape(url or (f"http://{host}:{port}/metrics" if port else None))
     table = Table(title=f"livewatch status at {now:%Y-%m-%d %H:%M} UTC")
     for column in ("metric", "labels", "value"):
-        table.add_column(column, justify="right" if column == "value" else "left")
+        table.add_column(column, justify="right" if column == "value" else "left", overflow="fold")
     for row in status_rows(figures, live):
         table.add_row(*row)
-    Console(width=120).print(table)
+    Console().print(table)
     if live is None:
         click.echo("(daemon /metrics not reachable: tick durations and counters since start not shown)")
 

@@ -25,13 +25,28 @@ __all__ = ["main"]
 @click.group(
     cls=LivewatchGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120}
 )
+@click.version_option(None, "--version", "-V", package_name="livewatch", message="livewatch %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-@click.option("--log-level", default="WARNING", show_default=True, help="Log level (logs go to stderr).")
-def cli(debug: bool, log_level: str) -> None:
+@click.option(
+    "--log-level",
+    default="WARNING",
+    show_default=True,
+    help="Log level (logs go to stderr); the daemon uses the config's logging.level unless this is given.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "console"]),
+    default=None,
+    help="Log line format (default: the config's logging.format, else JSON unless stderr is a terminal).",
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, log_level: str, log_format: str | None) -> None:
     """livewatch: anomaly and incident detection for trust-and-safety metrics."""
     from monitor.logging import configure_logging
 
-    configure_logging(log_level)
+    explicit = ctx.get_parameter_source("log_level") is not click.core.ParameterSource.DEFAULT
+    ctx.ensure_object(dict).update(log_level=log_level if explicit else None, log_format=log_format)
+    configure_logging(log_level, format=log_format)
 
 
 @cli.command("check-config")
@@ -82,30 +97,39 @@ def demo() -> None:
 @demo.command("init")
 @click.option(
     "--db",
-    "db_path",
+    "db_target",
     default="livewatch-demo.db",
     show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite file to (re)create.",
+    help="SQLite file to (re)create, or any SQLAlchemy URL (postgresql+psycopg://user@host/db loads with "
+    "COPY; trino://..., snowflake://... need their dialect installed).",
 )
 @click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
 @click.option("--days", default=60, show_default=True, help="Days of hourly history.")
 @click.option("--end", "end_text", default=None, help="Exclusive end of the data (default: this hour).")
-def demo_init(db_path: Path, seed: int, days: int, end_text: str | None) -> None:
-    """Build the demo SQLite warehouse with injected incidents and their ground truth."""
+def demo_init(db_target: str, seed: int, days: int, end_text: str | None) -> None:
+    """Build the demo warehouse (SQLite file or any database URL) with injected incidents and ground truth."""
     import sqlalchemy as sa
 
-    from monitor.tools.demo import DEMO_EXPERIMENT_UNITS, build_demo, demo_incidents
+    from monitor.tools.demo import DEMO_EXPERIMENT_UNITS, build_demo, demo_incidents, demo_url
 
     end = parse_time(end_text, now=utc_now())
     end = pd.Timestamp(end).floor("h").to_pydatetime()
-    engine = sa.create_engine(f"sqlite:///{db_path}")
-    rows = build_demo(engine, end=end, days=days, seed=seed, experiment_units=DEMO_EXPERIMENT_UNITS)
-    engine.dispose()
+    url = demo_url(db_target)
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise ConfigError([f"demo init --db {db_target!r}: {exc}"]) from exc
+    try:
+        rows = build_demo(engine, end=end, days=days, seed=seed, experiment_units=DEMO_EXPERIMENT_UNITS)
+    except sa.exc.OperationalError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError([f"demo init --db: cannot write to {url.render_as_string()} ({reason})"]) from exc
+    finally:
+        engine.dispose()
     incidents = {i.incident for i in demo_incidents(end)}
     click.echo(
         f"wrote {rows:,} rows of live_safety_hourly and {len(incidents)} ground-truth incidents "
-        f"to {db_path} (data ends {end:%Y-%m-%d %H:%M} UTC)"
+        f"to {url.render_as_string(hide_password=True)} (data ends {end:%Y-%m-%d %H:%M} UTC)"
     )
 
 

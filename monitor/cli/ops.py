@@ -27,7 +27,16 @@ from rich.table import Table
 
 from alerts.engine import AlertRepos, IncidentNotFoundError, acknowledge_incident, resolve_incident
 from alerts.incidents import IncidentStateError
-from alerts.model import AlertDataError, IncidentState, LifecycleEvent, LifecycleKind, Matcher, Silence
+from alerts.model import (
+    AlertDataError,
+    IncidentState,
+    LifecycleEvent,
+    LifecycleKind,
+    Matcher,
+    Silence,
+    bucket_word,
+    kind_word,
+)
 from monitor.cli.options import parse_time, utc_now, with_config
 from monitor.config import Config, load_config, parse_duration
 from monitor.errors import LivewatchError
@@ -47,8 +56,8 @@ class CommandError(LivewatchError):
 
 
 def _console(*, err: bool = False) -> Console:
-    # Wide enough for the tables when piped; colour only on a terminal.
-    return Console(stderr=err, width=max(Console().width, 120), soft_wrap=False)
+    # Rich's own width (the terminal, or $COLUMNS, or 80 when piped): every table is built to fit it.
+    return Console(stderr=err, soft_wrap=False)
 
 
 def _actor(by: str | None) -> str:
@@ -185,32 +194,25 @@ def incidents_list(
     if as_json:
         click.echo(json.dumps([_incident_row(h) for h in found], indent=2))
         return
-    table = Table(title=f"{len(found)} incident(s)", title_justify="left")
-    for column in (
-        "id",
-        "state",
-        "severity",
-        "metrics",
-        "regions",
-        "opened (UTC)",
-        "to ack",
-        "to resolve",
-        "top cause",
-    ):
-        table.add_column(column)
+    table = Table(title=f"{len(found)} incident(s); times are bucket starts (UTC)", title_justify="left")
+    # The id is what show/ack/resolve need: never wrapped or truncated, printed first. The other columns are
+    # few and wrap at spaces, so the table fits any terminal from 80 columns up.
+    ids = [h.incident.id for h in found]
+    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+    table.add_column("state", overflow="fold", max_width=12)
+    table.add_column("started", overflow="fold", min_width=10, max_width=10)
+    table.add_column("to ack / resolve", overflow="fold", max_width=10)
+    table.add_column("what (top cause)", overflow="fold", ratio=1)
     for history in found:
         incident = history.incident
         causes = incident.root_causes
+        what = f"{', '.join(incident.metrics)} {incident.kind} in {', '.join(incident.regions)}"
         table.add_row(
             incident.id,
-            incident.state.value,
-            incident.severity.value,
-            ", ".join(incident.metrics),
-            ", ".join(incident.regions),
-            f"{incident.opened_at:%Y-%m-%d %H:%M}",
-            _duration(history.time_to_acknowledge),
-            _duration(history.time_to_resolve),
-            causes[0].segment if causes else "-",
+            f"{incident.state.word} {incident.severity.value}",
+            f"{incident.started_at:%Y-%m-%d %H:%M}",
+            f"{_duration(history.time_to_acknowledge)} / {_duration(history.time_to_resolve)}",
+            what + (f" ({causes[0].segment})" if causes else ""),
         )
     _console().print(table)
 
@@ -251,36 +253,35 @@ def incidents_show(incident_id: str, config_path: Path, as_json: bool) -> None:
         return
     console = _console()
     console.print(
-        f"[bold]{incident.id}[/] {incident.state.value}, {incident.severity.value}; opened "
-        f"{incident.opened_at:%Y-%m-%d %H:%M} UTC; to ack {_duration(history.time_to_acknowledge)}, "
-        f"to resolve {_duration(history.time_to_resolve)}"
+        f"[bold]{incident.id}[/] {incident.state.word}, {incident.severity.value} {incident.kind}; started "
+        f"{incident.started_at:%Y-%m-%d %H:%M} UTC (bucket start); "
+        f"to ack {_duration(history.time_to_acknowledge)}, to resolve {_duration(history.time_to_resolve)}"
     )
+    bucket = next((bucket_word(s.bucket) for s in incident.signals if s.bucket is not None), "")
+    since = f"since (UTC, {bucket} bucket start)" if bucket else "since (UTC, bucket start)"
     members = Table(title="Members", title_justify="left")
-    for column in (
-        "metric",
-        "region",
-        "kind",
-        "observed",
-        "expected",
-        "change",
-        "score",
-        "since",
-        "investigate",
-    ):
-        members.add_column(column)
+    for column in ("metric", "region", "kind", "firing", "observed", "expected", "change", "score", since):
+        members.add_column(column, overflow="fold")
     for s in incident.signals:
+        unit = f" {s.unit}" if s.unit else ""
         members.add_row(
             s.metric,
             s.region,
-            s.kind,
-            f"{s.observed:.4g}",
-            f"{s.expected:.4g}",
+            kind_word(s.kind),
+            "yes" if s.firing else f"no (needs ±{s.threshold:g})",
+            f"{s.observed:.4g}{unit}",
+            f"{s.expected:.4g}{unit}",
             f"{s.change_pct:+.0f}%",
             f"{s.score:+.1f}",
             f"{s.start:%m-%d %H:%M}",
-            s.investigate,
         )
     console.print(members)
+    # Commands on their own lines, never inside a cell: they stay whole (or wrap at spaces) to copy-paste.
+    commands = list(dict.fromkeys(s.investigate for s in incident.signals if s.investigate))
+    if commands:
+        console.print("[bold]Investigate[/]")
+        for command in commands:
+            console.print(command, markup=False, highlight=False)
     causes = Table(title="Root causes", title_justify="left")
     for column in ("segment", "share", "mix", "rate"):
         causes.add_column(column)
@@ -289,7 +290,7 @@ def incidents_show(incident_id: str, config_path: Path, as_json: bool) -> None:
     console.print(causes)
     events = Table(title="Events", title_justify="left")
     for column in ("at (UTC)", "event", "by", "detail"):
-        events.add_column(column)
+        events.add_column(column, overflow="fold")
     for event in history.events:
         events.add_row(f"{event.at:%Y-%m-%d %H:%M}", event.kind.value, event.actor, event.detail)
     console.print(events)
@@ -494,8 +495,11 @@ def silence_list(config_path: Path, show_all: bool, as_json: bool) -> None:
         click.echo(json.dumps([{**s.to_dict(), "active": s.active_at(now)} for s in found], indent=2))
         return
     table = Table(title=f"{len(found)} silence(s)", title_justify="left")
-    for column in ("id", "matches", "until (UTC)", "left", "reason", "by"):
-        table.add_column(column)
+    # The id (what `silence remove` needs) and the matchers stay whole; the rest wraps.
+    table.add_column("id", no_wrap=True)
+    table.add_column("matches", no_wrap=True)
+    for column in ("until (UTC)", "left", "reason", "by"):
+        table.add_column(column, overflow="fold")
     for item in found:
         left = item.expires_at - now
         table.add_row(

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from monitor.pipeline.scoring import SeriesDecisions
 
 __all__ = [
     "CHART_CONTEXT_BUCKETS",
+    "SignalUnits",
     "alert_cause",
     "anomaly_runs",
     "build_signal",
@@ -37,6 +40,22 @@ __all__ = [
 #: Buckets of context before the anomaly drawn in alert charts.
 CHART_CONTEXT_BUCKETS = 48
 _SHAPE = PostRules()
+
+
+@dataclass(frozen=True)
+class SignalUnits:
+    """What a signal's numbers mean: value unit, volume unit, bucket size and the |score| rule."""
+
+    unit: str = ""
+    volume_unit: str = ""
+    bucket: timedelta | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, metric: Any) -> SignalUnits:
+        """From a resolved metric config: a count's volume is the count, a ratio's is its denominator."""
+        volume_unit = metric.unit if metric.kind == "count" else str(metric.denominator or "")
+        return cls(metric.unit, volume_unit, metric.granularity, metric.threshold)
 
 
 def anomaly_runs(decisions: pd.DataFrame) -> list[pd.DataFrame]:
@@ -74,11 +93,17 @@ def build_signal(
     *,
     causes: tuple[AlertRootCause, ...] = (),
     chart: ChartData | None = None,
+    units: SignalUnits | None = None,
 ) -> AlertSignal:
     """The signal of a run so far (its last bucket is the one being evaluated)."""
+    units = units or SignalUnits()
     last = run.iloc[-1]
     kind, start = run_kind(run)
     expected, observed = float(last["expected"]), float(last["observed"])
+    if kind == "level_shift":
+        # A shift is measured against the level before it: the model follows the new level bucket by bucket,
+        # so the last bucket's expectation (and score) shrinks while the shift persists.
+        expected = float(run["expected"].iloc[0])
     volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
     score = float(last["score"])
     begin: datetime = start.to_pydatetime()
@@ -97,6 +122,10 @@ def build_signal(
         chart=chart,
         investigate=f"livewatch investigate {shlex.quote(metric)} --region {shlex.quote(series)} "
         f"--at {begin:%Y-%m-%dT%H:%MZ}",
+        unit=units.unit,
+        volume_unit=units.volume_unit,
+        bucket=units.bucket,
+        threshold=units.threshold,
     )
 
 
@@ -106,6 +135,7 @@ def series_signals(
     *,
     explain: Callable[[pd.DataFrame], tuple[AlertRootCause, ...]] | None = None,
     charts: bool = True,
+    units: SignalUnits | None = None,
 ) -> list[AlertSignal]:
     """One signal per flagged bucket of ``item``: the run up to that bucket, with causes and chart."""
     signals = []
@@ -114,7 +144,7 @@ def series_signals(
         for position in range(len(run)):
             prefix = run.iloc[: position + 1]
             chart = chart_data(item, prefix.index[-1]) if charts else None
-            signals.append(build_signal(metric, item.series, prefix, causes=causes, chart=chart))
+            signals.append(build_signal(metric, item.series, prefix, causes=causes, chart=chart, units=units))
     return signals
 
 

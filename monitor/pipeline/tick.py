@@ -54,7 +54,7 @@ from monitor.errors import LivewatchError, SourceError
 from monitor.pipeline.executor import ChunkExecutor
 from monitor.pipeline.models import ModelCache
 from monitor.pipeline.scoring import MetricScorer, SeriesDecisions
-from monitor.pipeline.signals import alert_cause, explain_span, series_signals
+from monitor.pipeline.signals import SignalUnits, alert_cause, explain_span, series_signals
 from monitor.pipeline.slicing import explain_window
 from monitor.pipeline.spec import matchers
 from monitor.source import DataProblem, MetricSource
@@ -221,7 +221,12 @@ class Monitor:
             with self.alert_lock:
                 with self.store.transaction() as tx:
                     report.notifications = self._process(
-                        by_bucket, step_of, AlertRepos(tx, tx, tx), (*self.windows, *windows), live_from
+                        by_bucket,
+                        step_of,
+                        AlertRepos(tx, tx, tx),
+                        (*self.windows, *windows),
+                        live_from,
+                        _observed_by_bucket(scored),
                     )
                     for entry in scored:
                         last = entry.item.last_bucket.to_pydatetime()
@@ -282,7 +287,8 @@ class Monitor:
             def explain(run: pd.DataFrame, entry: _Scored = entry) -> tuple[AlertRootCause, ...]:
                 return self._explain(entry, run)
 
-            for signal in series_signals(entry.metric.name, entry.item, explain=explain):
+            units = SignalUnits.of(entry.metric)
+            for signal in series_signals(entry.metric.name, entry.item, explain=explain, units=units):
                 by_bucket[pd.Timestamp(signal.end)].append(signal)
         return by_bucket, step_of
 
@@ -293,10 +299,12 @@ class Monitor:
         repos: AlertRepos,
         windows: Sequence[MaintenanceWindow],
         live_from: datetime | None = None,
+        observed_of: dict[pd.Timestamp, dict[str, float]] | None = None,
     ) -> list[Notification]:
         """Replay the buckets in time order through the alert engine (one call per bucket); buckets
         that ended before ``live_from`` are a catch-up (``live=False``)."""
         notifications: list[Notification] = []
+        observed_of = observed_of or {}
         for bucket in sorted(step_of):
             ended = (bucket + step_of[bucket]).to_pydatetime()
             result = process(
@@ -307,6 +315,7 @@ class Monitor:
                 windows=windows,
                 config=self.engine_config,
                 live=live_from is None or ended >= live_from,
+                observed=observed_of.get(bucket, {}),
             )
             notifications += result.notifications
         return notifications
@@ -324,3 +333,14 @@ class Monitor:
             )
             return ()
         return tuple(alert_cause(c) for c in causes)
+
+
+def _observed_by_bucket(scored: Sequence[_Scored]) -> dict[pd.Timestamp, dict[str, float]]:
+    """``bucket -> {"metric/series": observed}`` of every scored bucket (tells when a level shift is over)."""
+    out: dict[pd.Timestamp, dict[str, float]] = defaultdict(dict)
+    for entry in scored:
+        key = f"{entry.metric.name}/{entry.item.series}"
+        observed = entry.item.decisions["observed"]
+        for bucket, value in zip(observed.index, observed.to_numpy(dtype=float), strict=True):
+            out[pd.Timestamp(bucket)][key] = float(value)
+    return out

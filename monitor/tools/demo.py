@@ -51,6 +51,7 @@ __all__ = [
     "build_demo_experiments",
     "demo_experiments",
     "demo_incidents",
+    "demo_url",
     "ensure_demo_warehouse",
 ]
 
@@ -511,6 +512,19 @@ def build_demo(
     if experiment_units > 0:
         build_demo_experiments(engine, end=end, units=experiment_units, seed=seed)
     return len(facts)
+
+
+def demo_url(target: str) -> sa.URL:
+    """``demo init --db``'s target as a URL: any SQLAlchemy URL as is, anything else a SQLite file path.
+
+    >>> demo_url("demo.db").render_as_string()
+    'sqlite:///demo.db'
+    >>> demo_url("postgresql+psycopg://lw@db/warehouse").get_backend_name()
+    'postgresql'
+    """
+    if "://" in target:
+        return sa.make_url(target)
+    return sa.URL.create("sqlite", database=str(target))
 
 
 def ensure_demo_warehouse(

@@ -26,13 +26,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from alerts.model import kind_word
 from detectors.postrules import FLAGGED
 from monitor.tools.backtest import Backtest, Score
 from monitor.tools.investigate import Investigation
@@ -62,7 +60,7 @@ def print_investigation(inv: Investigation, console: Console) -> None:
     summary = inv.summary()
     unit = f" {inv.unit}" if inv.unit else ""
     verdict = (
-        f"[bold red]{inv.kind}[/] ({inv.flagged} of {int(summary['buckets'])} buckets flagged)"
+        f"[bold red]{kind_word(inv.kind)}[/] ({inv.flagged} of {int(summary['buckets'])} buckets flagged)"
         if inv.flagged
         else "[green]no anomaly flagged[/]"
     )
@@ -76,7 +74,7 @@ def print_investigation(inv: Investigation, console: Console) -> None:
     )
     window = inv.window
     table = Table(title="Observed vs expected over the window", title_justify="left")
-    for column in ("bucket (UTC)", "observed", "expected", "band", "score", "flag / reason"):
+    for column in ("bucket start (UTC)", "observed", "expected", "band", "score", "flag / reason"):
         table.add_column(column, justify="left" if column.startswith(("bucket", "flag")) else "right")
     rows = window if len(window) <= MAX_TABLE_ROWS else window.iloc[:MAX_TABLE_ROWS]
     for ts, row in rows.iterrows():
@@ -174,6 +172,11 @@ def investigation_png(
     inv: Investigation, *, width: float = 10.0, height: float = 4.2, dpi: int = 100
 ) -> bytes:
     """The investigation chart as PNG bytes (see the module docstring)."""
+    # matplotlib is imported here, not at module level: the terminal path of `investigate` never needs it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+    from matplotlib.figure import Figure
+
     frame = inv.scores
     times = date2num([t.tz_convert("UTC").tz_localize(None).to_pydatetime() for t in frame.index])
     figure = Figure(figsize=(width, height), dpi=dpi)
@@ -236,7 +239,7 @@ def investigation_png(
     axes.set_ylabel(inv.unit or inv.metric)
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="x-small", frameon=False, ncol=3)
-    title = f"{inv.metric} in {inv.region}: {inv.kind if inv.flagged else 'no anomaly'}"
+    title = f"{inv.metric} in {inv.region}: {kind_word(inv.kind) if inv.flagged else 'no anomaly'}"
     if inv.root_causes and inv.flagged:
         title += f" (top cause {inv.root_causes[0].label()})"
     axes.set_title(title.replace("$", r"\$"), fontsize="medium")
@@ -295,7 +298,7 @@ def investigation_html(inv: Investigation) -> str:
         f"<title>livewatch investigate {e(inv.metric)} {e(inv.region)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{e(inv.metric)} in {e(inv.region)}: ",
-        f"{e(inv.kind if inv.flagged else 'no anomaly flagged')}</h1>",
+        f"{e(kind_word(inv.kind) if inv.flagged else 'no anomaly flagged')}</h1>",
         f"<p>{e(_t(inv.start))} to {e(_t(inv.end))} UTC &middot; "
         f"observed {e(_num(summary['observed']))}{e(unit)} vs "
         f"expected {e(_num(summary['expected']))}{e(unit)} "
@@ -582,6 +585,9 @@ def backtest_png(
     bt: Backtest, *, budget: float | None = None, width: float = 7.0, height: float = 4.2, dpi: int = 100
 ) -> bytes:
     """The tradeoff curve: recall and precision against alerts per week, one point per threshold."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -641,6 +647,8 @@ def _flag_text(row: pd.Series) -> str:
 
 
 def _num_time(moment: Any) -> float:
+    from matplotlib.dates import date2num
+
     stamp = pd.Timestamp(moment)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return float(date2num(stamp.tz_localize(None).to_pydatetime()))

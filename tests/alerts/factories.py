@@ -27,6 +27,10 @@ def signal(
     start: datetime = T0 - BUCKET,
     end: datetime = T0,
     chart: ChartData | None = None,
+    unit: str = "",
+    volume_unit: str = "",
+    bucket: timedelta | None = None,
+    threshold: float | None = None,
 ) -> AlertSignal:
     """One signal; ``change_pct`` defaults to the one implied by observed/expected."""
     if change_pct is None:
@@ -46,6 +50,10 @@ def signal(
         root_causes=causes,
         chart=chart,
         investigate=f"livewatch investigate {metric} --region {region} --at {start:%Y-%m-%dT%H:%MZ}",
+        unit=unit,
+        volume_unit=volume_unit,
+        bucket=bucket,
+        threshold=threshold,
     )
 
 

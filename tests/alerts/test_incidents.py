@@ -234,3 +234,149 @@ def test_naive_now_is_rejected() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(AlertDataError, match="resolve_after_clean"):
         GroupingConfig(resolve_after_clean=0)
+
+
+# -- level shifts: resolution and severity -------------------------------------------------------------------
+from alerts.incidents import ResolutionReason, decide_resolution  # noqa: E402
+from alerts.model import IncidentState as _State  # noqa: E402
+from alerts.model import Severity as _Severity  # noqa: E402
+from alerts.severity import signal_severity  # noqa: E402
+from tests.alerts.factories import incident as _incident  # noqa: E402
+from tests.alerts.factories import signal as _signal  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("kind", "acked", "fired", "clean", "returned", "resolve", "reason"),
+    [
+        # a member fired in this bucket: nothing resolves, whatever the kind
+        ("spike", False, True, 0, (), False, ResolutionReason.FIRING),
+        ("level_shift", True, True, 0, ("reports/EU",), False, ResolutionReason.FIRING),
+        # too few clean buckets yet
+        ("spike", False, False, 2, (), False, ResolutionReason.WAITING),
+        ("level_shift", False, False, 2, ("reports/EU",), False, ResolutionReason.WAITING),
+        # a spike ends when the detector is quiet long enough
+        ("spike", False, False, 3, (), True, ResolutionReason.BACK_TO_NORMAL),
+        ("dip", False, False, 5, (), True, ResolutionReason.BACK_TO_NORMAL),
+        # a level shift does not end because the detector went quiet: the shift persists
+        ("level_shift", False, False, 3, (), False, ResolutionReason.SHIFT_PERSISTS),
+        ("level_shift", False, False, 30, ("bans/EU",), False, ResolutionReason.SHIFT_PERSISTS),
+        # ... it ends when the series is back within its pre-shift band
+        ("level_shift", False, False, 3, ("reports/EU",), True, ResolutionReason.LEVEL_RETURNED),
+        # ... or when a person accepted the new level (acknowledged) and nothing fired since
+        ("level_shift", True, False, 3, (), True, ResolutionReason.NEW_LEVEL_ACCEPTED),
+    ],
+)
+def test_decide_resolution_table(
+    kind: str,
+    acked: bool,
+    fired: bool,
+    clean: int,
+    returned: tuple[str, ...],
+    resolve: bool,
+    reason: ResolutionReason,
+) -> None:
+    inc = _incident(_signal(kind=kind))
+    if acked:
+        inc = inc.with_changes(state=_State.ACKNOWLEDGED, acknowledged_by="@ana")
+    decision = decide_resolution(inc, fired=fired, clean_buckets=clean, returned=returned, resolve_after=3)
+    assert (decision.resolve, decision.reason) == (resolve, reason)
+
+
+def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift"))
+    for step in range(1, 10):  # observed at the new level (150) while the detector is quiet
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 150.0}).changes
+        inc = change.incident
+    assert inc.active and inc.clean_buckets == 0  # a held level is not a clean bucket
+    for step in range(10, 13):  # back at the old level for resolve_after_clean (3) buckets in a row
+        (change,) = _group([inc], [], _T0 + step * _B, returned={"reports/EU"}).changes
+        inc = change.incident
+    assert not change.incident.active
+    assert "returned to its previous level" in change.events[-1].detail
+
+
+@pytest.mark.parametrize(
+    ("kind", "score", "change_pct", "volume", "expected"),
+    [
+        # a lasting +60 % shift is critical although its last bucket scores only +1.8
+        ("level_shift", 1.8, 60.0, 20_000.0, _Severity.CRITICAL),
+        ("level_shift", 1.8, 30.0, 20_000.0, _Severity.WARNING),
+        (
+            "level_shift",
+            2.1,
+            24.9,
+            235.0,
+            _Severity.WARNING,
+        ),  # the demo's DE policy shift: +25 % on 235 reviews
+        ("level_shift", -1.2, -30.0, 20_000.0, _Severity.WARNING),  # down as well as up
+        ("level_shift", 1.8, 5.0, 20_000.0, _Severity.INFO),  # a small shift stays info
+        ("level_shift", 1.8, 60.0, 50.0, _Severity.INFO),  # too little volume behind it
+        # spikes keep the score rule: the same numbers give info
+        ("spike", 1.8, 60.0, 20_000.0, _Severity.INFO),
+    ],
+)
+def test_level_shift_severity_is_the_size_of_the_shift(
+    kind: str, score: float, change_pct: float, volume: float, expected: _Severity
+) -> None:
+    sig = _signal(kind=kind, score=score, change_pct=change_pct, volume=volume)
+    assert signal_severity(sig) is expected
+
+
+@pytest.mark.parametrize(
+    ("observed", "back", "why"),
+    [
+        (100.0, True, "exactly the pre-shift level"),
+        (120.0, True, "60 % of the way back (shift 150 -> 100)"),
+        (125.0, True, "half way back counts"),
+        (140.0, False, "still near the new level"),
+        (150.0, False, "the new level holds"),
+        (170.0, False, "shifted further"),
+        (80.0, True, "overshot below the old level: the shift is over"),
+        (float("nan"), False, "no observation: unknown, not back"),
+    ],
+)
+def test_level_returned_table(observed: float, back: bool, why: str) -> None:
+    from alerts.incidents import level_returned
+
+    member = _signal(kind="level_shift", observed=150.0, expected=100.0)
+    assert level_returned(member, observed) is back, why
+
+
+def test_observed_values_end_a_level_shift_only_when_the_series_is_back() -> None:
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift", observed=150.0, expected=100.0))
+    for step in range(1, 6):  # the new level holds: open however long the detector is quiet
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 149.0}).changes
+        inc = change.incident
+    assert inc.active
+    for step in (6, 7):  # back, but not yet for 3 buckets in a row
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 101.0}).changes
+        inc = change.incident
+        assert inc.active
+    (change,) = _group([inc], [], _T0 + 8 * _B, observed={"reports/EU": 149.0}).changes  # the level again
+    inc = change.incident
+    assert inc.active and inc.clean_buckets == 0
+    for step in (9, 10, 11):
+        (change,) = _group([inc], [], _T0 + step * _B, observed={"reports/EU": 101.0}).changes
+        inc = change.incident
+    assert not inc.active
+
+
+def test_an_unobserved_level_shift_resolves_like_a_spike() -> None:
+    """Self-monitoring checks and other scoring groups send no observation: no evidence the shift holds."""
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind="level_shift"))
+    for step in (1, 2, 3):
+        (change,) = _group([inc], [], _T0 + step * _B).changes
+        inc = change.incident
+    assert not inc.active

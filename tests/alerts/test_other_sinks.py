@@ -43,8 +43,11 @@ def test_console_is_plain_readable_text_without_control_characters() -> None:
     assert ConsoleSink(stream).send(NOTE).ok
     text = stream.getvalue()
     assert "\x1b" not in text and "EU?[2J" in text
-    assert "[WARNING] reports in EU (first: new incident) -> #tns-alerts" in text
-    assert "cause: lang=es: 50% of the deviation (mix 30%, rate 20%)" in text
+    # the words of the Slack message: kind in words, the reason without its enum value
+    assert "[WARNING] reports spike in EU (new incident) -> #tns-alerts" in text
+    assert "first" not in text.split("\n")[0]
+    assert "causes (share of the deviation; above 100% when other segments moved the other way):" in text
+    assert "    lang=es: 50% (mix 30%, rate 20%)" in text
     assert "investigate: livewatch investigate reports --region EU --at 2026-02-02T11:45Z" in text
 
 

@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,53 @@ def _multi_metric() -> Notification:
     return notification(
         inc, NotifyReason.NEW_METRIC_JOINED, annotation="during policy launch (until 18:00 UTC)"
     )
+
+
+def _mixed_units() -> Notification:
+    """The MX shape of issue 18: a count (reports) and a ratio (per 1k views) never have their volumes added;
+    a member below its rule is context, not firing."""
+    hour = timedelta(hours=1)
+    inc = incident(
+        signal(
+            "reports_per_1k_views",
+            "MX",
+            score=7.4,
+            volume=124_109,
+            observed=2.35,
+            expected=1.6,
+            unit="per 1k views",
+            volume_unit="views",
+            bucket=hour,
+            threshold=4.0,
+            causes=(RootCause("category=gambling", 1.11), RootCause("language=en", -0.14)),
+        ),
+        signal(
+            "user_reports",
+            "MX",
+            score=5.2,
+            volume=292,
+            observed=292,
+            expected=190,
+            unit="reports",
+            volume_unit="reports",
+            bucket=hour,
+            threshold=4.0,
+        ),
+        signal(
+            "appeals",
+            "MX",
+            kind="dip",
+            score=-2.1,
+            volume=41,
+            observed=41,
+            expected=55,
+            unit="appeals",
+            volume_unit="appeals",
+            bucket=hour,
+            threshold=4.0,
+        ),
+    )
+    return notification(inc, NotifyReason.NEW_METRIC_JOINED)
 
 
 def _ratio_with_mix() -> Notification:
@@ -150,6 +198,7 @@ SHAPES: dict[str, Callable[[], Notification]] = {
     "single_metric_spike": _single,
     "multi_region": _multi_region,
     "multi_metric": _multi_metric,
+    "mixed_units": _mixed_units,
     "ratio_with_mix": _ratio_with_mix,
     "resolved": _resolved,
     "resolved_by_hand_after_ack": _acknowledged_resolved_by_hand,
@@ -223,7 +272,7 @@ def test_limits_hold_for_huge_incidents() -> None:
             assert len(block["text"]["text"]) <= MAX_SECTION_TEXT
         for f in block.get("fields", []):
             assert len(f["text"]) <= MAX_FIELD_TEXT
-    members = next(t for t in _texts(message.blocks) if t.startswith("*Members*"))
+    members = next(t for t in _texts(message.blocks) if t.startswith("*Firing*"))
     assert members.endswith("…and 105 more")
     causes = next(t for t in _texts(message.blocks) if t.startswith("*Top root causes*"))
     assert "…and" in causes and len(causes) <= MAX_SECTION_TEXT
@@ -232,9 +281,7 @@ def test_limits_hold_for_huge_incidents() -> None:
 def test_a_long_member_list_is_cut_by_characters_too() -> None:
     signals = [signal("m" + "y" * 200 + str(i), "EU", score=6.0) for i in range(14)]
     (change,) = group_signals([], signals, T0).changes
-    members = next(
-        t for t in _texts(render_message(notification(change.incident)).blocks) if "*Members*" in t
-    )
+    members = next(t for t in _texts(render_message(notification(change.incident)).blocks) if "*Firing*" in t)
     assert len(members) <= MAX_SECTION_TEXT and "more" in members.splitlines()[-1]
 
 
@@ -243,8 +290,9 @@ def test_every_notification_says_why_it_was_sent() -> None:
     for reason in NotifyReason:
         if reason.notify:
             message = render_message(notification(inc, reason))
-            assert f"(`{reason.value}`)" in message.blocks[1]["text"]["text"]
-            assert message.text.endswith(reason.describe)
+            assert f"*Why this message:* {reason.describe} · " in message.blocks[1]["text"]["text"]
+            if reason is not NotifyReason.RESOLVED:
+                assert message.text.endswith(reason.describe)
 
 
 def test_investigate_command_is_exact() -> None:
@@ -300,3 +348,61 @@ def test_status_says_who_acted() -> None:
     assert fp.blocks[0]["text"]["text"].startswith(":no_entry_sign: NOT AN INCIDENT")
     assert "marked not an incident by @cy" in "\n".join(_texts(fp.blocks))
     assert render_reply(_acknowledged()) == "Acknowledged by @ana."
+
+
+# -- one vocabulary ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kind", "word"),
+    [
+        ("spike", "spike"),  # plain kinds read as themselves
+        ("dip", "dip"),
+        ("level_shift", "level shift"),  # never the internal name with an underscore
+    ],
+)
+def test_kind_words_are_the_same_in_slack_and_the_console(kind: str, word: str) -> None:
+    from alerts.model import kind_word
+
+    note = notification(incident(signal(kind=kind)))
+    message = render_message(note)
+    assert kind_word(kind) == word
+    assert f" {word} in EU" in message.blocks[0]["text"]["text"]
+    assert f" {word} in EU" in message.text
+    assert kind not in message.blocks[0]["text"]["text"] or kind == word
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown", "hidden"),
+    [
+        (NotifyReason.FIRST, "new incident", "`first`"),  # the reason in words, not its enum value
+        (NotifyReason.RESOLVED, "resolved", "(`resolved`)"),
+        (NotifyReason.NEW_METRIC_JOINED, "another metric joined", "new_metric_joined"),
+    ],
+)
+def test_why_this_message_is_words_only(reason: NotifyReason, shown: str, hidden: str) -> None:
+    message = render_message(notification(incident(signal()), reason))
+    why = message.blocks[1]["text"]["text"]
+    assert shown in why and hidden not in why
+
+
+def test_resolved_fallback_does_not_repeat_itself() -> None:
+    message = render_message(_resolved())
+    assert message.text.startswith("[RESOLVED]") and "resolved" not in message.text.split("]", 1)[1]
+
+
+def test_title_kind_is_stable_when_a_spike_becomes_a_level_shift() -> None:
+    first = incident(signal(kind="spike"))
+    (change,) = group_signals(
+        [first], [signal(kind="level_shift", start=T0 - BUCKET, end=T0 + BUCKET)], T0 + BUCKET
+    ).changes
+    title = render_message(notification(change.incident, NotifyReason.GREW)).blocks[0]["text"]["text"]
+    assert "level shift in EU" in title and "anomaly" not in title
+
+
+def test_volumes_of_different_units_are_never_added() -> None:
+    message = render_message(_mixed_units())
+    text = json.dumps(message.blocks)
+    assert "124,401" not in text and "124,442" not in text
+    assert "124,109 views" in text and "292 reports at stake" in text
+    firing, context = message.blocks[3]["text"]["text"], message.blocks[4]["text"]["text"]
+    assert firing.startswith("*Firing* (2)") and "appeals" not in firing
+    assert context.startswith("*Context* (1, below their rule now)") and "fires at ±4" in context

@@ -210,8 +210,11 @@ def test_silence_add_list_remove(cli: click.Group, config_path: Path) -> None:
 
     listed = json.loads(invoke(cli, "silence", "list", "--config", str(config_path), "--json").stdout)
     assert [(s["id"], s["active"]) for s in listed] == [(silence["id"], True)]
-    table = invoke(cli, "silence", "list", "--config", str(config_path)).stdout
+    table = _invoke_at(cli, 120, "silence", "list", "--config", str(config_path)).stdout
     assert "metric=bans, region=MX" in table and "raid handled" in table
+    narrow = _invoke_at(cli, 80, "silence", "list", "--config", str(config_path)).stdout
+    assert silence["id"] in narrow and "metric=bans, region=MX" in narrow  # whole even at 80 columns
+    assert max(len(line) for line in narrow.splitlines()) <= 80
 
     removed = invoke(cli, "silence", "remove", silence["id"], "--config", str(config_path))
     assert removed.stdout.strip() == f"removed silence {silence['id']}"
@@ -254,6 +257,12 @@ def seed_incident(config_path: Path) -> str:
         start=opened - timedelta(hours=1),
         end=opened - timedelta(hours=1),
         root_causes=(RootCause("category=bullying", 0.95),),
+        investigate="livewatch investigate user_reports --region MX "
+        f"--at {opened - timedelta(hours=1):%Y-%m-%dT%H:%MZ}",
+        unit="reports",
+        volume_unit="reports",
+        bucket=timedelta(hours=1),
+        threshold=4.0,
     )
     change = group_signals([], [signal], opened).changes[0]
     store.save(change.incident)
@@ -418,3 +427,49 @@ def test_start_of_data_is_reported(cli: click.Group, config_path: Path) -> None:
         str(config_path),
     )
     assert result.exit_code == 1 and "history before it" in result.stderr
+
+
+# -- every table fits the terminal it is printed on ---------------------------------------------------------
+def _invoke_at(cli: click.Group, columns: int, *args: str) -> Result:
+    return CliRunner(env={"COLUMNS": str(columns)}).invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_incident_tables_fit_the_terminal_and_keep_ids_whole(
+    cli: click.Group, config_path: Path, columns: int
+) -> None:
+    incident_id = seed_incident(config_path)
+    config = ["--config", str(config_path)]
+    listed = _invoke_at(cli, columns, "incidents", "list", *config)
+    assert listed.exit_code == 0
+    lines = listed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns, listed.stdout
+    assert any(incident_id in line for line in lines), "the id show/ack/resolve need is on one line, whole"
+    shown = _invoke_at(cli, columns, "incidents", "show", incident_id, *config)
+    assert max(len(line) for line in shown.stdout.splitlines()) <= columns, shown.stdout
+    at = NOW - timedelta(hours=3)
+    command = f"livewatch investigate user_reports --region MX --at {at:%Y-%m-%dT%H:%MZ}"
+    flat = " ".join(shown.stdout.split())
+    assert command in flat, "the suggested command is whole (or wrapped at spaces only)"
+    if columns >= 100:
+        assert any(command in line for line in shown.stdout.splitlines()), "one line at 100 columns"
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_investigate_fits_the_terminal(cli: click.Group, config_path: Path, columns: int) -> None:
+    truth = TRUTH[("mx_bullying_raid", "user_reports")]
+    result = _invoke_at(
+        cli,
+        columns,
+        "investigate",
+        "user_reports",
+        "--region",
+        "MX",
+        "--at",
+        f"{truth.start:%Y-%m-%dT%H:%MZ}",
+        "--no-related",
+        "--config",
+        str(config_path),
+    )
+    assert result.exit_code == 0
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns, result.stdout
