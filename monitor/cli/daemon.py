@@ -136,6 +136,7 @@ def run(
         f"livewatch daemon started ({len(daemon.groups)} scoring job(s) + refit); stop with SIGTERM", err=True
     )
     run_daemon(daemon, stop)
+    click.echo("livewatch daemon stopped", err=True)
 
 
 def metrics_address(config: Config, override: str | None = None) -> str:

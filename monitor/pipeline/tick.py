@@ -226,7 +226,6 @@ class Monitor:
                         AlertRepos(tx, tx, tx),
                         (*self.windows, *windows),
                         live_from,
-                        _observed_by_bucket(scored),
                     )
                     for entry in scored:
                         last = entry.item.last_bucket.to_pydatetime()
@@ -333,14 +332,3 @@ class Monitor:
             )
             return ()
         return tuple(alert_cause(c) for c in causes)
-
-
-def _observed_by_bucket(scored: Sequence[_Scored]) -> dict[pd.Timestamp, dict[str, float]]:
-    """``bucket -> {"metric/series": observed}`` of every scored bucket (tells when a level shift is over)."""
-    out: dict[pd.Timestamp, dict[str, float]] = defaultdict(dict)
-    for entry in scored:
-        key = f"{entry.metric.name}/{entry.item.series}"
-        observed = entry.item.decisions["observed"]
-        for bucket, value in zip(observed.index, observed.to_numpy(dtype=float), strict=True):
-            out[pd.Timestamp(bucket)][key] = float(value)
-    return out
