@@ -49,15 +49,28 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
     return SqlStore(engine)
 
 
-def build_sinks(config: Config, env: Mapping[str, str]) -> tuple[dict[str, AlertSink], str]:
-    """Sinks by receiver name, and the primary receiver (Slack when a token or webhook is set)."""
+def build_sinks(
+    config: Config, env: Mapping[str, str], *, store: SqlStore | None
+) -> tuple[dict[str, AlertSink], str]:
+    """Sinks by receiver name, and the primary receiver (Slack when a token or webhook is set).
+
+    Args:
+        config: The loaded config.
+        env: Where the secrets named in the config are read.
+        store: The state store. The Slack bot sink records every delivery step in it (post, upload,
+            update, thread reply: before and after each Slack call) and caches channel ids there, so a
+            restarted process resumes a half-done delivery instead of repeating it. ``None`` keeps both
+            in memory (a short-lived command that must not touch the state database).
+    """
     sinks: dict[str, AlertSink] = {}
     slack = config.alerts.slack
     token = env.get(slack.token_env)
     webhook = env.get(slack.webhook_env)
     timeout = int(slack.timeout.total_seconds())
     if token:
-        sinks[SLACK] = SlackSink.from_token(token, api_url=slack.api_url, timeout=timeout)
+        sinks[SLACK] = SlackSink.from_token(
+            token, api_url=slack.api_url, timeout=timeout, steps=store, channels=store
+        )
     elif webhook:
         sinks[SLACK] = WebhookSink.from_url(webhook, timeout=timeout)
     if config.alerts.console or not sinks:
@@ -105,12 +118,10 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
 
 
 def build_monitor(config: Config, env: Mapping[str, str], *, store: SqlStore | None = None) -> Monitor:
-    """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated)."""
-    sinks, primary = build_sinks(config, env)
-    return Monitor(
-        config,
-        warehouse_source(config),
-        store if store is not None else open_store(config),
-        sinks,
-        build_routes(config, sinks, primary),
-    )
+    """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated).
+
+    The same store holds the Slack sink's delivery steps and channel ids (see :func:`build_sinks`).
+    """
+    store = store if store is not None else open_store(config)
+    sinks, primary = build_sinks(config, env, store=store)
+    return Monitor(config, warehouse_source(config), store, sinks, build_routes(config, sinks, primary))
