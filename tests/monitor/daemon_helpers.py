@@ -332,6 +332,13 @@ class CrashOutcome:
     duplicated: int
     undelivered: int
     seconds: float
+    kills: int = 1
+    expected_duplicates: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing undelivered, and exactly the duplicates the mode's guarantee allows."""
+        return (self.lost, self.duplicated, self.undelivered) == (0, self.expected_duplicates, 0)
 
 
 def compare_effects(
@@ -399,18 +406,22 @@ def run_kill_point(
     mode: str,
     at: int,
     when: str,
+    then: Sequence[tuple[int, str]] = (),
     template: Path | None = None,
 ) -> CrashOutcome:
     """``run --once`` the catch-up, ``kill -9`` it at Slack request ``at`` (``when``), start it again
     (the same command) and compare what Slack shows with ``reference``.
 
     Args:
+        then: Further kills, one per restarted run (request number counted from that run's start), before
+            the last run goes uninterrupted: a crash during recovery. A run that ends before its kill
+            point ends the chain (``kills`` in the outcome says how many happened).
         template: A migrated empty state database to copy (saves the migration in each process).
     """
     from monitor.store import SqlStore, make_engine
 
     began = time.monotonic()
-    name = f"{mode}-{at}-{when}"
+    name = f"{mode}-{at}-{when}" + "".join(f"-{n}-{w}" for n, w in then)
     work = directory / name
     work.mkdir()
     config = crash_config(work, warehouse, fake, "state")
@@ -419,26 +430,45 @@ def run_kill_point(
     reset_slack(fake, mode)
     env = {"SLACK_BOT_TOKEN": fake.token}
     args = ["--once", "--at", CATCH_UP_AT]
-    first = Daemon(work, config, args, name="killed", env=env)
-    try:
-        fake.arm(first.kill, at, when)
-        code = first.wait()
-        if not fake.wait_killed(1.0):
-            raise AssertionError(
-                f"{name}: the run ended ({code}) before Slack request {at}:\n{first.output()}"
-            )
-    finally:
-        first.stop()
-    method = fake.killed_method
-    fake.arm(None)
-    second = Daemon(work, config, args, name="restarted", env=env)
-    try:
-        if second.wait() != 0:
-            raise AssertionError(f"{name}: the restart failed:\n{second.output()}")
-    finally:
-        second.stop()
+    methods: list[str | None] = []
+    expected = 0
+    for run, (kill_at, kill_when) in enumerate([(at, when), *then]):
+        process = Daemon(work, config, args, name=f"killed-{run}", env=env)
+        try:
+            fake.arm(process.kill, kill_at, kill_when)
+            code = process.wait()
+            killed = fake.wait_killed(1.0)
+        finally:
+            process.stop()
+        if not killed:
+            if run == 0 or code != 0:
+                raise AssertionError(
+                    f"{name}: run {run} ended ({code}) before Slack request {kill_at}:\n{process.output()}"
+                )
+            break
+        methods.append(fake.killed_method)
+        expected += expected_duplicates(mode, fake.killed_method, kill_when)
+    else:
+        fake.arm(None)
+        last = Daemon(work, config, args, name="restarted", env=env)
+        try:
+            if last.wait() != 0:
+                raise AssertionError(f"{name}: the restart failed:\n{last.output()}")
+        finally:
+            last.stop()
     lost, duplicated = compare_effects(reference, slack_effects(fake, CHANNEL))
     store = SqlStore(make_engine(f"sqlite:///{work / 'state.db'}"))
     undelivered = sum(1 for e in store.entries() if e.status.value != "delivered")
     store.engine.dispose()
-    return CrashOutcome(mode, at, when, method, lost, duplicated, undelivered, time.monotonic() - began)
+    return CrashOutcome(
+        mode,
+        at,
+        when,
+        methods[0],
+        lost,
+        duplicated,
+        undelivered,
+        time.monotonic() - began,
+        kills=len(methods),
+        expected_duplicates=expected,
+    )
