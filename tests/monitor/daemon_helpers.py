@@ -12,10 +12,12 @@ history is short, so a tick takes a fraction of a second and models are the robu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -152,6 +154,110 @@ def write_config(
     path = directory / f"{Path(state).stem}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def copy_warehouse(path: Path, engine: sa.Engine) -> None:
+    """Copy the ``facts`` table of the SQLite warehouse at ``path`` into ``engine`` (e.g. PostgreSQL),
+    with ``ts`` as a timestamp with time zone."""
+    source = sa.create_engine(f"sqlite:///{path}")
+    with source.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT ts, region, reports, bans FROM facts").fetchall()
+    source.dispose()
+    table = sa.Table(
+        "facts",
+        sa.MetaData(),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("region", sa.String(8), nullable=False),
+        sa.Column("reports", sa.Integer, nullable=False),
+        sa.Column("bans", sa.Text, nullable=False),
+    )
+    with engine.begin() as conn:
+        table.drop(conn, checkfirst=True)
+        table.create(conn)
+        values = [
+            {"ts": pd.Timestamp(ts, tz="UTC").to_pydatetime(), "region": region, "reports": n, "bans": b}
+            for ts, region, n, b in rows
+        ]
+        conn.execute(table.insert(), values)
+        conn.exec_driver_sql("CREATE INDEX ix_facts_ts ON facts (ts, region)")
+
+
+class TcpProxy:
+    """A loopback TCP proxy to ``target`` (host, port) that a test can cut and restore.
+
+    While :meth:`cut`, open connections are closed and new ones are accepted and closed at once: to the
+    client the server is unreachable. Only the proxy's own sockets are touched, never the server.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._cut = False
+        self._closed = False
+        threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._open = self._open, set()
+        for sock in sockets:
+            _close(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        _close(self._listener)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                cut = self._cut
+            if cut:
+                _close(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with self._lock:
+                    self._open.discard(sock)
+                _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 #: Seconds a daemon subprocess may take before a test gives up on it.
