@@ -58,7 +58,8 @@ def main() -> int:
 
     began = time.monotonic()
     outcomes: list[CrashOutcome] = []
-    fake = KillingSlack().start()
+    fake = KillingSlack()
+    fake.start()
     try:
         with tempfile.TemporaryDirectory(prefix="livewatch-crash-") as scratch:
             root = Path(scratch)

@@ -50,7 +50,8 @@ FAST = [("history", "chat.postMessage", 0, "after"), ("no-history", "chat.postMe
 
 @pytest.fixture(scope="module")
 def killing_slack() -> Iterator[KillingSlack]:
-    fake = KillingSlack().start()
+    fake = KillingSlack()
+    fake.start()
     try:
         yield fake
     finally:
