@@ -6,14 +6,20 @@ The environment is read here, at the composition root, and only for secrets name
 
 from __future__ import annotations
 
+import hashlib
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+import structlog
 
+from alerts.model import DeliveryStatus, Notification
 from alerts.routing import Route, validate_tree
-from alerts.sinks.base import AlertSink
+from alerts.sinks.base import AlertSink, DeliveryResult
 from alerts.sinks.console import ConsoleSink
 from alerts.sinks.jsonl import JsonlSink
 from alerts.sinks.slack import SlackSink
@@ -25,7 +31,17 @@ from monitor.source import SqlMetricSource
 from monitor.store import SqlStore, upgrade
 from monitor.store import make_engine as make_store_engine
 
-__all__ = ["build_monitor", "build_routes", "build_sinks", "make_engine", "open_store", "warehouse_source"]
+__all__ = [
+    "ExclusiveDelivery",
+    "build_monitor",
+    "build_routes",
+    "build_sinks",
+    "make_engine",
+    "open_store",
+    "warehouse_source",
+]
+
+log = structlog.get_logger(__name__)
 
 SLACK = "slack"
 CONSOLE = "console"
@@ -49,23 +65,105 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
     return SqlStore(engine)
 
 
-def build_sinks(config: Config, env: Mapping[str, str]) -> tuple[dict[str, AlertSink], str]:
-    """Sinks by receiver name, and the primary receiver (Slack when a token or webhook is set)."""
+def build_sinks(
+    config: Config, env: Mapping[str, str], *, store: SqlStore | None
+) -> tuple[dict[str, AlertSink], str]:
+    """Sinks by receiver name, and the primary receiver (Slack when a token or webhook is set).
+
+    Args:
+        config: The loaded config.
+        env: Where the secrets named in the config are read.
+        store: The state store. The Slack bot sink records every delivery step in it (post, upload,
+            update, thread reply: before and after each Slack call) and caches channel ids there, so a
+            restarted process resumes a half-done delivery instead of repeating it. ``None`` keeps both
+            in memory (a short-lived command that must not touch the state database).
+    """
     sinks: dict[str, AlertSink] = {}
     slack = config.alerts.slack
     token = env.get(slack.token_env)
     webhook = env.get(slack.webhook_env)
     timeout = int(slack.timeout.total_seconds())
     if token:
-        sinks[SLACK] = SlackSink.from_token(token, api_url=slack.api_url, timeout=timeout)
+        sinks[SLACK] = SlackSink.from_token(
+            token, api_url=slack.api_url, timeout=timeout, steps=store, channels=store
+        )
     elif webhook:
         sinks[SLACK] = WebhookSink.from_url(webhook, timeout=timeout)
+    if SLACK in sinks and store is not None:
+        sinks[SLACK] = ExclusiveDelivery(sinks[SLACK], store)
     if config.alerts.console or not sinks:
         sinks[CONSOLE] = ConsoleSink(sys.stdout)
     if config.alerts.jsonl_path:
         sinks[JSONL] = JsonlSink(Path(config.alerts.jsonl_path))
     primary = SLACK if SLACK in sinks else CONSOLE
     return sinks, primary
+
+
+class ExclusiveDelivery:
+    """A sink that delivers one incident's notifications to a receiver in one process at a time.
+
+    Two daemons on one state database both read the same pending notification from the outbox; the
+    watermark compare-and-set keeps them from *recording* a bucket twice, not from *sending* its
+    notification twice. Around each send this sink takes a lock per (incident, receiver) that every
+    process sharing the state database sees (a PostgreSQL session advisory lock, released on return or
+    when the process dies), then reads the outbox again: a notification another process delivered
+    meanwhile is not sent, and the incident's thread is re-read (its first message may have just been
+    posted). The Slack sink's step log then skips whatever the other process already did.
+
+    SQLite databases take no lock (one daemon per SQLite state file); the re-read still happens.
+    Attributes not defined here are the wrapped sink's.
+    """
+
+    #: How long a process waits for another one's delivery to the same incident before trying later.
+    lock_timeout = "60s"
+
+    def __init__(self, sink: AlertSink, store: SqlStore) -> None:
+        self.sink = sink
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
+
+    def __repr__(self) -> str:
+        return f"ExclusiveDelivery({self.sink!r})"
+
+    def send(self, notification: Notification) -> DeliveryResult:
+        """Send under the (incident, receiver) lock, unless another process delivered it meanwhile."""
+        try:
+            with self._lock(f"{notification.receiver}\x00{notification.incident_id}"):
+                entry = next(
+                    (
+                        e
+                        for e in self.store.entries(notification.incident_id)
+                        if e.notification.id == notification.id
+                    ),
+                    None,
+                )
+                if entry is not None and entry.status is DeliveryStatus.DELIVERED:
+                    log.info("alert_delivered_elsewhere", notification_id=notification.id)
+                    return DeliveryResult.success(entry.channel or "", entry.ts)
+                thread = self.store.thread_for(notification.incident_id, notification.receiver)
+                return self.sink.send(replace(notification, thread=thread or notification.thread))
+        except sa.exc.OperationalError as exc:  # lock_timeout: the other process is still at it
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            return DeliveryResult.failure(
+                f"another process is delivering incident {notification.incident_id} ({reason}); will retry",
+                retryable=True,
+            )
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        if self.store.engine.dialect.name != "postgresql":
+            yield
+            return
+        number = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big", signed=True)
+        with self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text(f"SET lock_timeout = '{self.lock_timeout}'"))
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": number})
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": number})
 
 
 def _route(node: RouteConfig, index: int, prefix: str) -> Route:
@@ -105,15 +203,19 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
 
 
 def build_monitor(config: Config, env: Mapping[str, str], *, store: SqlStore | None = None) -> Monitor:
-    """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated)."""
+    """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated).
+
+    The same store holds the Slack sink's delivery steps and channel ids (see :func:`build_sinks`).
+    """
     from monitor.experiments.evaluate import ExperimentMonitor
 
-    sinks, primary = build_sinks(config, env)
+    store = store if store is not None else open_store(config)
+    sinks, primary = build_sinks(config, env, store=store)
     source = warehouse_source(config)
     return Monitor(
         config,
         source,
-        store if store is not None else open_store(config),
+        store,
         sinks,
         build_routes(config, sinks, primary),
         experiments=ExperimentMonitor.from_engine(config, source.engine) if config.experiments else None,

@@ -4,9 +4,10 @@ shows the traceback). The clock is read here, at the edge, and passed into the l
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import pandas as pd
@@ -63,18 +64,111 @@ def check_config(config_path: Path) -> None:
     click.echo(f"ok: {config_path} is valid; {len(config.metrics)} metrics checked against the database")
 
 
-def check_slack(config: Config, env: Mapping[str, str]) -> list[str]:
-    """When a bot token is set, ``auth.test`` must pass (a revoked token is a config problem)."""
-    from alerts.sinks.slack import SlackSink
+def check_slack(
+    config: Config, env: Mapping[str, str], *, warn: Callable[[str], None] | None = None
+) -> list[str]:
+    """When a bot token is set: Slack must be reachable at ``api_url`` and ``auth.test`` must pass (a
+    revoked token is a config problem). Each optional scope the token lacks is a warning line saying what
+    is lost without it (see :data:`SCOPE_COSTS`); only a missing ``chat:write`` is a problem.
+
+    Args:
+        config: The loaded config.
+        env: Where the token named by ``alerts.slack.token_env`` is read.
+        warn: Gets each warning line (default: printed to stderr with ``warning:``).
+
+    Returns:
+        One line per problem, each starting with the config key to fix.
+    """
+    from alerts.sinks.slack import REQUIRED_SCOPES, SCOPES, SlackSink
 
     slack = config.alerts.slack
     token = env.get(slack.token_env)
     if not token:
         return []
-    check = SlackSink.from_token(token, api_url=slack.api_url, max_retries=0).check()
-    return (
-        [] if check.ok else [f"alerts.slack: {slack.token_env} is set but auth.test failed: {check.detail}"]
-    )
+    say = warn or (lambda line: click.echo(f"warning: {line}", err=True))
+    where = f"alerts.slack.api_url: {slack.api_url}"
+    parts = urlsplit(slack.api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"{where} is not an http(s) URL (Slack's is https://slack.com/api/)"]
+    if not parts.path.endswith("/"):
+        return [f"{where} must end with '/' (methods are joined to it: https://slack.com/api/auth.test)"]
+    timeout = max(1, int(slack.timeout.total_seconds()))
+    sink = SlackSink.from_token(token, api_url=slack.api_url, timeout=timeout, max_retries=0)
+    check = sink.check()
+    if not check.ok and check.scopes is None:  # auth.test itself failed: ask again to say why
+        return [_auth_problem(sink, slack.api_url, slack.token_env, timeout) or check.detail]
+    if check.scopes is None:
+        say("alerts.slack: Slack did not list the token's scopes (x-oauth-scopes); they were not checked")
+    problems: list[str] = []
+    for scope in check.missing:
+        line = f"alerts.slack: token lacks {scope}: {SCOPE_COSTS.get(scope, SCOPES[scope])}"
+        if scope in REQUIRED_SCOPES:
+            problems.append(line)
+        else:
+            say(line)
+    return problems
+
+
+#: What check-config says a missing scope costs (the sink's :data:`~alerts.sinks.slack.SCOPES` text
+#: is the fallback).
+SCOPE_COSTS = {
+    "chat:write": "nothing can be posted or edited (required: add it and reinstall the app)",
+    "channels:read": "channel names cannot be resolved to ids before the first post, so crash recovery "
+    "cannot look up a post interrupted before then (at most one duplicate after a crash)",
+    "groups:read": "private channel names cannot be resolved to ids (as channels:read, for private channels)",
+    "channels:history": "crash recovery cannot look up an earlier post, reply or chart upload "
+    "(at most one duplicate after a crash)",
+    "groups:history": "crash recovery in private channels cannot look up an earlier post "
+    "(at most one duplicate after a crash)",
+    "files:write": "messages go out without their chart",
+    "usergroups:read": "Slack actions cannot be authorised by user group",
+}
+
+
+def _auth_problem(sink: Any, api_url: str, token_env: str, timeout: int) -> str | None:
+    """Why ``auth.test`` fails, as one line naming the key to fix; None if it passes this time."""
+    from http.client import HTTPException
+    from urllib.error import URLError
+
+    from slack_sdk.errors import SlackApiError, SlackClientError
+
+    from alerts.sinks.slack import PERMANENT_ERRORS
+
+    try:
+        sink.client.auth_test()
+    except SlackApiError as exc:
+        code = str(exc.response.get("error") or "unknown_error")
+        status = exc.response.status_code
+        if code.startswith("Received a response in a non-JSON format"):
+            return f"alerts.slack.api_url: {api_url} answered HTTP {status} without JSON: not Slack's Web API"
+        fix = PERMANENT_ERRORS.get(code)
+        return f"alerts.slack: {token_env} was refused by auth.test: {code}" + (f": {fix}" if fix else "")
+    except (URLError, OSError, HTTPException, SlackClientError) as exc:
+        return f"alerts.slack.api_url: cannot reach {api_url} ({_network_reason(exc, timeout)})"
+    return None
+
+
+def _network_reason(exc: BaseException, timeout: int) -> str:
+    """A few words for a connection failure (``connection refused``, ``host not found``, ...)."""
+    import socket
+    import ssl
+    from http.client import RemoteDisconnected
+    from urllib.error import URLError
+
+    reason: object = exc.reason if isinstance(exc, URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return "host not found"
+    if isinstance(reason, TimeoutError):
+        return f"no answer within {timeout} s (alerts.slack.timeout)"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS error: {getattr(reason, 'reason', None) or reason}"
+    if isinstance(reason, RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror.lower()
+    return str(reason) or type(reason).__name__
 
 
 def check_database(config: Config, source: Any) -> list[str]:

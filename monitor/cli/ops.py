@@ -324,7 +324,7 @@ def incidents_resolve(incident_id: str, note: str, by: str | None, config_path: 
 
     config = load_config(config_path)
     store = _store(config)
-    sinks, primary = build_sinks(config, os.environ)
+    sinks, primary = build_sinks(config, os.environ, store=store)
     routes = build_routes(config, sinks, primary)
     monitor = Monitor(config, warehouse_source(config), store, sinks, routes)
     now = utc_now()

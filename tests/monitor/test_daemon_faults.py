@@ -14,12 +14,9 @@ warehouse of :mod:`tests.monitor.daemon_helpers`:
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,12 +30,11 @@ from monitor.config import load_config
 from monitor.daemon.scheduler import build_daemon, replay
 from monitor.daemon.selfmon import TICKS_FAILING
 from monitor.store import SqlStore, make_engine
-from tests.monitor.daemon_helpers import SPIKE_AA, build_warehouse, write_config
+from tests.monitor.daemon_helpers import SPIKE_AA, TIMEOUT, Daemon, build_warehouse, write_config
 
 H = timedelta(hours=1)
 START, END = "2026-03-09T02:10Z", "2026-03-09T12:10Z"
 LAST_BUCKET = datetime(2026, 3, 9, 11, tzinfo=UTC)
-TIMEOUT = 90.0
 
 
 @pytest.fixture(scope="module")
@@ -46,57 +42,19 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_warehouse(tmp_path_factory.mktemp("faults") / "wh.db")
 
 
-class Daemon:
-    """A ``livewatch run`` subprocess with its output in files."""
-
-    def __init__(self, directory: Path, config: Path, *args: str, name: str = "daemon") -> None:
-        self.stdout = directory / f"{name}.out"
-        self.stderr = directory / f"{name}.err"
-        replay = [] if "--metrics-port" in args else ["--replay-from", START, "--replay-to", END]
-        command = [
-            sys.executable,
-            "-m",
-            "monitor.cli.daemon",
-            "--log-level",
-            "INFO",
-            "run",
-            "--config",
-            str(config),
-            *replay,
-            *args,
-        ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=directory)
-
-    def wait(self) -> int:
-        try:
-            return self.process.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(TIMEOUT)
-
-    def output(self) -> str:
-        return self.stdout.read_text() + self.stderr.read_text()
-
-
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def make(directory: Path, config: Path, *args: str, name: str = "daemon") -> Daemon:
-        started.append(Daemon(directory, config, *args, name=name))
+        """``livewatch run`` replaying START..END (or the scheduled daemon with ``--metrics-port``)."""
+        replay = [] if "--metrics-port" in args else ["--replay-from", START, "--replay-to", END]
+        started.append(Daemon(directory, config, [*replay, *args], name=name))
         return started[-1]
 
     yield make
     for daemon in started:  # only our own processes, by handle
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-            daemon.process.wait(TIMEOUT)
+        daemon.stop()
 
 
 def _runs(state: Path) -> list[tuple[str, str, int, int]]:
