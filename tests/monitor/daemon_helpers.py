@@ -492,7 +492,7 @@ def reference_run(fake: FakeSlack, directory: Path, warehouse: Path, mode: str) 
     at = datetime.fromisoformat(CATCH_UP_AT)
     daemon = build_daemon(config, {"SLACK_BOT_TOKEN": fake.token}, clock=lambda: at, started=at)
     for group in daemon.groups:
-        daemon.score(group, at, page_catch_up=True)
+        daemon.score(group, at)  # as `run --once` does
     daemon.store.engine.dispose()
     return slack_effects(fake, CHANNEL), [r.method for r in fake.requests]
 
