@@ -529,6 +529,7 @@ def run_kill_point(
     began = time.monotonic()
     name = f"{mode}-{at}-{when}" + "".join(f"-{n}-{w}" for n, w in then)
     work = directory / name
+    shutil.rmtree(work, ignore_errors=True)  # the same kill point may run twice (fast tests and the sweep)
     work.mkdir()
     config = crash_config(work, warehouse, fake, "state")
     if template is not None:
