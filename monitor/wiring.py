@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,11 @@ def open_store(config: Config, *, migrate: bool = True) -> SqlStore:
 
 
 def build_sinks(
-    config: Config, env: Mapping[str, str], *, store: SqlStore | None
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    store: SqlStore | None,
+    clock: Callable[[], datetime] | None = None,
 ) -> tuple[dict[str, AlertSink], str]:
     """Sinks by receiver name, and the primary receiver (Slack when a token or webhook is set).
 
@@ -77,6 +82,7 @@ def build_sinks(
             update, thread reply: before and after each Slack call) and caches channel ids there, so a
             restarted process resumes a half-done delivery instead of repeating it. ``None`` keeps both
             in memory (a short-lived command that must not touch the state database).
+        clock: The time of the delivery-step records (the daemon's clock; default: the wall clock).
     """
     sinks: dict[str, AlertSink] = {}
     slack = config.alerts.slack
@@ -85,7 +91,7 @@ def build_sinks(
     timeout = int(slack.timeout.total_seconds())
     if token:
         sinks[SLACK] = SlackSink.from_token(
-            token, api_url=slack.api_url, timeout=timeout, steps=store, channels=store
+            token, api_url=slack.api_url, timeout=timeout, steps=store, channels=store, clock=clock
         )
     elif webhook:
         sinks[SLACK] = WebhookSink.from_url(webhook, timeout=timeout)
@@ -202,15 +208,22 @@ def build_routes(config: Config, sinks: Mapping[str, AlertSink], primary: str) -
     return root
 
 
-def build_monitor(config: Config, env: Mapping[str, str], *, store: SqlStore | None = None) -> Monitor:
+def build_monitor(
+    config: Config,
+    env: Mapping[str, str],
+    *,
+    store: SqlStore | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Monitor:
     """The pipeline of ``config``; ``store`` defaults to the configured state store (migrated).
 
-    The same store holds the Slack sink's delivery steps and channel ids (see :func:`build_sinks`).
+    The same store holds the Slack sink's delivery steps and channel ids, stamped by ``clock`` (see
+    :func:`build_sinks`).
     """
     from monitor.experiments.evaluate import ExperimentMonitor
 
     store = store if store is not None else open_store(config)
-    sinks, primary = build_sinks(config, env, store=store)
+    sinks, primary = build_sinks(config, env, store=store, clock=clock)
     source = warehouse_source(config)
     return Monitor(
         config,

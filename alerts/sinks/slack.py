@@ -380,6 +380,7 @@ class SlackSink:
         upload_charts: bool = True,
         steps: StepLog | None = None,
         channels: ChannelDirectory | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> SlackSink:
         """A sink over a real ``slack_sdk.WebClient`` with livewatch's retry handlers."""
         client = WebClient(
@@ -390,7 +391,7 @@ class SlackSink:
                 max_retries=max_retries, max_retry_after=max_retry_after, backoff_factor=backoff_factor
             ),
         )
-        return cls(client, upload_charts=upload_charts, steps=steps, channels=channels)
+        return cls(client, upload_charts=upload_charts, steps=steps, channels=channels, clock=clock)
 
     def __repr__(self) -> str:  # never show the token
         return f"SlackSink(base_url={self.client.base_url!r}, upload_charts={self.upload_charts})"

@@ -552,7 +552,7 @@ def build_daemon(
     store = open_store(config)
     # The pipeline sees the incidents without self-monitoring ones, which only `self_monitor` evaluates.
     monitor = build_monitor(
-        config, dict(os.environ) if env is None else env, store=PipelineStore(store.engine)
+        config, dict(os.environ) if env is None else env, store=PipelineStore(store.engine), clock=clock
     )
     self_monitor = SelfMonitor(
         config,

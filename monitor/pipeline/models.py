@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -23,19 +23,24 @@ import structlog
 
 from detectors.errors import DetectorError
 from detectors.stack import CompiledStack, DetectorStack
-from monitor.config import Config, MetricConfig
+from monitor.config import Config, DetectorName, Metric
 from monitor.errors import SourceError
 from monitor.pipeline.executor import ChunkExecutor, InlineExecutor, chunked
-from monitor.pipeline.spec import DETECTOR_NAME, series_frame, stack_params
+from monitor.pipeline.spec import DETECTOR_NAME, detector_params, series_frame
 from monitor.source import MetricSource
 from monitor.store import SqlStore, model_states
 
+if TYPE_CHECKING:  # scipy comes with it: loaded only for metrics that use it
+    from detectors.streaming import StreamingDetector
+
 __all__ = [
+    "DetectorState",
     "Exclusions",
     "FitOutcome",
     "FitTask",
     "ModelCache",
     "StoredModel",
+    "StreamCache",
     "fit_chunk",
     "fit_models",
     "is_fresh",
@@ -57,6 +62,15 @@ class StoredModel:
     model: CompiledStack
 
 
+@dataclass(frozen=True)
+class DetectorState:
+    """A detector's JSON state to store: ``text`` in layout ``version`` of ``detector`` (its name)."""
+
+    detector: str
+    text: str
+    version: int
+
+
 #: Training points to leave out of one series' fit: inclusive ``(start, end)`` UTC intervals.
 Exclusions = tuple[tuple[datetime, datetime], ...]
 
@@ -71,11 +85,12 @@ class FitTask:
     frame: pd.DataFrame
     params: dict[str, Any]
     exclude: Exclusions = ()
+    detector: DetectorName = "stack"
 
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """A fitted series (``state`` JSON and its compiled model) or the error that stopped it."""
+    """A fitted series (``state`` JSON and, for a stack, its compiled model) or the error that stopped it."""
 
     metric: str
     series: str
@@ -85,13 +100,19 @@ class FitOutcome:
 
 
 def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
-    """Executor task: fit a stack per task; a series that fails does not stop the others."""
+    """Executor task: fit the detector of each task; a series that fails does not stop the others."""
     outcomes = []
     for task in tasks:
+        series_id, exclude = f"{task.metric}/{task.series}", list(task.exclude) or None
         try:
-            stack = DetectorStack(**task.params).fit(
-                task.frame, series_id=f"{task.metric}/{task.series}", exclude=list(task.exclude) or None
-            )
+            if task.detector == "streaming":
+                from detectors.streaming import StreamingDetector
+
+                stream = StreamingDetector(**task.params)
+                stream.fit(task.frame, series_id=series_id, exclude=exclude)
+                outcomes.append(FitOutcome(task.metric, task.series, stream.to_json(), None))
+                continue
+            stack = DetectorStack(**task.params).fit(task.frame, series_id=series_id, exclude=exclude)
             outcomes.append(FitOutcome(task.metric, task.series, stack.to_json(), stack.compile()))
         except Exception as exc:  # one bad series must not stop the chunk
             outcomes.append(FitOutcome(task.metric, task.series, None, None, f"{type(exc).__name__}: {exc}"))
@@ -101,7 +122,7 @@ def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
 def _fit_tasks(
     config: Config,
     source: MetricSource,
-    metric: MetricConfig,
+    metric: Metric,
     cutoffs: Mapping[str, pd.Timestamp],
     fetch_size: int,
     errors: dict[str, str],
@@ -127,8 +148,20 @@ def _fit_tasks(
             if frame.empty:
                 errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
                 continue
+            if metric.detector == "streaming":
+                # Every bucket up to the cutoff, missing ones as NaN: the state must end just before the
+                # first bucket it will score, and its seasonal lag counts buckets.
+                step = pd.Timedelta(metric.granularity)
+                frame = frame.reindex(
+                    pd.date_range(frame.index[0], cutoffs[series], freq=step, inclusive="left", name="ts")
+                )
             yield FitTask(
-                metric.name, series, frame, stack_params(config, metric, series), exclude.get(series, ())
+                metric.name,
+                series,
+                frame,
+                detector_params(config, metric, series),
+                exclude.get(series, ()),
+                metric.detector,
             )
         for series in set(group) - found:
             errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
@@ -137,7 +170,7 @@ def _fit_tasks(
 def fit_models(
     config: Config,
     source: MetricSource,
-    metric: MetricConfig,
+    metric: Metric,
     cutoffs: Mapping[str, pd.Timestamp],
     executor: ChunkExecutor | None = None,
     *,
@@ -145,7 +178,7 @@ def fit_models(
     fetch_size: int = 400,
     exclude: Mapping[str, Exclusions] | None = None,
 ) -> tuple[list[FitOutcome], dict[str, str]]:
-    """Fit the stack of every series in ``cutoffs`` on its history before its cutoff (never after),
+    """Fit the detector of every series in ``cutoffs`` on its history before its cutoff (never after),
     leaving out each series' ``exclude`` intervals (inclusive, see
     :func:`detectors.validation.exclusion_mask`).
 
@@ -257,3 +290,57 @@ def _states(store: SqlStore, metric: str, series: Sequence[str]) -> Iterator[tup
             rows = connection.execute(query).all()
         for row in rows:
             yield str(row.series), str(row.state), row.fitted_at
+
+
+class StreamCache:
+    """Streaming detectors per ``(metric, series)``, each as of the last bucket it scored.
+
+    A streaming detector learns from every bucket it scores, so its state is saved with the watermark (in
+    the tick's transaction) and never refitted on a schedule. :meth:`ready` hands out the detectors whose
+    state ends just before their series' next bucket: the cached one, else the stored one (after a restart,
+    or when a failed tick left the cached one ahead of the store); series with neither are returned to fit.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, StreamingDetector]] = {}
+
+    def ready(
+        self, store: SqlStore, metric: Metric, starts: Mapping[str, pd.Timestamp]
+    ) -> tuple[dict[str, StreamingDetector], dict[str, pd.Timestamp], dict[str, str]]:
+        """Detectors that can score from each series' start; the series to fit (their start is the fit's
+        cutoff); stored states that could not be read (those series are fitted again)."""
+        from detectors.streaming import StreamingDetector
+
+        step = pd.Timedelta(metric.granularity)
+        cached = self._entries.setdefault(metric.name, {})
+        ready: dict[str, StreamingDetector] = {}
+        to_fit: dict[str, pd.Timestamp] = {}
+        errors: dict[str, str] = {}
+        for series, start in starts.items():
+            detector = cached.get(series)
+            if detector is None or detector.last_ts_ != start - step:
+                stored = store.load_model_state(metric.name, series, "streaming")
+                detector = None
+                if stored is not None:
+                    try:
+                        loaded = StreamingDetector.from_json(stored.state)
+                    except (DetectorError, ValueError, KeyError, TypeError) as exc:
+                        errors[series] = f"{type(exc).__name__}: {exc}"
+                    else:
+                        detector = loaded if isinstance(loaded, StreamingDetector) else None
+            if detector is not None and detector.last_ts_ == start - step:
+                ready[series] = cached[series] = detector
+            else:  # never fitted, or its state does not end where scoring resumes (a gap past max_catchup)
+                cached.pop(series, None)
+                to_fit[series] = start
+        return ready, to_fit, errors
+
+    def put(self, metric: str, series: str, state: str) -> StreamingDetector:
+        """Remember the detector of a freshly fitted ``state`` (JSON); returns it."""
+        from detectors.streaming import StreamingDetector
+
+        detector = StreamingDetector.from_json(state)
+        if not isinstance(detector, StreamingDetector):
+            raise DetectorError(f"{metric}/{series}: the fitted state is not a streaming detector's")
+        self._entries.setdefault(metric, {})[series] = detector
+        return detector

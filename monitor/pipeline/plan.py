@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from monitor.config import MetricConfig
+from monitor.config import Metric
 from monitor.source import floor_time
 
 __all__ = ["MetricPlan", "plan_metric"]
@@ -53,7 +53,7 @@ class MetricPlan:
 
 
 def plan_metric(
-    metric: MetricConfig, now: datetime, watermarks: Mapping[str, datetime], max_catchup: timedelta
+    metric: Metric, now: datetime, watermarks: Mapping[str, datetime], max_catchup: timedelta
 ) -> MetricPlan:
     """The :class:`MetricPlan` of ``metric`` at ``now`` (UTC-aware)."""
     step = pd.Timedelta(metric.granularity)

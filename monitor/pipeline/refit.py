@@ -76,6 +76,8 @@ def refit_all(
 ) -> RefitSummary:
     """Refit and store the stack of every series (see the module docstring); ``fitted_at = now``.
 
+    Metrics with ``detector: streaming`` are skipped: their state advances with every tick.
+
     Args:
         config: The configuration.
         store: Where models are saved.
@@ -91,6 +93,8 @@ def refit_all(
     summary = RefitSummary(now)
     for metric in config.metrics:
         if metrics is not None and metric.name not in metrics:
+            continue
+        if metric.detector == "streaming":  # it learns from every bucket it scores; the tick fits new series
             continue
         watermarks = {w.series: w.bucket for w in store.list_watermarks(metric.name)}
         plan = plan_metric(metric, now, watermarks, config.scheduler.max_catchup)

@@ -19,9 +19,10 @@ and cached: :mod:`monitor.pipeline.models`), then score every series in groups t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,14 +36,24 @@ from detectors.postrules import (
     evaluate_batch,
     holiday_floor,
 )
-from detectors.stack import CompiledStack, score_compiled
-from monitor.config import Config, MetricConfig
+from detectors.stack import CompiledStack, StackScores, score_compiled
+from monitor.config import Config, Metric
 from monitor.pipeline.executor import ChunkExecutor, chunked
-from monitor.pipeline.models import ModelCache, StoredModel, fit_models, is_fresh
+from monitor.pipeline.models import (
+    DetectorState,
+    ModelCache,
+    StoredModel,
+    StreamCache,
+    fit_models,
+    is_fresh,
+)
 from monitor.pipeline.plan import MetricPlan, plan_metric
 from monitor.pipeline.spec import post_rules
 from monitor.source import DataProblem, MetricSource
 from monitor.store import SqlStore
+
+if TYPE_CHECKING:  # the streaming module imports scipy: only metrics that use it pay for it
+    from detectors.streaming import StreamingDetector
 
 __all__ = [
     "LEVEL_SHIFT_CONTEXT",
@@ -113,7 +124,7 @@ def series_grid(rows: pd.DataFrame, series: Sequence[str], grid: pd.DatetimeInde
 
 
 def score_and_decide(
-    metric: MetricConfig,
+    metric: Metric,
     rules: PostRules,
     series: Sequence[str],
     models: Sequence[CompiledStack],
@@ -140,6 +151,63 @@ def score_and_decide(
     if len(data.grid) <= width:
         raise ValueError(f"{metric.name}: the grid needs {width} context buckets and a window")
     scores = score_compiled(models, data.grid, data.values, data.volumes)
+    return _decide(
+        metric,
+        rules,
+        series,
+        scores,
+        data,
+        context=width,
+        holidays=lambda row: (countries.get(series[row]), models[row].trained_days()),
+        trained_on=trained_on,
+        full_context=full_context,
+    )
+
+
+def stream_and_decide(
+    metric: Metric,
+    rules: PostRules,
+    series: Sequence[str],
+    detectors: Sequence[StreamingDetector],
+    data: SeriesGrid,
+) -> list[SeriesDecisions]:
+    """Score ``series`` over the whole grid of ``data`` with streaming detectors, advance them, and decide.
+
+    Each detector's state must end just before the grid (it scores only new points); it is advanced over
+    the grid (:meth:`~detectors.streaming.StreamingDetector.update`), missing buckets included as NaN, so
+    its state ends at the grid's last bucket, the series' new watermark. The decisions are the post-rules
+    of :func:`score_and_decide`; the CUSUM and the holiday floor are the stack's rules (they read its
+    seasonal forecast) and do not apply: the streaming scorer has its own short-mean and likelihood
+    features for level shifts.
+    """
+    shape = data.values.shape
+    arrays = {name: np.full(shape, np.nan) for name in ("observed", "expected", "lower", "upper", "score")}
+    for row, detector in enumerate(detectors):
+        frame = pd.DataFrame({"value": data.values[row], "volume": data.volumes[row]}, index=data.grid)
+        scored = detector.score(frame)
+        detector.update(frame)  # reuses the state score() just stepped through
+        for name, values in arrays.items():
+            values[row] = scored[name].to_numpy(dtype=float)
+    scores = StackScores(sigma=np.full(shape, np.nan), **arrays)
+    return _decide(metric, rules, series, scores, data, context=0, holidays=None, full_context=False)
+
+
+def _decide(
+    metric: Metric,
+    rules: PostRules,
+    series: Sequence[str],
+    scores: StackScores,
+    data: SeriesGrid,
+    *,
+    context: int,
+    holidays: Callable[[int], tuple[str | None, pd.DatetimeIndex]] | None,
+    trained_on: pd.DatetimeIndex | None = None,
+    full_context: bool,
+) -> list[SeriesDecisions]:
+    """Decide the window of a scored grid (its first ``context`` buckets are context): post-rules, CUSUM
+    level shifts (when there is context) and the holiday floor (``holidays(row) -> (country, trained
+    days)``, when given)."""
+    width = context
     window = slice(width, None)
     index = pd.DatetimeIndex(data.grid[window], name="ts")
     # Noise floors compare with the denominator of a ratio and the expected count of a count.
@@ -147,21 +215,23 @@ def score_and_decide(
     flags, reasons = evaluate_batch(
         scores.observed[:, window], scores.expected[:, window], scores.score[:, window], volume, rules, index
     )
-    # The CUSUM reads context rows only where the source returned them; window rows are always read.
-    trail = np.where(data.present | (np.arange(len(data.grid)) >= width)[None, :], scores.score, np.nan)
-    shifts = confirm_level_shifts(scores.observed, scores.expected, trail, rules, context=width)
     span, count = len(index), len(series)
     shift_start = np.full(count * span, np.datetime64("NaT", "us"))
-    confirmed = shifts.confirmed.ravel()
-    if confirmed.any():
-        starts = data.grid.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")
-        shift_start[confirmed] = starts[shifts.start.ravel()[confirmed]]
-        reasons = reasons.ravel().astype(object)
-        reasons[confirmed] = [
-            f"level shift confirmed by CUSUM ({e:+.0%} since start)" for e in shifts.effect.ravel()[confirmed]
-        ]
-        flags = flags | shifts.confirmed
-        reasons = reasons.reshape(count, span)
+    if width:
+        # The CUSUM reads context rows only where the source returned them; window rows are always read.
+        trail = np.where(data.present | (np.arange(len(data.grid)) >= width)[None, :], scores.score, np.nan)
+        shifts = confirm_level_shifts(scores.observed, scores.expected, trail, rules, context=width)
+        confirmed = shifts.confirmed.ravel()
+        if confirmed.any():
+            starts = data.grid.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")
+            shift_start[confirmed] = starts[shifts.start.ravel()[confirmed]]
+            reasons = reasons.ravel().astype(object)
+            reasons[confirmed] = [
+                f"level shift confirmed by CUSUM ({e:+.0%} since start)"
+                for e in shifts.effect.ravel()[confirmed]
+            ]
+            flags = flags | shifts.confirmed
+            reasons = reasons.reshape(count, span)
     # One frame for the whole batch, sliced per series: microseconds per series, not a frame each.
     table = pd.DataFrame(
         {
@@ -183,18 +253,19 @@ def score_and_decide(
     for row, name in enumerate(series):
         decisions = table.iloc[row * span : (row + 1) * span]
         flagged = int(flags[row].sum())
-        if flagged:
-            days = models[row].trained_days()
-            decisions = holiday_floor(decisions, countries.get(name), days if len(days) else trained_on)
+        if flagged and holidays is not None:
+            country, days = holidays(row)
+            fallback = trained_on if trained_on is not None else pd.DatetimeIndex([])
+            decisions = holiday_floor(decisions, country, days if len(days) else fallback)
             flagged = int(decisions["flag"].sum())
-        context = no_context
-        if flagged or full_context:
+        frame = no_context
+        if width and (flagged or full_context):
             keep = np.flatnonzero(data.present[row, :width])
-            context = pd.DataFrame(
+            frame = pd.DataFrame(
                 {column: getattr(scores, column)[row, keep] for column in SCORE_COLUMNS},
                 index=pd.DatetimeIndex(data.grid[keep], name="ts"),
             )
-        out.append(SeriesDecisions(name, decisions, context, span, int(missing[row]), flagged))
+        out.append(SeriesDecisions(name, decisions, frame, span, int(missing[row]), flagged))
     return out
 
 
@@ -210,6 +281,7 @@ class MetricBatch:
         errors: Series that could not be scored, with the reason.
         problems: Data problems the source reported.
         model_errors: Stored models that could not be read (they were refitted).
+        states: The advanced state (JSON) of each streaming series, saved with its watermark.
     """
 
     plan: MetricPlan
@@ -218,6 +290,7 @@ class MetricBatch:
     errors: dict[str, str] = field(default_factory=dict)
     problems: list[DataProblem] = field(default_factory=list)
     model_errors: dict[str, str] = field(default_factory=dict)
+    states: dict[str, DetectorState] = field(default_factory=dict)
 
 
 class _TrailCache:
@@ -227,7 +300,7 @@ class _TrailCache:
         self._frames: dict[str, tuple[pd.Timestamp, pd.Timestamp, pd.DataFrame]] = {}
 
     def rows(
-        self, source: MetricSource, metric: MetricConfig, lo: pd.Timestamp, hi: pd.Timestamp, series: int
+        self, source: MetricSource, metric: Metric, lo: pd.Timestamp, hi: pd.Timestamp, series: int
     ) -> tuple[pd.DataFrame, list[DataProblem]]:
         """Rows with ``lo <= ts < hi``, fetching only what the cache does not hold.
 
@@ -255,7 +328,7 @@ class _TrailCache:
         return rows, problems
 
 
-def _present_rows(metric: MetricConfig, tidy: pd.DataFrame) -> pd.DataFrame:
+def _present_rows(metric: Metric, tidy: pd.DataFrame) -> pd.DataFrame:
     volume = tidy["den"].astype(float) if metric.kind == "ratio" else np.nan
     return pd.DataFrame(
         {
@@ -311,14 +384,18 @@ class MetricScorer:
         self.executor = executor
         self.chunk_series = chunk_series
         self.max_model_age = max_model_age or config.scheduler.refit_every
+        self.streams = StreamCache()
         self._trails = _TrailCache()
 
-    def score_metric(self, metric: MetricConfig, now: datetime, *, full_context: bool = False) -> MetricBatch:
+    def score_metric(self, metric: Metric, now: datetime, *, full_context: bool = False) -> MetricBatch:
         """Score every complete, unscored bucket of every series of ``metric`` at ``now``."""
         watermarks = {w.series: w.bucket for w in self.store.list_watermarks(metric.name)}
         plan = plan_metric(metric, now, watermarks, self.config.scheduler.max_catchup)
         batch = MetricBatch(plan)
-        models, batch.model_errors = self.models.sync(self.store, metric.name)
+        streaming = metric.detector == "streaming"
+        models: dict[str, StoredModel] = {}
+        if not streaming:
+            models, batch.model_errors = self.models.sync(self.store, metric.name)
         for series, error in batch.model_errors.items():
             log.warning("stored model unreadable; refitting", metric=metric.name, series=series, error=error)
         step = plan.step
@@ -329,6 +406,9 @@ class MetricScorer:
         known = set(rows["series"].unique()) | set(models) | set(watermarks)
         starts = {s: plan.start_of(s) for s in sorted(known) if plan.start_of(s) < plan.end}
         if not starts:
+            return batch
+        if streaming:
+            self._stream(metric, starts, rows, batch)
             return batch
         models = self._fresh_models(metric, now, starts, models, batch)
         groups: dict[pd.Timestamp, list[str]] = {}
@@ -364,9 +444,41 @@ class MetricScorer:
                 )
         return batch
 
+    def _stream(
+        self, metric: Metric, starts: Mapping[str, pd.Timestamp], rows: pd.DataFrame, batch: MetricBatch
+    ) -> None:
+        """Score a ``streaming`` metric: each detector from its stored state, advanced over its window."""
+        ready, to_fit, batch.model_errors = self.streams.ready(self.store, metric, starts)
+        if to_fit:
+            outcomes, errors = fit_models(self.config, self.source, metric, to_fit, self.executor)
+            for outcome in outcomes:
+                if outcome.state is None:
+                    errors[outcome.series] = outcome.error or "fit failed"
+                    continue
+                ready[outcome.series] = self.streams.put(metric.name, outcome.series, outcome.state)
+                batch.refitted.add(outcome.series)
+            for series, error in errors.items():
+                batch.errors[series] = error
+                log.error("series failed", metric=metric.name, series=series, error=error)
+        groups: dict[pd.Timestamp, list[str]] = {}
+        for series in sorted(ready):
+            groups.setdefault(starts[series], []).append(series)
+        rules = post_rules(metric)
+        step, end = pd.Timedelta(metric.granularity), batch.plan.end
+        for start, group in sorted(groups.items()):
+            grid = pd.date_range(start, end, freq=step, inclusive="left", name="ts")
+            for members in chunked(group, self.chunk_series):
+                detectors = [ready[name] for name in members]
+                batch.scored += stream_and_decide(
+                    metric, rules, members, detectors, series_grid(rows, members, grid)
+                )
+                for name, detector in zip(members, detectors, strict=True):
+                    state = DetectorState(detector.name, detector.to_json(), detector.state_version)
+                    batch.states[name] = state
+
     def _fresh_models(
         self,
-        metric: MetricConfig,
+        metric: Metric,
         now: datetime,
         starts: Mapping[str, pd.Timestamp],
         models: Mapping[str, StoredModel],

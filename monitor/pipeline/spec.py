@@ -22,6 +22,7 @@ from monitor.config import Config, Metric, MetricConfig
 
 __all__ = [
     "DETECTOR_NAME",
+    "detector_params",
     "granularity_text",
     "matchers",
     "new_detector",
@@ -60,18 +61,27 @@ def stack_params(config: Config, metric: MetricConfig, series: str) -> dict[str,
     }
 
 
-def new_detector(config: Config, metric: Metric, series: str) -> Detector:
-    """The unfitted detector ``metric.detector`` names, for one series (the daemon's choice per metric).
+def detector_params(config: Config, metric: Metric, series: str) -> dict[str, Any]:
+    """The hyper-parameters of the detector ``metric.detector`` names, for one series.
 
-    ``stack`` (the default for seasonal safety metrics) is :class:`DetectorStack` with
-    :func:`stack_params`; ``streaming`` is :class:`detectors.streaming.StreamingDetector` at the metric's
-    granularity, with its defaults (chosen on the even NAB files).
+    ``stack``: :func:`stack_params`; ``streaming``: the metric's granularity, the rest the
+    :class:`~detectors.streaming.StreamingDetector` defaults (chosen on the even NAB files).
     """
+    if metric.detector == "streaming":
+        return {"granularity": granularity_text(metric.granularity)}
+    return stack_params(config, metric, series)
+
+
+def new_detector(config: Config, metric: Metric, series: str) -> Detector:
+    """The unfitted detector ``metric.detector`` names, for one series (the daemon's choice per metric):
+    :class:`DetectorStack` (``stack``, the default for seasonal safety metrics) or
+    :class:`~detectors.streaming.StreamingDetector` (``streaming``), with :func:`detector_params`."""
+    params = detector_params(config, metric, series)
     if metric.detector == "streaming":
         from detectors.streaming import StreamingDetector
 
-        return StreamingDetector(granularity=granularity_text(metric.granularity))
-    return DetectorStack(**stack_params(config, metric, series))
+        return StreamingDetector(**params)
+    return DetectorStack(**params)
 
 
 def series_frame(metric: MetricConfig, tidy: pd.DataFrame) -> pd.DataFrame:

@@ -49,16 +49,16 @@ from alerts.outbox import DeliveryReport, deliver_pending
 from alerts.routing import Route
 from alerts.sinks.base import AlertSink
 from detectors.errors import DetectorError
-from monitor.config import Config, MetricConfig
+from monitor.config import Config, Metric
 from monitor.errors import LivewatchError, SourceError
 from monitor.pipeline.executor import ChunkExecutor
-from monitor.pipeline.models import ModelCache
+from monitor.pipeline.models import DetectorState, ModelCache
 from monitor.pipeline.scoring import MetricScorer, SeriesDecisions
 from monitor.pipeline.signals import SignalUnits, alert_cause, explain_span, series_signals
 from monitor.pipeline.slicing import explain_window
 from monitor.pipeline.spec import matchers
 from monitor.source import DataProblem, MetricSource
-from monitor.store import SqlStore
+from monitor.store import SqlStore, StoreError
 
 __all__ = ["ConcurrentTickError", "Monitor", "SeriesOutcome", "TickReport"]
 
@@ -114,9 +114,10 @@ class TickReport:
 
 @dataclass(frozen=True)
 class _Scored:
-    metric: MetricConfig
+    metric: Metric
     item: SeriesDecisions
     previous_watermark: datetime | None
+    state: DetectorState | None = None  # a streaming detector's state, saved with the watermark
 
 
 class Monitor:
@@ -235,6 +236,11 @@ class Monitor:
                                 f"{name}/{series}: another tick advanced the watermark; "
                                 "this tick's results were rolled back (run one daemon per state database)"
                             )
+                        if entry.state is not None:
+                            state = entry.state
+                            tx.save_model_state(
+                                name, series, state.detector, state.text, version=state.version, fitted_at=now
+                            )
                 report.delivery = deliver_pending(self.store, self.sinks, now)
             status = "ok" if report.errors == 0 else "partial"
             return report
@@ -242,15 +248,18 @@ class Monitor:
             status = "failed"
             raise
         finally:
-            self.store.finish_run(
-                report.run_id,
-                now=now,
-                status=status,
-                series_scored=report.series_scored,
-                errors=report.errors,
-            )
+            try:
+                self.store.finish_run(
+                    report.run_id,
+                    now=now,
+                    status=status,
+                    series_scored=report.series_scored,
+                    errors=report.errors,
+                )
+            except StoreError as exc:  # a second daemon starting up closed it as orphaned: its record only
+                bound.warning("tick record closed by another process", error=str(exc))
 
-    def _score_metric(self, metric: MetricConfig, now: datetime, report: TickReport) -> list[_Scored]:
+    def _score_metric(self, metric: Metric, now: datetime, report: TickReport) -> list[_Scored]:
         batch = self.scorer.score_metric(metric, now)
         report.problems += batch.problems
         for problem in batch.problems:
@@ -269,7 +278,8 @@ class Monitor:
                     refitted=item.series in batch.refitted,
                 )
             )
-            scored.append(_Scored(metric, item, batch.plan.watermarks.get(item.series)))
+            previous = batch.plan.watermarks.get(item.series)
+            scored.append(_Scored(metric, item, previous, batch.states.get(item.series)))
         return scored
 
     def _signals(

@@ -51,7 +51,7 @@ from alerts.incidents import GroupingConfig, group_signals
 from alerts.model import AlertSignal, FalsePositive, Incident
 from detectors.errors import DetectorError
 from detectors.postrules import LEVEL_SHIFT_CONTEXT
-from monitor.config import Config, ExecutorConfig, MetricConfig
+from monitor.config import Config, ExecutorConfig, Metric
 from monitor.errors import ConfigError, LivewatchError
 from monitor.pipeline.executor import (
     ChunkExecutor,
@@ -118,7 +118,7 @@ class Label:
 class SeriesTask:
     """Everything one worker needs to score one series (picklable)."""
 
-    metric: MetricConfig
+    metric: Metric
     config: Config
     series: str
     frame: pd.DataFrame
@@ -390,7 +390,7 @@ def score_series(task: SeriesTask) -> SeriesScores:
 def score_history(
     config: Config,
     source: MetricSource,
-    metrics: Sequence[MetricConfig],
+    metrics: Sequence[Metric],
     start: datetime,
     end: datetime,
     *,
@@ -486,7 +486,7 @@ def replay_incidents(
 def evaluate_setting(
     threshold: float,
     scored: Sequence[SeriesScores],
-    metrics: Sequence[MetricConfig],
+    metrics: Sequence[Metric],
     labels: Sequence[Label],
     *,
     start: datetime,
@@ -522,7 +522,7 @@ def _score(
     incidents: Sequence[_Opened],
     flagged: Mapping[tuple[str, str], pd.DataFrame],
     labels: Sequence[Label],
-    metrics: Mapping[str, MetricConfig],
+    metrics: Mapping[str, Metric],
     weeks: float,
     *,
     only: str | None = None,
@@ -576,7 +576,7 @@ def _score(
 
 def sweep(
     scored: Sequence[SeriesScores],
-    metrics: Sequence[MetricConfig],
+    metrics: Sequence[Metric],
     labels: Sequence[Label],
     thresholds: Iterable[float],
     *,

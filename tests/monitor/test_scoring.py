@@ -55,28 +55,30 @@ def build_warehouse(path: Path, days: int, seed: int = 3) -> None:
 
 
 def make_config(warehouse: Path, state: Path) -> Config:
-    return parse_config(
-        {
-            "database": {"url": f"sqlite:///{warehouse}"},
-            "state": {"url": f"sqlite:///{state}"},
-            "regions": REGIONS,
-            "defaults": {"noise_floors": {"min_volume": 50, "min_rel_effect": 0.05}, "history": "15d"},
-            "metrics": [
-                {
-                    "name": "violation_rate",
-                    "source": {"table": "facts"},
-                    "kind": "ratio",
-                    "numerator": "num",
-                    "denominator": "den",
-                    "scale": 1000,
-                },
-                {"name": "violations", "source": {"table": "facts"}, "kind": "count", "value": "num"},
-            ],
-            "alerts": {"jsonl_path": None},
-            "scheduler": {"max_catchup": "2d", "refit_every": "7d"},
-        },
-        env={},
-    )
+    return parse_config(config_dict(warehouse, state), env={})
+
+
+def config_dict(warehouse: Path, state: Path) -> dict[str, Any]:
+    """The configuration of :func:`make_config`, before parsing (other tests vary it)."""
+    return {
+        "database": {"url": f"sqlite:///{warehouse}"},
+        "state": {"url": f"sqlite:///{state}"},
+        "regions": REGIONS,
+        "defaults": {"noise_floors": {"min_volume": 50, "min_rel_effect": 0.05}, "history": "15d"},
+        "metrics": [
+            {
+                "name": "violation_rate",
+                "source": {"table": "facts"},
+                "kind": "ratio",
+                "numerator": "num",
+                "denominator": "den",
+                "scale": 1000,
+            },
+            {"name": "violations", "source": {"table": "facts"}, "kind": "count", "value": "num"},
+        ],
+        "alerts": {"jsonl_path": None},
+        "scheduler": {"max_catchup": "2d", "refit_every": "7d"},
+    }
 
 
 class RecordingSource:
