@@ -34,13 +34,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import holidays
-import pandas as pd
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     TypeAdapter,
@@ -54,6 +52,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from alerts.model import ANOMALY_KINDS, Severity
+from monitor.config_types import IDENTIFIER as _IDENTIFIER
+from monitor.config_types import STRICT, Duration, SqlSource, parse_duration
 from monitor.errors import ConfigError
 from monitor.experiments.config import ExperimentConfig, check_references
 
@@ -79,10 +79,7 @@ __all__ = [
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 DAY = timedelta(days=1)
 WEEK = timedelta(weeks=1)
@@ -104,33 +101,6 @@ _DRIVER_HINTS = {
 
 
 # -- durations -------------------------------------------------------------------------------------------
-def parse_duration(value: Any) -> timedelta:
-    """Parse ``30s``, ``10m``, ``1h``, ``14d``, ``2w``, ISO 8601 (``PT1H``) or a timedelta.
-
-    Raises:
-        ValueError: The text is not a duration, or it is too large for a timedelta (never OverflowError).
-    """
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str) and value.strip().upper().startswith("P"):  # ISO 8601, e.g. PT1H
-        try:
-            return timedelta(seconds=pd.Timedelta(value.strip()).total_seconds())
-        except (ValueError, OverflowError) as exc:
-            if "out of bounds" in str(exc).lower() or isinstance(exc, OverflowError):
-                raise ValueError(f"duration {value!r} is too large (at most about 292 years)") from None
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(
-            f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 10m, 1h)"
-        )
-    try:
-        return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-    except OverflowError:
-        raise ValueError(
-            f"duration {value!r} is too large to represent (a duration holds at most 999999999 days)"
-        ) from None
-
-
 def format_duration(value: timedelta) -> str:
     """The shortest exact text of a duration in the config's syntax: ``90s``, ``10m``, ``1h``, ``14d``."""
     micros = value // timedelta(microseconds=1)
@@ -163,9 +133,6 @@ def _divides_a_day(value: timedelta) -> timedelta:
         )
     return value
 
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-"""Any duration (no bounds): kept for ``alerts.group_window``, whose fate is still open."""
 
 Granularity = Annotated[
     timedelta,
@@ -283,14 +250,13 @@ def _problem(loc: tuple[str | int, ...], message: str, value: Any = None) -> dic
     }
 
 
+class _Strict(BaseModel):
+    model_config = STRICT
+
+
 def _fail(title: str, problems: list[dict[str, Any]]) -> None:
     if problems:
         raise ValidationError.from_exception_data(title, problems)  # type: ignore[arg-type]
-
-
-class _Strict(BaseModel):
-    # Frozen, unknown keys are errors, and inf / nan are never valid numbers (1e400 reads as inf).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoiseFloors(_Strict):
@@ -322,23 +288,6 @@ class MetricDefaults(_Strict):
 
 INHERITED: tuple[str, ...] = tuple(MetricDefaults.model_fields)
 """The metric fields that fall back to :class:`MetricDefaults` when a metric leaves them unset."""
-
-
-class SqlSource(_Strict):
-    """Either a table name or a SELECT that uses the bound parameters ``:start`` and ``:end``."""
-
-    table: str | None = None
-    query: str | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> SqlSource:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("set exactly one of 'table' or 'query'")
-        if self.table is not None and not all(_IDENTIFIER.match(p) for p in self.table.split(".")):
-            raise ValueError(f"table {self.table!r} is not a plain identifier (schema.table allowed)")
-        if self.query is not None and not (":start" in self.query and ":end" in self.query):
-            raise ValueError("query must filter on the bound parameters :start and :end")
-        return self
 
 
 class MetricConfig(_Strict):

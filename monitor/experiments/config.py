@@ -14,7 +14,8 @@ Example::
           - {metric: report_rate_per_1k, direction: up, min_effect: 0.1}
           - {metric: violation_rate, min_effect: 0.1}
 
-This module imports nothing from :mod:`monitor.config` (which imports it); durations are parsed here.
+This module imports nothing from :mod:`monitor.config` (which imports it); the shared pieces (durations,
+SQL sources) come from :mod:`monitor.config_types`.
 """
 
 from __future__ import annotations
@@ -24,71 +25,31 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import pandas as pd
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+
+from monitor.config_types import IDENTIFIER, STRICT, Duration, SqlSource
 
 __all__ = [
     "AssignmentColumns",
     "ExperimentConfig",
-    "ExperimentSource",
     "GuardrailConfig",
     "check_references",
 ]
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def _duration(value: Any) -> timedelta:
-    """``30m``, ``12h``, ``7d``, ``2w`` (the units of ``monitor.config.parse_duration``) or a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str) and value.strip().upper().startswith("P"):  # ISO 8601, as a dump writes it
-        try:
-            return timedelta(seconds=pd.Timedelta(value.strip()).total_seconds())
-        except ValueError:
-            pass
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"invalid duration {value!r}: use a number and a unit s, m, h, d or w (e.g. 7d)")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
 
 def _identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
+    if not IDENTIFIER.match(value):
         raise ValueError(f"column {value!r} is not a plain identifier")
     return value
 
 
 Column = Annotated[str, BeforeValidator(lambda v: _identifier(str(v)))]
-
-
-class ExperimentSource(_Strict):
-    """A table, or a SELECT filtering on the bound parameters ``:start`` and ``:end``."""
-
-    table: str | None = None
-    query: str | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ExperimentSource:
-        if (self.table is None) == (self.query is None):
-            raise ValueError("set exactly one of 'table' or 'query'")
-        if self.table is not None and not all(_IDENTIFIER.match(p) for p in self.table.split(".")):
-            raise ValueError(f"table {self.table!r} is not a plain identifier (schema.table allowed)")
-        if self.query is not None and not (":start" in self.query and ":end" in self.query):
-            raise ValueError("query must filter on the bound parameters :start and :end")
-        return self
 
 
 class AssignmentColumns(_Strict):
@@ -118,9 +79,9 @@ class ExperimentConfig(_Strict):
 
     name: str
     description: str = ""
-    assignment: ExperimentSource
+    assignment: SqlSource
     assignment_columns: AssignmentColumns = AssignmentColumns()
-    outcomes: ExperimentSource | None = Field(
+    outcomes: SqlSource | None = Field(
         None, description="per-unit outcome rows; default each guardrail metric's own source (needs unit)"
     )
     unit_column: Column = "unit"

@@ -39,8 +39,9 @@ from detectors.guardrails import (
 )
 from detectors.sequential import Decision
 from monitor.config import Config, MetricConfig
+from monitor.config_types import SqlSource
 from monitor.errors import LivewatchError
-from monitor.experiments.config import ExperimentConfig, ExperimentSource, GuardrailConfig
+from monitor.experiments.config import ExperimentConfig, GuardrailConfig
 from monitor.experiments.source import ExperimentDataError, SqlExperimentSource
 
 __all__ = [
@@ -130,10 +131,10 @@ def _measures(experiment: ExperimentConfig, metric: MetricConfig) -> tuple[str, 
     return numerator, denominator
 
 
-def _outcome_source(experiment: ExperimentConfig, metric: MetricConfig) -> ExperimentSource:
+def _outcome_source(experiment: ExperimentConfig, metric: MetricConfig) -> SqlSource:
     if experiment.outcomes is not None:
         return experiment.outcomes
-    return ExperimentSource(table=metric.source.table, query=metric.source.query)
+    return metric.source
 
 
 def evaluate_experiment(
@@ -186,7 +187,7 @@ def evaluate_experiment(
     fetched = {
         key: source.outcomes(
             experiment,
-            ExperimentSource(table=key[0], query=key[1]),
+            SqlSource(table=key[0], query=key[1]),
             list(dict.fromkeys(columns)),
             fetch_start.to_pydatetime(),
             end_ts.to_pydatetime(),

@@ -20,8 +20,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from monitor.config_types import SqlSource
 from monitor.errors import LivewatchError, SourceError
-from monitor.experiments.config import ExperimentConfig, ExperimentSource
+from monitor.experiments.config import ExperimentConfig
 
 __all__ = ["EPOCH", "ExperimentDataError", "SqlExperimentSource", "validate_assignments"]
 
@@ -63,7 +64,7 @@ class SqlExperimentSource:
         return self._tables[name]
 
     def _select(
-        self, source: ExperimentSource, columns: Sequence[str], time_column: str, where: str
+        self, source: SqlSource, columns: Sequence[str], time_column: str, where: str
     ) -> tuple[sa.FromClause, bool]:
         """The relation to select from and whether its time column is timezone-aware."""
         if source.table is not None:
@@ -93,7 +94,7 @@ class SqlExperimentSource:
 
     def _read(
         self,
-        source: ExperimentSource,
+        source: SqlSource,
         columns: Sequence[str],
         time_column: str,
         start: datetime,
@@ -146,7 +147,7 @@ class SqlExperimentSource:
     def outcomes(
         self,
         experiment: ExperimentConfig,
-        source: ExperimentSource,
+        source: SqlSource,
         columns: Sequence[str],
         start: datetime,
         end: datetime,
