@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ __all__ = [
     "StreamCache",
     "fit_chunk",
     "fit_models",
+    "fit_task",
     "is_fresh",
 ]
 
@@ -119,6 +120,25 @@ def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
     return outcomes
 
 
+def fit_task(
+    config: Config, metric: Metric, series: str, frame: pd.DataFrame, cutoff: pd.Timestamp
+) -> FitTask | None:
+    """The fit of one series on its rows of ``frame`` before ``cutoff``, over the metric's ``history``
+    (``None``: no rows there). A streaming detector gets every bucket up to the cutoff, missing ones as
+    NaN: its state must end just before the first bucket it scores, and its seasonal lag counts buckets."""
+    training = frame[(frame.index < cutoff) & (frame.index >= cutoff - pd.Timedelta(metric.history))]
+    if training.empty:
+        return None
+    if metric.detector == "streaming":
+        step = pd.Timedelta(metric.granularity)
+        training = training.reindex(
+            pd.date_range(training.index[0], cutoff, freq=step, inclusive="left", name="ts")
+        )
+    return FitTask(
+        metric.name, series, training, detector_params(config, metric, series), detector=metric.detector
+    )
+
+
 def _fit_tasks(
     config: Config,
     source: MetricSource,
@@ -143,26 +163,11 @@ def _fit_tasks(
         for key, tidy in result.frame.groupby("series", sort=True):
             series = str(key)
             found.add(series)
-            frame = series_frame(metric, tidy)
-            frame = frame[(frame.index < cutoffs[series]) & (frame.index >= cutoffs[series] - span)]
-            if frame.empty:
+            task = fit_task(config, metric, series, series_frame(metric, tidy), cutoffs[series])
+            if task is None:
                 errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
                 continue
-            if metric.detector == "streaming":
-                # Every bucket up to the cutoff, missing ones as NaN: the state must end just before the
-                # first bucket it will score, and its seasonal lag counts buckets.
-                step = pd.Timedelta(metric.granularity)
-                frame = frame.reindex(
-                    pd.date_range(frame.index[0], cutoffs[series], freq=step, inclusive="left", name="ts")
-                )
-            yield FitTask(
-                metric.name,
-                series,
-                frame,
-                detector_params(config, metric, series),
-                exclude.get(series, ()),
-                metric.detector,
-            )
+            yield replace(task, exclude=exclude.get(series, ()))
         for series in set(group) - found:
             errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
 

@@ -29,6 +29,7 @@ import pandas as pd
 import structlog
 
 from detectors.base import SCORE_COLUMNS
+from detectors.errors import DetectorError
 from detectors.postrules import (
     LEVEL_SHIFT_CONTEXT,
     PostRules,
@@ -44,7 +45,9 @@ from monitor.pipeline.models import (
     ModelCache,
     StoredModel,
     StreamCache,
+    fit_chunk,
     fit_models,
+    fit_task,
     is_fresh,
 )
 from monitor.pipeline.plan import MetricPlan, plan_metric
@@ -63,6 +66,8 @@ __all__ = [
     "SeriesGrid",
     "score_and_decide",
     "series_grid",
+    "stream_and_decide",
+    "stream_series",
 ]
 
 log = structlog.get_logger(__name__)
@@ -180,6 +185,45 @@ def stream_and_decide(
     seasonal forecast) and do not apply: the streaming scorer has its own short-mean and likelihood
     features for level shifts.
     """
+    return _decide(metric, rules, series, _stream(detectors, data), data, context=0, holidays=None)
+
+
+def stream_series(
+    config: Config,
+    metric: Metric,
+    series: str,
+    frame: pd.DataFrame,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    rules: Sequence[PostRules],
+) -> list[SeriesDecisions]:
+    """A ``streaming`` metric's decisions of one series over ``[start, end)``, one per ``rules``, as a tick
+    makes them from a state fitted at ``start``: fitted on the series' rows of ``frame`` (``value``,
+    ``volume``; UTC index) before ``start``, then advanced over the window (``investigate``, the backtest).
+
+    Raises:
+        DetectorError: no history before ``start``, or the fit failed.
+    """
+    from detectors.streaming import StreamingDetector
+
+    task = fit_task(config, metric, series, frame, start)
+    if task is None:
+        raise DetectorError(f"{metric.name}/{series}: no history before {start:%Y-%m-%d %H:%M} UTC to fit on")
+    outcome = fit_chunk([task])[0]
+    detector = StreamingDetector.from_json(outcome.state) if outcome.state is not None else None
+    if not isinstance(detector, StreamingDetector):
+        raise DetectorError(f"{metric.name}/{series}: {outcome.error}")
+    grid = pd.date_range(start, end, freq=pd.Timedelta(metric.granularity), inclusive="left", name="ts")
+    rows = pd.DataFrame(
+        {"ts": frame.index, "series": series, "value": frame["value"].to_numpy(), "volume": frame["volume"]}
+    )
+    data = series_grid(rows, [series], grid)
+    scores = _stream([detector], data)
+    return [_decide(metric, r, [series], scores, data, context=0, holidays=None)[0] for r in rules]
+
+
+def _stream(detectors: Sequence[StreamingDetector], data: SeriesGrid) -> StackScores:
+    """Score every row of ``data`` with its detector and advance the detector over it."""
     shape = data.values.shape
     arrays = {name: np.full(shape, np.nan) for name in ("observed", "expected", "lower", "upper", "score")}
     for row, detector in enumerate(detectors):
@@ -188,8 +232,7 @@ def stream_and_decide(
         detector.update(frame)  # reuses the state score() just stepped through
         for name, values in arrays.items():
             values[row] = scored[name].to_numpy(dtype=float)
-    scores = StackScores(sigma=np.full(shape, np.nan), **arrays)
-    return _decide(metric, rules, series, scores, data, context=0, holidays=None, full_context=False)
+    return StackScores(sigma=np.full(shape, np.nan), **arrays)
 
 
 def _decide(
@@ -202,7 +245,7 @@ def _decide(
     context: int,
     holidays: Callable[[int], tuple[str | None, pd.DatetimeIndex]] | None,
     trained_on: pd.DatetimeIndex | None = None,
-    full_context: bool,
+    full_context: bool = False,
 ) -> list[SeriesDecisions]:
     """Decide the window of a scored grid (its first ``context`` buckets are context): post-rules, CUSUM
     level shifts (when there is context) and the holiday floor (``holidays(row) -> (country, trained

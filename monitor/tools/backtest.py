@@ -8,7 +8,8 @@ Three stages, so the expensive one runs once per series and the sweep is cheap:
    the daemon's own scoring path, :func:`monitor.pipeline.scoring.score_and_decide` (post-rules, CUSUM level
    shifts over each bucket's trailing week, unseen-holiday floor), once per swept threshold. A bucket's
    decision does not depend on how many buckets one call scores, so these are the decisions of the
-   daemon's ticks.
+   daemon's ticks. A ``detector: streaming`` metric is fitted once, at the start of the replay, and
+   advanced over it (:func:`monitor.pipeline.scoring.stream_series`), as its ticks do.
 2. :func:`sweep`: for each threshold the flagged buckets become signals exactly as in a tick
    (:func:`monitor.pipeline.signals.series_signals`: runs, kinds by :func:`detectors.postrules.classify_run`)
    and are replayed bucket by bucket through :func:`alerts.incidents.group_signals` (the daemon's grouping
@@ -60,7 +61,7 @@ from monitor.pipeline.executor import (
     LocalExecutor,
     make_executor,
 )
-from monitor.pipeline.scoring import SeriesDecisions
+from monitor.pipeline.scoring import SeriesDecisions, stream_series
 from monitor.pipeline.signals import series_signals
 from monitor.pipeline.spec import post_rules, series_frame
 from monitor.source import MetricSource, floor_time
@@ -366,6 +367,16 @@ def score_series(task: SeriesTask) -> SeriesScores:
     start, end = pd.Timestamp(task.start), pd.Timestamp(task.end)
     parts: dict[float, list[pd.DataFrame]] = {t: [] for t in task.thresholds}
     errors: list[str] = []
+    if metric.detector == "streaming":  # fitted once, then advanced over the whole range, as the tick does
+        rules = [post_rules(metric, threshold=t) for t in task.thresholds]
+        try:
+            items = stream_series(config, metric, task.series, frame, start, end, rules)
+        except (DetectorError, ValueError) as exc:
+            errors.append(f"{metric.name}/{task.series} at {_iso(start)}: {exc}")
+            items = []
+        decided = {t: item.decisions for t, item in zip(task.thresholds, items, strict=True)}
+        empty = {t: pd.DataFrame() for t in task.thresholds}
+        return SeriesScores(metric.name, task.series, decided or empty, int(bool(items)), tuple(errors))
     refits = 0
     moment = start
     while moment < end:

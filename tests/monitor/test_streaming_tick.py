@@ -20,12 +20,14 @@ from monitor.pipeline.executor import InlineExecutor
 from monitor.pipeline.models import ModelCache, StreamCache
 from monitor.pipeline.refit import refit_all
 from monitor.pipeline.scoring import MetricBatch, MetricScorer
+from monitor.pipeline.spec import series_frame
 from monitor.pipeline.tick import Monitor
 from monitor.store import SqlStore, make_engine, upgrade
+from monitor.tools.backtest import SeriesTask, score_series
 from monitor.wiring import build_monitor, warehouse_source
 from tests.monitor.test_scoring import END, HOUR, REGIONS, build_warehouse, config_dict
 
-START = END - 12 * HOUR  # the first tick scores from here (its max_catchup)
+START = END - 12 * HOUR  # the first tick runs here: it fits, then scores the 12 hours before (max_catchup)
 
 
 def streaming_config(tmp_path: Path) -> Config:
@@ -169,3 +171,30 @@ def test_the_refit_job_leaves_streaming_metrics_alone(config: Config) -> None:
     store = SqlStore(make_engine(config.state.url))
     summary = refit_all(config, store, warehouse_source(config), END, InlineExecutor(), cache=ModelCache())
     assert summary.fitted == [] and summary.errors == {}
+
+
+def test_the_backtest_replays_a_streaming_metric_as_its_ticks_decided(config: Config) -> None:
+    """Fitted at the start of the first tick's window and advanced over two ticks == the backtest's one
+    fit at that start, streamed over the same range (and one frame per swept threshold)."""
+    monitor = fresh_monitor(config)
+    batches = recording(monitor)
+    monitor.tick(START + timedelta(minutes=20))
+    monitor.tick(END + timedelta(minutes=20))
+    first, second = batches
+    metric = config.metrics[0]
+    begin, end = first.plan.earliest, second.plan.end
+    history = warehouse_source(config).fetch(
+        metric, (begin - pd.Timedelta(metric.history)).to_pydatetime(), end.to_pydatetime()
+    )
+    ticks = {item.series: [item.decisions] for item in first.scored}
+    for item in second.scored:
+        ticks[item.series].append(item.decisions)
+    for series, parts in ticks.items():
+        frame = series_frame(metric, history.frame[history.frame["series"] == series])
+        replay = score_series(
+            SeriesTask(metric, config, series, frame, begin.to_pydatetime(), end.to_pydatetime(), (4.0, 6.0))
+        )
+        assert replay.errors == () and replay.refits == 1
+        pd.testing.assert_frame_equal(replay.decisions[4.0], pd.concat(parts), check_freq=False, obj=series)
+        assert replay.decisions[6.0]["flag"].sum() <= replay.decisions[4.0]["flag"].sum()
+    assert ticks["BR"][-1]["flag"].any()
