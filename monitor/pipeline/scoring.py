@@ -42,6 +42,7 @@ from monitor.config import Config, Metric
 from monitor.pipeline.executor import ChunkExecutor, chunked
 from monitor.pipeline.models import (
     DetectorState,
+    FitOutcome,
     ModelCache,
     StoredModel,
     StreamCache,
@@ -51,6 +52,7 @@ from monitor.pipeline.models import (
     is_fresh,
 )
 from monitor.pipeline.plan import MetricPlan, plan_metric
+from monitor.pipeline.refit import false_positive_exclusions
 from monitor.pipeline.spec import post_rules
 from monitor.source import DataProblem, MetricSource
 from monitor.store import SqlStore
@@ -493,7 +495,7 @@ class MetricScorer:
         """Score a ``streaming`` metric: each detector from its stored state, advanced over its window."""
         ready, to_fit, batch.model_errors = self.streams.ready(self.store, metric, starts)
         if to_fit:
-            outcomes, errors = fit_models(self.config, self.source, metric, to_fit, self.executor)
+            outcomes, errors = self._fit(metric, to_fit)
             for outcome in outcomes:
                 if outcome.state is None:
                     errors[outcome.series] = outcome.error or "fit failed"
@@ -519,6 +521,13 @@ class MetricScorer:
                     state = DetectorState(detector.name, detector.to_json(), detector.state_version)
                     batch.states[name] = state
 
+    def _fit(
+        self, metric: Metric, cutoffs: Mapping[str, pd.Timestamp]
+    ) -> tuple[list[FitOutcome], dict[str, str]]:
+        """Fit through the executor as the refit job does, leaving out buckets marked "not an incident"."""
+        exclude = false_positive_exclusions(self.store, metric.name)
+        return fit_models(self.config, self.source, metric, cutoffs, self.executor, exclude=exclude)
+
     def _fresh_models(
         self,
         metric: Metric,
@@ -536,7 +545,7 @@ class MetricScorer:
         }
         if not stale:
             return usable
-        outcomes, fetch_errors = fit_models(self.config, self.source, metric, stale, self.executor)
+        outcomes, fetch_errors = self._fit(metric, stale)
         for outcome in outcomes:
             if outcome.state is None or outcome.model is None:
                 fetch_errors[outcome.series] = outcome.error or "fit failed"

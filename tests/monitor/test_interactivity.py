@@ -36,6 +36,7 @@ from monitor.errors import ConfigError
 from monitor.pipeline.executor import InlineExecutor
 from monitor.pipeline.models import FitTask, ModelCache
 from monitor.pipeline.refit import refit_all
+from monitor.pipeline.scoring import MetricScorer
 from monitor.store import IncidentHistory
 from tests.alerts.test_actions import payload
 from tests.fakeslack import FakeSlack, strict_slack  # noqa: F401 - fixture
@@ -319,6 +320,19 @@ def test_not_an_incident_is_left_out_of_the_next_refit(http_world: World) -> Non
     with_them = DetectorStack(**tasks["AA"].params).fit(frame, series_id="user_reports/AA")
     assert json.loads(saved.state) == json.loads(without.to_json())
     assert json.loads(saved.state) != json.loads(with_them.to_json())
+    # a tick that fits inline (its model too old) leaves the same buckets out
+    inline = RecordingExecutor()
+    scorer = MetricScorer(
+        w.config,
+        w.daemon.store,
+        w.daemon.monitor.source,
+        models=ModelCache(),
+        executor=inline,
+        max_model_age=timedelta(minutes=1),
+    )
+    batch = scorer.score_metric(w.config.metrics[0], now + timedelta(hours=2))
+    assert batch.refitted == {"AA", "BB"}
+    assert {t.series: t.exclude for t in inline.tasks} == {"AA": (span,), "BB": ()}
     # `livewatch incidents stats` reports the false-positive rate per metric
     stats = CliRunner().invoke(cli, ["incidents", "stats", "--json", "--config", str(w.config_path)], env={})
     assert stats.exit_code == 0, stats.output
