@@ -91,7 +91,7 @@ def main() -> None:
         fit_seconds = time.perf_counter() - started
         assert report.errors == 0, report.metric_errors
         print(
-            f"first tick: {args.series} series fitted on {args.days} d of 5-min data, scored: {fit_seconds:.2f} s"
+            f"first tick: {args.series} series fitted ({args.days} d of 5-min data), scored: {fit_seconds:.2f} s"
         )
         steady = []
         for k in range(1, args.ticks):
