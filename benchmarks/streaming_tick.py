@@ -90,9 +90,7 @@ def main() -> None:
         report = monitor.tick(first)
         fit_seconds = time.perf_counter() - started
         assert report.errors == 0, report.metric_errors
-        print(
-            f"first tick: {args.series} series fitted ({args.days} d of 5-min data), scored: {fit_seconds:.2f} s"
-        )
+        print(f"first tick: {args.series} series fitted on {args.days} d, scored: {fit_seconds:.2f} s")
         steady = []
         for k in range(1, args.ticks):
             started = time.perf_counter()
