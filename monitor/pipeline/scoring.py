@@ -293,7 +293,9 @@ def _decide(
         index=pd.DatetimeIndex(np.tile(index.to_numpy(), count), name="ts"),
     )
     missing = np.isnan(data.values[:, window]).sum(axis=1)
-    no_context = pd.DataFrame({c: pd.Series(dtype=float) for c in SCORE_COLUMNS})  # shared, read-only
+    no_context = pd.DataFrame(  # shared, read-only
+        {c: pd.Series(dtype=float) for c in SCORE_COLUMNS}, index=pd.DatetimeIndex([], tz="UTC", name="ts")
+    )
     out: list[SeriesDecisions] = []
     for row, name in enumerate(series):
         decisions = table.iloc[row * span : (row + 1) * span]

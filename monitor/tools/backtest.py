@@ -368,9 +368,9 @@ def score_series(task: SeriesTask) -> SeriesScores:
     parts: dict[float, list[pd.DataFrame]] = {t: [] for t in task.thresholds}
     errors: list[str] = []
     if metric.detector == "streaming":  # fitted once, then advanced over the whole range, as the tick does
-        rules = [post_rules(metric, threshold=t) for t in task.thresholds]
+        swept = [post_rules(metric, threshold=t) for t in task.thresholds]
         try:
-            items = stream_series(config, metric, task.series, frame, start, end, rules)
+            items = stream_series(config, metric, task.series, frame, start, end, swept)
         except (DetectorError, ValueError) as exc:
             errors.append(f"{metric.name}/{task.series} at {_iso(start)}: {exc}")
             items = []

@@ -45,7 +45,7 @@ from detectors.stack import CompiledStack, DetectorStack, score_members
 from monitor.config import Config, MetricConfig
 from monitor.errors import LivewatchError, SourceError
 from monitor.pipeline.models import FitTask, fit_chunk
-from monitor.pipeline.scoring import SeriesDecisions, score_and_decide, series_grid
+from monitor.pipeline.scoring import SeriesDecisions, score_and_decide, series_grid, stream_series
 from monitor.pipeline.signals import run_kind
 from monitor.pipeline.slicing import explain_window
 from monitor.pipeline.spec import DETECTOR_NAME, matchers, post_rules, series_frame, stack_params
@@ -108,7 +108,8 @@ class DetectorVerdict:
 
     Attributes:
         name: ``stack`` (the combination that alerts, CUSUM confirmations included), ``prophet``, ``robust``
-            or ``cusum`` (level shifts confirmed by the online CUSUM of the stack's scores).
+            or ``cusum`` (level shifts confirmed by the online CUSUM of the stack's scores); ``streaming``
+            for a metric with that detector.
         peak_score: The signed score of largest magnitude in the window (NaN when nothing was scored).
         flagged: Buckets the post-rules flag with this detector's scores alone.
         fired: ``flagged > 0``.
@@ -404,12 +405,20 @@ def investigate(
             f"{metric}/{region}: {_iso(first)} has under {MIN_HISTORY.days} days of history before it; data "
             f"starts {_iso(data_start)}, investigate from {_iso(data_start + pd.Timedelta(MIN_HISTORY))} on"
         )
-    model, model_note = _model(config, spec, region, history, first, store, refit=refit)
     rules = post_rules(spec)
     # Decide from MAX_RUN buckets before the window, so --at can widen over the run that led to it.
     decide_from = max(first - MAX_RUN * step, frame.index.min()) if end is None else first
     grid_end = max(min(probe_end, frame.index.max() + step), last)
-    item = series_decisions(config, spec, region, model, frame, decide_from, grid_end, rules=rules)
+    model: CompiledStack | None = None
+    if spec.detector == "streaming":  # its stored state is as of the watermark: fit before the window
+        try:
+            item = stream_series(config, spec, region, frame, decide_from, grid_end, [rules])[0]
+        except DetectorError as exc:
+            raise OutOfRangeError(str(exc)) from exc
+        model_note = f"streaming detector fitted now on the history before {_iso(decide_from)}"
+    else:
+        model, model_note = _model(config, spec, region, history, first, store, refit=refit)
+        item = series_decisions(config, spec, region, model, frame, decide_from, grid_end, rules=rules)
     context = item.context.assign(
         volume=np.nan,
         flag=False,
@@ -579,10 +588,16 @@ def _peak(scores: pd.Series) -> float:
 
 
 def _verdicts(
-    model: CompiledStack, metric: MetricConfig, frame: pd.DataFrame, rules: PostRules, window: pd.DataFrame
+    model: CompiledStack | None,
+    metric: MetricConfig,
+    frame: pd.DataFrame,
+    rules: PostRules,
+    window: pd.DataFrame,
 ) -> tuple[DetectorVerdict, ...]:
     """The stack's verdict, each member's alone (volume-aware like the stack's), and the CUSUM level-shift
-    confirmation (its flagged buckets; it has no per-point score)."""
+    confirmation (its flagged buckets; it has no per-point score); a streaming metric's one verdict."""
+    if model is None:
+        return (DetectorVerdict("streaming", _peak(window["score"]), int(window["flag"].sum())),)
     verdicts = [DetectorVerdict("stack", _peak(window["score"]), int(window["flag"].sum()))]
     cusum = int((window["flag"] & window["shift_start"].notna()).sum())
     index = pd.DatetimeIndex(frame.index)

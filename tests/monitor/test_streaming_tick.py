@@ -24,6 +24,7 @@ from monitor.pipeline.spec import series_frame
 from monitor.pipeline.tick import Monitor
 from monitor.store import SqlStore, make_engine, upgrade
 from monitor.tools.backtest import SeriesTask, score_series
+from monitor.tools.investigate import investigate
 from monitor.wiring import build_monitor, warehouse_source
 from tests.monitor.test_scoring import END, HOUR, REGIONS, build_warehouse, config_dict
 
@@ -198,3 +199,26 @@ def test_the_backtest_replays_a_streaming_metric_as_its_ticks_decided(config: Co
         pd.testing.assert_frame_equal(replay.decisions[4.0], pd.concat(parts), check_freq=False, obj=series)
         assert replay.decisions[6.0]["flag"].sum() <= replay.decisions[4.0]["flag"].sum()
     assert ticks["BR"][-1]["flag"].any()
+
+
+def test_investigate_decides_a_streaming_window_as_its_ticks_did(config: Config) -> None:
+    monitor = fresh_monitor(config)
+    batches = recording(monitor)
+    monitor.tick(START + timedelta(minutes=20))
+    monitor.tick(END + timedelta(minutes=20))
+    first, second = batches
+    begin, end = first.plan.earliest, second.plan.end
+    ticks = {item.series: [item.decisions] for item in first.scored}
+    for item in second.scored:
+        ticks[item.series].append(item.decisions)
+    source, store = warehouse_source(config), SqlStore(make_engine(config.state.url))
+    for series in ("BR", "MX"):
+        found = investigate(
+            config, source, store, "violation_rate", series, start=begin, end=end, now=END, related=False
+        )
+        tick = pd.concat(ticks[series])
+        window = found.window.loc[:, tick.columns]
+        pd.testing.assert_frame_equal(window, tick, check_freq=False, obj=series)
+        assert [v.name for v in found.detectors] == ["streaming"]
+        assert found.model.startswith("streaming detector fitted now")
+    assert found.kind == "none" or found.kind in {"spike", "dip", "level_shift"}
