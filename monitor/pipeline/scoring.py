@@ -149,7 +149,10 @@ def score_and_decide(
     )
     # The CUSUM reads context rows only where the source returned them; window rows are always read.
     trail = np.where(data.present | (np.arange(len(data.grid)) >= width)[None, :], scores.score, np.nan)
-    shifts = confirm_level_shifts(scores.observed, scores.expected, trail, rules, context=width)
+    full_volume = data.volumes if metric.kind == "ratio" else scores.expected  # the noise floors' volume
+    shifts = confirm_level_shifts(
+        scores.observed, scores.expected, trail, rules, context=width, volume=full_volume
+    )
     span, count = len(index), len(series)
     shift_start = np.full(count * span, np.datetime64("NaT", "us"))
     confirmed = shifts.confirmed.ravel()

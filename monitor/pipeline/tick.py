@@ -163,7 +163,9 @@ class Monitor:
             max_model_age=max_model_age,
         )
         self.engine_config = EngineConfig(
-            grouping=GroupingConfig(resolve_after_clean=config.alerts.resolve_after)
+            grouping=GroupingConfig(
+                resolve_after_clean=config.alerts.resolve_after, join_window=config.alerts.group_window
+            )
         )
         self.alert_lock = threading.RLock()
         self.windows = tuple(
@@ -201,11 +203,15 @@ class Monitor:
         status: Literal["ok", "partial", "failed"] = "ok"
         try:
             scored: list[_Scored] = []
+            # A level shift held open is judged on its series' recent buckets: those metrics keep context.
+            shifted = {
+                s.metric for i in self.store.list_active() for s in i.signals if s.kind == "level_shift"
+            }
             for metric in self.config.metrics:
                 if metrics is not None and metric.name not in metrics:
                     continue
                 try:
-                    scored += self._score_metric(metric, now, report)
+                    scored += self._score_metric(metric, now, report, context=metric.name in shifted)
                 except (SourceError, DetectorError, ValueError) as exc:
                     report.metric_errors[metric.name] = str(exc)
                     bound.error("metric failed", metric=metric.name, error=str(exc))
@@ -226,6 +232,7 @@ class Monitor:
                         AlertRepos(tx, tx, tx),
                         (*self.windows, *windows),
                         live_from,
+                        _observed_by_bucket(scored),
                     )
                     for entry in scored:
                         last = entry.item.last_bucket.to_pydatetime()
@@ -250,8 +257,10 @@ class Monitor:
                 errors=report.errors,
             )
 
-    def _score_metric(self, metric: MetricConfig, now: datetime, report: TickReport) -> list[_Scored]:
-        batch = self.scorer.score_metric(metric, now)
+    def _score_metric(
+        self, metric: MetricConfig, now: datetime, report: TickReport, *, context: bool = False
+    ) -> list[_Scored]:
+        batch = self.scorer.score_metric(metric, now, full_context=context)
         report.problems += batch.problems
         for problem in batch.problems:
             log.warning("data problem", metric=metric.name, series=problem.series, problem=problem.message)
@@ -298,14 +307,16 @@ class Monitor:
         repos: AlertRepos,
         windows: Sequence[MaintenanceWindow],
         live_from: datetime | None = None,
-        observed_of: dict[pd.Timestamp, dict[str, float]] | None = None,
+        observed_of: Mapping[pd.Timestamp, tuple[dict[str, float], dict[str, float]]] | None = None,
     ) -> list[Notification]:
         """Replay the buckets in time order through the alert engine (one call per bucket); buckets
-        that ended before ``live_from`` are a catch-up (``live=False``)."""
+        that ended before ``live_from`` are a catch-up (``live=False``); ``observed_of`` gives each bucket's
+        observed and expected values per series (whether a level shift holds)."""
         notifications: list[Notification] = []
         observed_of = observed_of or {}
         for bucket in sorted(step_of):
             ended = (bucket + step_of[bucket]).to_pydatetime()
+            observed, expected = observed_of.get(bucket, ({}, {}))
             result = process(
                 by_bucket.get(bucket, []),
                 ended,
@@ -314,7 +325,8 @@ class Monitor:
                 windows=windows,
                 config=self.engine_config,
                 live=live_from is None or ended >= live_from,
-                observed=observed_of.get(bucket, {}),
+                observed=observed,
+                expected=expected,
             )
             notifications += result.notifications
         return notifications
@@ -332,3 +344,42 @@ class Monitor:
             )
             return ()
         return tuple(alert_cause(c) for c in causes)
+
+
+#: Calm buckets (``|score|`` under the metric's threshold) averaged into the level a shifted series is
+#: judged at: one bucket of a noisy ratio dips halfway back every few hours while the shift holds.
+RETURN_WINDOW = 6
+
+
+def _observed_by_bucket(
+    scored: Sequence[_Scored],
+) -> dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]]:
+    """``bucket -> ({"metric/series": observed}, {"metric/series": expected})`` of every scored bucket: what
+    tells the alert engine whether a level shift holds (only level-shift members read them).
+
+    Each value is the mean over the calm buckets among the last :data:`RETURN_WINDOW` (context included):
+    loud buckets (a spike during the shift, the burst that a CUSUM took for a shift) are left out, so a
+    series back after a burst is back at once, and a noisy series at its new level does not look back
+    because of one low bucket. A bucket with no calm bucket behind it gives its own values.
+    """
+    out: dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]] = defaultdict(lambda: ({}, {}))
+    for entry in scored:
+        key = f"{entry.metric.name}/{entry.item.series}"
+        decisions = entry.item.decisions
+        columns = ["observed", "expected", "score"]
+        frames = [f.loc[:, columns] for f in (entry.item.context, decisions) if len(f)]
+        trail = (pd.concat(frames) if len(frames) > 1 else frames[0]).astype(float)
+        calm = trail["score"].abs() < entry.metric.threshold
+        level = trail[["observed", "expected"]].where(calm, axis=0).rolling(RETURN_WINDOW, min_periods=1)
+        smooth = level.mean().reindex(decisions.index)
+        raw = decisions[["observed", "expected"]].astype(float)
+        smooth = smooth.where(smooth.notna().all(axis=1), raw, axis=0)
+        for bucket, seen, model in zip(
+            decisions.index,
+            smooth["observed"].to_numpy(dtype=float),
+            smooth["expected"].to_numpy(dtype=float),
+            strict=True,
+        ):
+            values, expectations = out[pd.Timestamp(bucket)]
+            values[key], expectations[key] = float(seen), float(model)
+    return out
