@@ -72,6 +72,8 @@ NOISE_MIN = 0.5
 #: A bucket is confirmed when its span's CUSUM alarmed at it or in the buckets just before it, and the level
 #: held since (the alarm of a span can move by a bucket or two as the noise estimate moves).
 CONFIRM_WITHIN = 3
+#: A confirmed level stands at least this far (in noise-scaled sigmas) off the model's expectation.
+SHIFT_MIN_LEVEL = 0.5
 #: Consecutive scores averaged when the CUSUM measures the noise (see :func:`score_noise`).
 NOISE_BLOCK = 6
 #: Scores a span needs before its own spread is trusted (a day of hourly buckets).
@@ -342,6 +344,11 @@ def _holds(since: np.ndarray, old: float, new: float) -> bool:
     return bool((float(seen.mean()) - old) / (new - old) >= 0.5)
 
 
+def _robust_spread(rows: np.ndarray) -> np.ndarray:
+    centre = np.nanmedian(rows, axis=1)
+    return np.asarray(1.4826 * np.nanmedian(np.abs(rows - centre[:, None]), axis=1))
+
+
 def score_noise(
     spans: np.ndarray, *, min_points: int = NOISE_MIN_POINTS, block: int = NOISE_BLOCK
 ) -> np.ndarray:
@@ -350,10 +357,10 @@ def score_noise(
     A detector's sigma is a prediction band: wide where the model is unsure (few events, a young model),
     so its scores can be much calmer than N(0, 1) (the demo's DE violation rate: a robust spread of 0.35).
     A CUSUM on such scores confirms a shift late (a shift of 1.1 sigma per bucket took 15 buckets). The
-    spread is measured on means of ``block`` consecutive scores (``1.4826 * MAD * sqrt(block)``, robust to
-    the spikes and shifts in the span): for independent scores it is their own spread, and where the model
-    is wrong for hours at a time (correlated scores) it is larger, so a slow model error is not sharpened
-    into a shift. It is clipped to ``[NOISE_MIN, 1]``: scores are only ever sharpened, never blunted, and
+    spread is the larger of the scores' robust spread (``1.4826 * MAD``, robust to the spikes and shifts in
+    the span) and that of means of ``block`` consecutive scores times ``sqrt(block)``: the two agree on
+    independent scores, and where the model is wrong for hours at a time (correlated scores) the second is
+    larger, so a slow model error is not sharpened into a shift. It is clipped to ``[NOISE_MIN, 1]``: scores are only ever sharpened, never blunted, and
     never by more than ``1 / NOISE_MIN``. A span with fewer than ``min_points`` scores keeps a spread of 1.
     """
     values = np.asarray(spans, dtype=float)
@@ -364,11 +371,11 @@ def score_noise(
     enough = seen >= min_points
     if not enough.any():
         return out
-    means = sliding_window_view(values[enough], block, axis=1).mean(axis=-1)  # NaN where a score is missing
+    rows = values[enough]
+    means = sliding_window_view(rows, block, axis=1).mean(axis=-1)  # NaN where a score is missing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        centre = np.nanmedian(means, axis=1)
-        spread = 1.4826 * np.nanmedian(np.abs(means - centre[:, None]), axis=1) * np.sqrt(block)
+        spread = np.maximum(_robust_spread(rows), _robust_spread(means) * np.sqrt(block))
     out[enough] = np.clip(np.nan_to_num(spread, nan=1.0), NOISE_MIN, 1.0)
     return out
 
@@ -415,7 +422,13 @@ def confirm_level_shifts(
         recent = result.alarms[-CONFIRM_WITHIN:]
         for column in np.flatnonzero(recent.any(axis=0)):
             at = scaled.shape[0] - CONFIRM_WITHIN + int(np.flatnonzero(recent[:, column])[-1])
-            if not _holds(scaled[at:, column], result.expected[at, column], result.level[at, column]):
+            old_level, new_level = result.expected[at, column], result.level[at, column]
+            # the alarm of a CUSUM coming back towards the model's level after a burst it took for a shift
+            # is no shift either: a new level stands off the model's expectation, further than the old one
+            off = abs(new_level)
+            if off < SHIFT_MIN_LEVEL or off <= abs(old_level):
+                continue
+            if not _holds(scaled[at:, column], old_level, new_level):
                 continue
             row, j = divmod(first + int(column), width)
             begin = j + max(int(result.starts[at, column]), 0)
