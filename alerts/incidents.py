@@ -19,7 +19,8 @@
     * **Resolution** is the pure decision :func:`decide_resolution` (table-tested). Spikes and dips resolve
       after ``config.resolve_after_clean`` consecutive evaluations without a member signal. A level shift
       does not end because the detector went quiet (it goes quiet once the new level is the norm): it
-      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`) for
+      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`, each
+      bucket judged against the model's expectation of it when ``expected`` is given) for
       ``resolve_after_clean`` consecutive evaluations (a bucket at the new level restarts the count), or a
       person acknowledged it (the new level is accepted) and it has been clean as long, or a person resolves
       it. An expired snooze returns the incident to ``open``.

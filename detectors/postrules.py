@@ -23,8 +23,11 @@ Two rules sit on top of the per-point steps, for a monitored series scored tick 
 
 * :func:`confirm_level_shifts`: a persistent deviation too small for the threshold (+1.5 sigma for hours) is
   confirmed by the online CUSUM of :mod:`detectors.online` over the :data:`LEVEL_SHIFT_CONTEXT` buckets
-  before each bucket and the bucket itself. Each bucket's verdict depends on that trailing span only, so
-  scoring a window at once, bucket by bucket, or over history in a backtest gives the same decisions.
+  before each bucket and the bucket itself, on the scores divided by the spread they show in that span
+  (:func:`score_noise`: a detector whose band is wider than its noise no longer delays the confirmation by
+  hours). A burst that is over by the time the CUSUM tips is a spike, not a shift, and a shift clears the
+  noise floors over its buckets since it began. Each bucket's verdict depends on that trailing span only,
+  so scoring a window at once, bucket by bucket, or over history in a backtest gives the same decisions.
 * :func:`holiday_floor`: on a public holiday the model never saw, an anomaly must move the metric by at
   least :data:`HOLIDAY_MIN_REL_EFFECT` (relative) to flag.
 """
@@ -360,8 +363,9 @@ def score_noise(
     spread is the larger of the scores' robust spread (``1.4826 * MAD``, robust to the spikes and shifts in
     the span) and that of means of ``block`` consecutive scores times ``sqrt(block)``: the two agree on
     independent scores, and where the model is wrong for hours at a time (correlated scores) the second is
-    larger, so a slow model error is not sharpened into a shift. It is clipped to ``[NOISE_MIN, 1]``: scores are only ever sharpened, never blunted, and
-    never by more than ``1 / NOISE_MIN``. A span with fewer than ``min_points`` scores keeps a spread of 1.
+    larger, so a slow model error is not sharpened into a shift. It is clipped to ``[NOISE_MIN, 1]``:
+    scores are only ever sharpened, never blunted, and never by more than ``1 / NOISE_MIN``. A span with
+    fewer than ``min_points`` scores keeps a spread of 1.
     """
     values = np.asarray(spans, dtype=float)
     out = np.ones(values.shape[0])

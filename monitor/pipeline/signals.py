@@ -2,7 +2,9 @@
 
 A *run* is a stretch of consecutive flagged buckets of one sign. Its kind comes from
 :func:`detectors.postrules.classify_run` (spike, dip or level shift by the stability of its deviations),
-and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start. The
+and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start; a
+level shift's numbers are the mean observed and expected values since it began (:func:`shift_levels`), so
+its size, and its severity, are the shift's, not its last bucket's. The
 tick sends one signal per bucket of a run (the run so far), so incidents grow bucket by bucket; the backtest
 and ``investigate`` use the same functions, so they name kinds exactly as the daemon does.
 """

@@ -15,7 +15,11 @@ and every scheduled daemon tick call. Stages:
 4. **Alert**: buckets are replayed in time order through :func:`alerts.engine.process` (grouping,
    severity, routing, muting, dedup, outbox), then :func:`alerts.outbox.deliver_pending` sends. Buckets that
    ended before ``live_from`` are a catch-up (``process(..., live=False)``): each incident is delivered once,
-   as its final state, and reminders only happen in live time (:func:`alerts.dedup.catch_up_gate`).
+   as its final state, and reminders only happen in live time (:func:`alerts.dedup.catch_up_gate`). Each
+   bucket carries every scored series' recent level (observed and expected, :func:`_observed_by_bucket`):
+   a level-shift incident stays open while its series holds the new level and resolves once it is back
+   (or a person acknowledged it); spikes and dips ignore it. Metrics with a level shift open keep their
+   context buckets for it.
 5. **Watermarks** advance (compare-and-set) in the transaction that records the alerts of the scored buckets,
    so a crash re-scores without duplicating anything.
 

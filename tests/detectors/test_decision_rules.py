@@ -110,7 +110,7 @@ def test_level_shift_verdicts_do_not_depend_on_where_a_call_begins() -> None:
 def calm(
     shift: float, *, sigma: float, length: int = 260, at: int = 200, seed: int = 5
 ) -> tuple[np.ndarray, ...]:
-    """Like :func:`shifted`, with scores calmer than N(0, 1): a detector whose band is wider than its noise."""
+    """Like :func:`shifted`, with scores calmer than N(0, 1): a band wider than the noise."""
     noise = sigma * np.random.default_rng(seed).standard_normal(length)
     score = noise + np.where(np.arange(length) >= at, shift, 0.0)
     expected = np.full(length, 100.0)
