@@ -36,7 +36,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -208,9 +208,13 @@ class Monitor:
         try:
             scored: list[_Scored] = []
             # A level shift held open is judged on its series' recent buckets: those metrics keep context.
-            shifted = {
-                s.metric for i in self.store.list_active() for s in i.signals if s.kind == "level_shift"
+            held = {
+                (s.metric, s.region)
+                for i in self.store.list_active()
+                for s in i.signals
+                if s.kind == "level_shift"
             }
+            shifted = {metric for metric, _ in held}
             for metric in self.config.metrics:
                 if metrics is not None and metric.name not in metrics:
                     continue
@@ -236,7 +240,7 @@ class Monitor:
                         AlertRepos(tx, tx, tx),
                         (*self.windows, *windows),
                         live_from,
-                        _observed_by_bucket(scored),
+                        _observed_by_bucket(scored, held | _shifts(by_bucket)),
                     )
                     for entry in scored:
                         last = entry.item.last_bucket.to_pydatetime()
@@ -355,11 +359,20 @@ class Monitor:
 RETURN_WINDOW = 6
 
 
+def _shifts(by_bucket: Mapping[pd.Timestamp, Sequence[AlertSignal]]) -> set[tuple[str, str]]:
+    """``(metric, series)`` of every level-shift signal of this tick."""
+    return {
+        (s.metric, s.region) for signals in by_bucket.values() for s in signals if s.kind == "level_shift"
+    }
+
+
 def _observed_by_bucket(
-    scored: Sequence[_Scored],
+    scored: Sequence[_Scored], series: Collection[tuple[str, str]]
 ) -> dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]]:
-    """``bucket -> ({"metric/series": observed}, {"metric/series": expected})`` of every scored bucket: what
-    tells the alert engine whether a level shift holds (only level-shift members read them).
+    """``bucket -> ({"metric/series": observed}, {"metric/series": expected})`` of every scored bucket of
+    the ``(metric, series)`` pairs in ``series``: what tells the alert engine whether a level shift holds.
+    Only level-shift members read them, so only the series of one (open, or signalled in this tick) are
+    computed; a scored series left out of an incident's members is never consulted.
 
     Each value is the mean over the calm buckets among the last :data:`RETURN_WINDOW` (context included):
     loud buckets (a spike during the shift, the burst that a CUSUM took for a shift) are left out, so a
@@ -368,6 +381,8 @@ def _observed_by_bucket(
     """
     out: dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]] = defaultdict(lambda: ({}, {}))
     for entry in scored:
+        if (entry.metric.name, entry.item.series) not in series:
+            continue
         key = f"{entry.metric.name}/{entry.item.series}"
         decisions = entry.item.decisions
         columns = ["observed", "expected", "score"]
