@@ -245,6 +245,7 @@ def process(
     config: EngineConfig | None = None,
     live: bool = True,
     observed: Mapping[str, float] | None = None,
+    expected: Mapping[str, float] | None = None,
 ) -> ProcessResult:
     """Run one bucket through the pipeline; see the module docstring.
 
@@ -258,6 +259,8 @@ def process(
         live: False for catch-up buckets (older than the live edge): final states only, no reminders.
         observed: ``"metric/region"`` -> observed value of every series scored in this bucket (what tells
             a level shift's return; see :func:`alerts.incidents.decide_resolution`).
+        expected: ``"metric/region"`` -> the model's expectation of those series in this bucket (a seasonal
+            series' return is judged against its own hour; see :func:`alerts.incidents.level_returned`).
 
     Returns:
         The enqueued notifications, every decision with its reason, and the incidents after this bucket.
@@ -271,6 +274,7 @@ def process(
         config=config.grouping,
         policy=config.severity,
         observed=observed or {},
+        expected=expected or {},
     )
     for change in grouped.changes:
         _save(repos, change)

@@ -9,6 +9,8 @@
       root-cause summary. A signal joins the incident it matches best (same metric and region, then same
       metric, then same region; oldest first); a signal linked only through other signals joins the oldest
       incident of its set. Existing incidents are never merged (each already has its own Slack message).
+      A level-shift incident held open by its new level and quiet for longer than
+      ``config.join_window`` takes only signals of its own series.
     * **Inhibition.** A signal with a ``segment`` label whose metric and region are already covered by a
       metric-level member of an active incident is *absorbed*: counted on the incident, not a new member.
     * **Updates.** Members are keyed by fingerprint (labels); new numbers replace old ones. An ``updated``
@@ -17,7 +19,8 @@
     * **Resolution** is the pure decision :func:`decide_resolution` (table-tested). Spikes and dips resolve
       after ``config.resolve_after_clean`` consecutive evaluations without a member signal. A level shift
       does not end because the detector went quiet (it goes quiet once the new level is the norm): it
-      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`) for
+      stays open until every shifted series is back near its pre-shift level (:func:`level_returned`, each
+      bucket judged against the model's expectation of it when ``expected`` is given) for
       ``resolve_after_clean`` consecutive evaluations (a bucket at the new level restarts the count), or a
       person acknowledged it (the new level is accepted) and it has been clean as long, or a person resolves
       it. An expired snooze returns the incident to ``open``.
@@ -31,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from alerts.model import (
@@ -134,14 +137,25 @@ def decide_resolution(
 RETURN_FRACTION = 0.5
 
 
-def level_returned(member: AlertSignal, observed: float) -> bool:
-    """Whether a level-shift member's series is back: ``observed`` is at least :data:`RETURN_FRACTION` of the
+def level_returned(member: AlertSignal, observed: float, expected: float | None = None) -> bool:
+    """Whether a level-shift member's series is back: it has covered at least :data:`RETURN_FRACTION` of the
     way from the shifted level (``member.observed``) back to the pre-shift level (``member.expected``). Pure.
+
+    With ``expected`` (the model's expectation of the same bucket as ``observed``) the bucket's deviation
+    is compared with the shift's, so a seasonal series is judged at every hour of its cycle: relatively when
+    both expectations are positive, else in metric units. Without it, ``observed`` is compared with the
+    pre-shift level itself.
     """
     shift = member.observed - member.expected
     if not (math.isfinite(shift) and math.isfinite(observed)) or shift == 0:
         return math.isfinite(observed)
-    remaining = (observed - member.expected) / shift
+    if expected is not None and math.isfinite(expected):
+        if member.expected > 0 and expected > 0:
+            remaining = (observed / expected - 1.0) / (member.observed / member.expected - 1.0)
+        else:
+            remaining = (observed - expected) / shift
+    else:
+        remaining = (observed - member.expected) / shift
     return remaining <= 1.0 - RETURN_FRACTION
 
 
@@ -155,9 +169,13 @@ class GroupingConfig:
 
     Attributes:
         resolve_after_clean: Consecutive evaluations without a member signal before auto-resolution.
+        join_window: A level-shift incident held open by its new level whose last member signal is older
+            than this takes only signals of its own series (metric and region): a shift that settled days
+            ago is not the cause of a new anomaly in another region or metric, which opens its own incident.
     """
 
     resolve_after_clean: int = 3
+    join_window: timedelta = timedelta(hours=2)
 
     def __post_init__(self) -> None:
         if self.resolve_after_clean < 1:
@@ -192,9 +210,10 @@ class GroupingResult:
 class _Draft:
     """Mutable working copy of one incident while a bucket is grouped."""
 
-    def __init__(self, base: Incident | None, order: int) -> None:
+    def __init__(self, base: Incident | None, order: int, *, settled: bool = False) -> None:
         self.base = base
         self.order = order
+        self.settled = settled
         self.members: dict[str, AlertSignal] = (
             {} if base is None else {s.fingerprint: s for s in base.signals}
         )
@@ -223,6 +242,9 @@ class _Draft:
         """
         if any(not _same_stream(signal, m) for m in self.members.values()):
             return None
+        if self.settled:
+            own = {(m.metric, m.region) for m in self.members.values()}
+            return 0 if (signal.metric, signal.region) in own else None
         if signal.kind in EXPERIMENT_KINDS:
             return 2 if signal.region in self.regions else None
         pairs = {(m.metric, m.region) for m in self.members.values()}
@@ -242,6 +264,13 @@ class _Draft:
         if self.base is None:
             return (datetime.max.replace(tzinfo=None), "", self.order)
         return (self.base.opened_at.replace(tzinfo=None), self.base.id, self.order)
+
+
+def _settled(incident: Incident, now: datetime, config: GroupingConfig) -> bool:
+    """A level-shift incident quiet for longer than ``config.join_window`` (see :class:`GroupingConfig`)."""
+    return now - incident.last_signal_at > config.join_window and any(
+        s.kind == "level_shift" for s in incident.signals
+    )
 
 
 def _same_stream(a: AlertSignal, b: AlertSignal) -> bool:
@@ -338,6 +367,7 @@ def group_signals(
     policy: SeverityPolicy = DEFAULT_SEVERITY_POLICY,
     returned: Collection[str] = (),
     observed: Mapping[str, float] | None = None,
+    expected: Mapping[str, float] | None = None,
 ) -> GroupingResult:
     """Group one bucket of signals into incidents; see the module docstring for the rules.
 
@@ -351,12 +381,14 @@ def group_signals(
         observed: ``"metric/region"`` -> this bucket's observed value of every scored series; a level-shift
             member whose series is back (:func:`level_returned`), or is not observed in this bucket, counts
             as returned (only an observation at the new level holds a level shift open).
+        expected: ``"metric/region"`` -> the model's expectation of the same bucket, so the return of a
+            seasonal series is judged against its own hour (see :func:`level_returned`).
 
     Returns:
         The incidents after this bucket with their lifecycle events, and the absorbed segment signals.
     """
     ensure_utc(now, what="group_signals(now)")
-    drafts = [_Draft(i, order=n) for n, i in enumerate(active) if i.active]
+    drafts = [_Draft(i, order=n, settled=_settled(i, now, config)) for n, i in enumerate(active) if i.active]
     unique = _dedupe(signals)
 
     _attach(drafts, [s for s in unique if s.segment is None])
@@ -375,12 +407,14 @@ def group_signals(
     for draft in drafts:
         # A shifted series holds its new level only on evidence: observed this bucket and not back. One that
         # is not observed (another scoring group, a self-monitoring check) cannot hold an incident open.
-        seen = observed or {}
+        seen, model = observed or {}, expected or {}
         back = set(returned) | {
             key
             for m in draft.members.values()
             if m.kind == "level_shift"
-            and ((key := f"{m.metric}/{m.region}") not in seen or level_returned(m, seen[key]))
+            and (
+                (key := f"{m.metric}/{m.region}") not in seen or level_returned(m, seen[key], model.get(key))
+            )
         }
         changes.append(_finish(draft, now, config, policy, back))
     by_draft = {id(d): c.incident.id for d, c in zip(drafts, changes, strict=True)}

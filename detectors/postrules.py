@@ -23,14 +23,18 @@ Two rules sit on top of the per-point steps, for a monitored series scored tick 
 
 * :func:`confirm_level_shifts`: a persistent deviation too small for the threshold (+1.5 sigma for hours) is
   confirmed by the online CUSUM of :mod:`detectors.online` over the :data:`LEVEL_SHIFT_CONTEXT` buckets
-  before each bucket and the bucket itself. Each bucket's verdict depends on that trailing span only, so
-  scoring a window at once, bucket by bucket, or over history in a backtest gives the same decisions.
+  before each bucket and the bucket itself, on the scores divided by the spread they show in that span
+  (:func:`score_noise`: a detector whose band is wider than its noise no longer delays the confirmation by
+  hours). A burst that is over by the time the CUSUM tips is a spike, not a shift, and a shift clears the
+  noise floors over its buckets since it began. Each bucket's verdict depends on that trailing span only,
+  so scoring a window at once, bucket by bucket, or over history in a backtest gives the same decisions.
 * :func:`holiday_floor`: on a public holiday the model never saw, an anomaly must move the metric by at
   least :data:`HOLIDAY_MIN_REL_EFFECT` (relative) to flag.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -56,6 +60,7 @@ __all__ = [
     "k_of_n_step",
     "merge_runs",
     "noise_floor_step",
+    "score_noise",
     "scores_to_anomalies",
     "suppression_step",
     "threshold_step",
@@ -65,6 +70,17 @@ __all__ = [
 FLAGGED = "flagged"
 #: Buckets before each scored bucket that the level-shift CUSUM reads (a week of hourly buckets).
 LEVEL_SHIFT_CONTEXT = 168
+#: The level-shift CUSUM sharpens scores by at most ``1 / NOISE_MIN`` (see :func:`score_noise`).
+NOISE_MIN = 0.5
+#: A bucket is confirmed when its span's CUSUM alarmed at it or in the buckets just before it, and the level
+#: held since (the alarm of a span can move by a bucket or two as the noise estimate moves).
+CONFIRM_WITHIN = 3
+#: A confirmed level stands at least this far (in noise-scaled sigmas) off the model's expectation.
+SHIFT_MIN_LEVEL = 0.5
+#: Consecutive scores averaged when the CUSUM measures the noise (see :func:`score_noise`).
+NOISE_BLOCK = 6
+#: Scores a span needs before its own spread is trusted (a day of hourly buckets).
+NOISE_MIN_POINTS = 24
 #: On a public holiday absent from the training history the model cannot know the holiday's effect, so an
 #: anomaly there must move the metric by at least this much (relative) to flag.
 HOLIDAY_MIN_REL_EFFECT = 0.5
@@ -321,6 +337,53 @@ class LevelShifts:
     effect: np.ndarray
 
 
+def _holds(since: np.ndarray, old: float, new: float) -> bool:
+    """The alarm bucket and those after it are, on average, nearer the new level than the old one: a burst
+    that is already over when the CUSUM confirms it (a 4-hour spike tips the CUSUM at the next, ordinary,
+    bucket) is a spike, not a level shift. Nothing observed: it holds."""
+    seen = since[~np.isnan(since)]
+    if not seen.size or new == old:
+        return True
+    return bool((float(seen.mean()) - old) / (new - old) >= 0.5)
+
+
+def _robust_spread(rows: np.ndarray) -> np.ndarray:
+    centre = np.nanmedian(rows, axis=1)
+    return np.asarray(1.4826 * np.nanmedian(np.abs(rows - centre[:, None]), axis=1))
+
+
+def score_noise(
+    spans: np.ndarray, *, min_points: int = NOISE_MIN_POINTS, block: int = NOISE_BLOCK
+) -> np.ndarray:
+    """The spread of the scores of each span (row), in sigmas, as the level-shift CUSUM reads it. Pure.
+
+    A detector's sigma is a prediction band: wide where the model is unsure (few events, a young model),
+    so its scores can be much calmer than N(0, 1) (the demo's DE violation rate: a robust spread of 0.35).
+    A CUSUM on such scores confirms a shift late (a shift of 1.1 sigma per bucket took 15 buckets). The
+    spread is the larger of the scores' robust spread (``1.4826 * MAD``, robust to the spikes and shifts in
+    the span) and that of means of ``block`` consecutive scores times ``sqrt(block)``: the two agree on
+    independent scores, and where the model is wrong for hours at a time (correlated scores) the second is
+    larger, so a slow model error is not sharpened into a shift. It is clipped to ``[NOISE_MIN, 1]``:
+    scores are only ever sharpened, never blunted, and never by more than ``1 / NOISE_MIN``. A span with
+    fewer than ``min_points`` scores keeps a spread of 1.
+    """
+    values = np.asarray(spans, dtype=float)
+    out = np.ones(values.shape[0])
+    if values.shape[1] < block:
+        return out
+    seen = (~np.isnan(values)).sum(axis=1)
+    enough = seen >= min_points
+    if not enough.any():
+        return out
+    rows = values[enough]
+    means = sliding_window_view(rows, block, axis=1).mean(axis=-1)  # NaN where a score is missing
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        spread = np.maximum(_robust_spread(rows), _robust_spread(means) * np.sqrt(block))
+    out[enough] = np.clip(np.nan_to_num(spread, nan=1.0), NOISE_MIN, 1.0)
+    return out
+
+
 def confirm_level_shifts(
     observed: np.ndarray,
     expected: np.ndarray,
@@ -329,14 +392,19 @@ def confirm_level_shifts(
     *,
     context: int = LEVEL_SHIFT_CONTEXT,
     max_columns: int = 250_000,
+    volume: np.ndarray | None = None,
 ) -> LevelShifts:
     """Level shifts confirmed by the online CUSUM at each bucket after the first ``context`` columns.
 
     The inputs are (series, context + window) arrays: the ``context`` buckets before the window (NaN where
     the series had no row) then the window. For window bucket ``j`` the CUSUM runs over its own trailing
     ``context`` buckets and itself, so the verdict of a bucket never depends on where a scoring call began.
-    A confirmation counts when the mean deviation since the estimated start has the wanted ``direction`` and
-    clears ``min_rel_effect``.
+    The CUSUM reads the scores divided by their own spread in the span (:func:`score_noise`), and a bucket
+    is confirmed when its span's CUSUM alarmed at it or in the :data:`CONFIRM_WITHIN` buckets just before,
+    and the alarm bucket and those after it hold the new level. A confirmation counts when, since the
+    estimated start, the mean deviation has the wanted ``direction`` and clears ``min_rel_effect`` and
+    ``min_abs_effect``, and the mean ``volume`` (same shape as ``observed``; the noise floors' volume)
+    clears ``min_volume``: the noise floors of a shift are those of its buckets taken together.
     """
     from detectors.online import online_cusum
 
@@ -352,10 +420,22 @@ def confirm_level_shifts(
     flat = spans.reshape(series * width, context + 1)
     deviation = np.asarray(observed, dtype=float) - np.asarray(expected, dtype=float)
     for first in range(0, flat.shape[0], max_columns):
-        result = online_cusum(flat[first : first + max_columns].T)
-        for column in np.flatnonzero(result.alarms[-1]):
+        chunk = flat[first : first + max_columns]
+        scaled = (chunk / score_noise(chunk)[:, None]).T  # (span, columns)
+        result = online_cusum(scaled)
+        recent = result.alarms[-CONFIRM_WITHIN:]
+        for column in np.flatnonzero(recent.any(axis=0)):
+            at = scaled.shape[0] - CONFIRM_WITHIN + int(np.flatnonzero(recent[:, column])[-1])
+            old_level, new_level = result.expected[at, column], result.level[at, column]
+            # the alarm of a CUSUM coming back towards the model's level after a burst it took for a shift
+            # is no shift either: a new level stands off the model's expectation, further than the old one
+            off = abs(new_level)
+            if off < SHIFT_MIN_LEVEL or off <= abs(old_level):
+                continue
+            if not _holds(scaled[at:, column], old_level, new_level):
+                continue
             row, j = divmod(first + int(column), width)
-            begin = j + max(int(result.starts[-1, column]), 0)
+            begin = j + max(int(result.starts[at, column]), 0)
             since = slice(begin, j + context + 1)
             moved, base = deviation[row, since], np.asarray(expected[row, since], dtype=float)
             seen = ~np.isnan(moved) & ~np.isnan(base)
@@ -367,6 +447,13 @@ def confirm_level_shifts(
             relative = mean_moved / mean_base if mean_base else np.inf
             if mean_base and abs(relative) < rules.min_rel_effect:
                 continue
+            if abs(mean_moved) < rules.min_abs_effect:
+                continue
+            if volume is not None and rules.min_volume > 0:
+                held = np.asarray(volume[row, since], dtype=float)
+                held = held[~np.isnan(held)]
+                if not held.size or held.mean() < rules.min_volume:  # like the floor: no volume fails
+                    continue
             confirmed[row, j], start[row, j], effect[row, j] = True, begin, relative
     return LevelShifts(confirmed, start, effect)
 

@@ -265,7 +265,10 @@ def _decide(
     if width:
         # The CUSUM reads context rows only where the source returned them; window rows are always read.
         trail = np.where(data.present | (np.arange(len(data.grid)) >= width)[None, :], scores.score, np.nan)
-        shifts = confirm_level_shifts(scores.observed, scores.expected, trail, rules, context=width)
+        full_volume = data.volumes if metric.kind == "ratio" else scores.expected  # the noise floors' volume
+        shifts = confirm_level_shifts(
+            scores.observed, scores.expected, trail, rules, context=width, volume=full_volume
+        )
         confirmed = shifts.confirmed.ravel()
         if confirmed.any():
             starts = data.grid.tz_convert("UTC").tz_localize(None).to_numpy().astype("datetime64[us]")

@@ -2,7 +2,9 @@
 
 A *run* is a stretch of consecutive flagged buckets of one sign. Its kind comes from
 :func:`detectors.postrules.classify_run` (spike, dip or level shift by the stability of its deviations),
-and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start. The
+and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start; a
+level shift's numbers are the mean observed and expected values since it began (:func:`shift_levels`), so
+its size, and its severity, are the shift's, not its last bucket's. The
 tick sends one signal per bucket of a run (the run so far), so incidents grow bucket by bucket; the backtest
 and ``investigate`` use the same functions, so they name kinds exactly as the daemon does.
 """
@@ -35,6 +37,7 @@ __all__ = [
     "explain_span",
     "run_kind",
     "series_signals",
+    "shift_levels",
 ]
 
 #: Buckets of context before the anomaly drawn in alert charts.
@@ -86,6 +89,30 @@ def run_kind(run: pd.DataFrame) -> tuple[AnomalyKind, pd.Timestamp]:
     return kind, start
 
 
+def _confirmed(run: pd.DataFrame) -> bool:
+    return "shift_start" in run and bool(run["shift_start"].notna().any())
+
+
+def shift_levels(
+    run: pd.DataFrame, start: pd.Timestamp, trail: pd.DataFrame | None = None
+) -> tuple[float, float]:
+    """``(new level, old level)`` of a level shift: the mean observed and mean expected value of the buckets
+    from ``start`` to the run's last one (``trail`` holds buckets before the run; NaN buckets are skipped).
+
+    Not the last bucket: one bucket is noise around the new level (and when a CUSUM confirms a burst that
+    just ended, the bucket is already back); nor the last expectation alone, which a model following the
+    new level raises bucket by bucket.
+    """
+    frames = [f.loc[:, ["observed", "expected"]] for f in (trail, run) if f is not None and len(f)]
+    span = pd.concat(frames) if len(frames) > 1 else frames[0]
+    span = span[(span.index >= start) & (span.index <= run.index[-1])]
+    span = span[~span.index.duplicated(keep="last")].astype(float).dropna()
+    if span.empty:
+        last = run.iloc[-1]
+        return float(last["observed"]), float(last["expected"])
+    return float(span["observed"].mean()), float(span["expected"].mean())
+
+
 def build_signal(
     metric: str,
     series: str,
@@ -94,17 +121,23 @@ def build_signal(
     causes: tuple[AlertRootCause, ...] = (),
     chart: ChartData | None = None,
     units: SignalUnits | None = None,
+    trail: pd.DataFrame | None = None,
 ) -> AlertSignal:
-    """The signal of a run so far (its last bucket is the one being evaluated)."""
+    """The signal of a run so far (its last bucket is the one being evaluated).
+
+    A level shift is measured over everything since it began (:func:`shift_levels`; ``trail`` holds the
+    buckets before the run, ``observed`` and ``expected``), so its size (and severity) is the shift's.
+    """
     units = units or SignalUnits()
     last = run.iloc[-1]
     kind, start = run_kind(run)
     expected, observed = float(last["expected"]), float(last["observed"])
+    threshold = units.threshold
     if kind == "level_shift":
-        # A shift is measured against the level before it: the model follows the new level bucket by bucket,
-        # so the last bucket's expectation (and score) shrinks while the shift persists.
-        expected = float(run["expected"].iloc[0])
-    volume = float(last["volume"]) if np.isfinite(last["volume"]) else observed
+        observed, expected = shift_levels(run, start, trail)
+        if _confirmed(run):
+            threshold = None  # the CUSUM confirmed it: its rule is not the per-bucket |score|
+    volume = float(last["volume"]) if np.isfinite(last["volume"]) else float(last["observed"])
     score = float(last["score"])
     begin: datetime = start.to_pydatetime()
     return AlertSignal(
@@ -125,7 +158,7 @@ def build_signal(
         unit=units.unit,
         volume_unit=units.volume_unit,
         bucket=units.bucket,
-        threshold=units.threshold,
+        threshold=threshold,
     )
 
 
@@ -139,12 +172,21 @@ def series_signals(
 ) -> list[AlertSignal]:
     """One signal per flagged bucket of ``item``: the run up to that bucket, with causes and chart."""
     signals = []
+    trail = (
+        pd.concat([f.loc[:, ["observed", "expected"]] for f in (item.context, item.decisions) if len(f)])
+        if len(item.context) or len(item.decisions)
+        else None
+    )
     for run in anomaly_runs(item.decisions):
         causes = explain(run) if explain is not None else ()
         for position in range(len(run)):
             prefix = run.iloc[: position + 1]
             chart = chart_data(item, prefix.index[-1]) if charts else None
-            signals.append(build_signal(metric, item.series, prefix, causes=causes, chart=chart, units=units))
+            signals.append(
+                build_signal(
+                    metric, item.series, prefix, causes=causes, chart=chart, units=units, trail=trail
+                )
+            )
     return signals
 
 

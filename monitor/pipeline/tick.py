@@ -15,7 +15,11 @@ and every scheduled daemon tick call. Stages:
 4. **Alert**: buckets are replayed in time order through :func:`alerts.engine.process` (grouping,
    severity, routing, muting, dedup, outbox), then :func:`alerts.outbox.deliver_pending` sends. Buckets that
    ended before ``live_from`` are a catch-up (``process(..., live=False)``): each incident is delivered once,
-   as its final state, and reminders only happen in live time (:func:`alerts.dedup.catch_up_gate`).
+   as its final state, and reminders only happen in live time (:func:`alerts.dedup.catch_up_gate`). Each
+   bucket carries every scored series' recent level (observed and expected, :func:`_observed_by_bucket`):
+   a level-shift incident stays open while its series holds the new level and resolves once it is back
+   (or a person acknowledged it); spikes and dips ignore it. Metrics with a level shift open keep their
+   context buckets for it.
 5. **Watermarks** advance (compare-and-set) in the transaction that records the alerts of the scored buckets,
    so a crash re-scores without duplicating anything.
 
@@ -32,7 +36,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
@@ -164,7 +168,9 @@ class Monitor:
             max_model_age=max_model_age,
         )
         self.engine_config = EngineConfig(
-            grouping=GroupingConfig(resolve_after_clean=config.alerts.resolve_after)
+            grouping=GroupingConfig(
+                resolve_after_clean=config.alerts.resolve_after, join_window=config.alerts.group_window
+            )
         )
         self.alert_lock = threading.RLock()
         self.windows = tuple(
@@ -202,11 +208,19 @@ class Monitor:
         status: Literal["ok", "partial", "failed"] = "ok"
         try:
             scored: list[_Scored] = []
+            # A level shift held open is judged on its series' recent buckets: those metrics keep context.
+            held = {
+                (s.metric, s.region)
+                for i in self.store.list_active()
+                for s in i.signals
+                if s.kind == "level_shift"
+            }
+            shifted = {metric for metric, _ in held}
             for metric in self.config.metrics:
                 if metrics is not None and metric.name not in metrics:
                     continue
                 try:
-                    scored += self._score_metric(metric, now, report)
+                    scored += self._score_metric(metric, now, report, context=metric.name in shifted)
                 except (SourceError, DetectorError, ValueError) as exc:
                     report.metric_errors[metric.name] = str(exc)
                     bound.error("metric failed", metric=metric.name, error=str(exc))
@@ -227,6 +241,7 @@ class Monitor:
                         AlertRepos(tx, tx, tx),
                         (*self.windows, *windows),
                         live_from,
+                        _observed_by_bucket(scored, held | _shifts(by_bucket)),
                     )
                     for entry in scored:
                         last = entry.item.last_bucket.to_pydatetime()
@@ -259,8 +274,10 @@ class Monitor:
             except StoreError as exc:  # a second daemon starting up closed it as orphaned: its record only
                 bound.warning("tick record closed by another process", error=str(exc))
 
-    def _score_metric(self, metric: Metric, now: datetime, report: TickReport) -> list[_Scored]:
-        batch = self.scorer.score_metric(metric, now)
+    def _score_metric(
+        self, metric: Metric, now: datetime, report: TickReport, *, context: bool = False
+    ) -> list[_Scored]:
+        batch = self.scorer.score_metric(metric, now, full_context=context)
         report.problems += batch.problems
         for problem in batch.problems:
             log.warning("data problem", metric=metric.name, series=problem.series, problem=problem.message)
@@ -308,14 +325,16 @@ class Monitor:
         repos: AlertRepos,
         windows: Sequence[MaintenanceWindow],
         live_from: datetime | None = None,
-        observed_of: dict[pd.Timestamp, dict[str, float]] | None = None,
+        observed_of: Mapping[pd.Timestamp, tuple[dict[str, float], dict[str, float]]] | None = None,
     ) -> list[Notification]:
         """Replay the buckets in time order through the alert engine (one call per bucket); buckets
-        that ended before ``live_from`` are a catch-up (``live=False``)."""
+        that ended before ``live_from`` are a catch-up (``live=False``); ``observed_of`` gives each bucket's
+        observed and expected values per series (whether a level shift holds)."""
         notifications: list[Notification] = []
         observed_of = observed_of or {}
         for bucket in sorted(step_of):
             ended = (bucket + step_of[bucket]).to_pydatetime()
+            observed, expected = observed_of.get(bucket, ({}, {}))
             result = process(
                 by_bucket.get(bucket, []),
                 ended,
@@ -324,7 +343,8 @@ class Monitor:
                 windows=windows,
                 config=self.engine_config,
                 live=live_from is None or ended >= live_from,
-                observed=observed_of.get(bucket, {}),
+                observed=observed,
+                expected=expected,
             )
             notifications += result.notifications
         return notifications
@@ -342,3 +362,53 @@ class Monitor:
             )
             return ()
         return tuple(alert_cause(c) for c in causes)
+
+
+#: Calm buckets (``|score|`` under the metric's threshold) averaged into the level a shifted series is
+#: judged at: one bucket of a noisy ratio dips halfway back every few hours while the shift holds.
+RETURN_WINDOW = 6
+
+
+def _shifts(by_bucket: Mapping[pd.Timestamp, Sequence[AlertSignal]]) -> set[tuple[str, str]]:
+    """``(metric, series)`` of every level-shift signal of this tick."""
+    return {
+        (s.metric, s.region) for signals in by_bucket.values() for s in signals if s.kind == "level_shift"
+    }
+
+
+def _observed_by_bucket(
+    scored: Sequence[_Scored], series: Collection[tuple[str, str]]
+) -> dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]]:
+    """``bucket -> ({"metric/series": observed}, {"metric/series": expected})`` of every scored bucket of
+    the ``(metric, series)`` pairs in ``series``: what tells the alert engine whether a level shift holds.
+    Only level-shift members read them, so only the series of one (open, or signalled in this tick) are
+    computed; a scored series left out of an incident's members is never consulted.
+
+    Each value is the mean over the calm buckets among the last :data:`RETURN_WINDOW` (context included):
+    loud buckets (a spike during the shift, the burst that a CUSUM took for a shift) are left out, so a
+    series back after a burst is back at once, and a noisy series at its new level does not look back
+    because of one low bucket. A bucket with no calm bucket behind it gives its own values.
+    """
+    out: dict[pd.Timestamp, tuple[dict[str, float], dict[str, float]]] = defaultdict(lambda: ({}, {}))
+    for entry in scored:
+        if (entry.metric.name, entry.item.series) not in series:
+            continue
+        key = f"{entry.metric.name}/{entry.item.series}"
+        decisions = entry.item.decisions
+        columns = ["observed", "expected", "score"]
+        frames = [f.loc[:, columns] for f in (entry.item.context, decisions) if len(f)]
+        trail = (pd.concat(frames) if len(frames) > 1 else frames[0]).astype(float)
+        calm = trail["score"].abs() < entry.metric.threshold
+        level = trail[["observed", "expected"]].where(calm, axis=0).rolling(RETURN_WINDOW, min_periods=1)
+        smooth = level.mean().reindex(decisions.index)
+        raw = decisions[["observed", "expected"]].astype(float)
+        smooth = smooth.where(smooth.notna().all(axis=1), raw, axis=0)
+        for bucket, seen, model in zip(
+            decisions.index,
+            smooth["observed"].to_numpy(dtype=float),
+            smooth["expected"].to_numpy(dtype=float),
+            strict=True,
+        ):
+            values, expectations = out[pd.Timestamp(bucket)]
+            values[key], expectations[key] = float(seen), float(model)
+    return out

@@ -380,3 +380,93 @@ def test_an_unobserved_level_shift_resolves_like_a_spike() -> None:
         (change,) = _group([inc], [], _T0 + step * _B).changes
         inc = change.incident
     assert not inc.active
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected", "back", "why"),
+    [
+        # the shift is +50 % (150 vs 100); each bucket is judged against its own expectation
+        (105.0, 70.0, False, "the trough of the daily cycle, still +50 % on its own hour"),
+        (150.0, 100.0, False, "the new level at an ordinary hour"),
+        (72.0, 70.0, True, "the trough, back at its own expectation"),
+        (240.0, 200.0, True, "the peak hour, +20 %: more than half way back"),
+        (280.0, 200.0, False, "the peak hour, +40 %: still shifted"),
+        (float("nan"), 100.0, False, "no observation: unknown, not back"),
+        (101.0, float("nan"), True, "no expectation: judged against the pre-shift level"),
+    ],
+)
+def test_level_returned_judges_each_bucket_against_its_own_expectation(
+    observed: float, expected: float, back: bool, why: str
+) -> None:
+    from alerts.incidents import level_returned
+
+    member = _signal(kind="level_shift", observed=150.0, expected=100.0)
+    assert level_returned(member, observed, expected) is back, why
+
+
+def test_level_returned_in_metric_units_when_the_expectation_is_not_positive() -> None:
+    from alerts.incidents import level_returned
+
+    member = _signal(kind="level_shift", observed=5.0, expected=-5.0)  # a +10 shift around zero
+    assert level_returned(member, 6.0, 0.0) is False  # +6 over its own expectation: still shifted
+    assert level_returned(member, 1.0, 0.0) is True  # +1: back
+
+
+@pytest.mark.parametrize(
+    ("kind", "observed", "active_after_3"),
+    [
+        # a spike (or dip) is never held open, whatever its series shows: observations are for shifts
+        ("spike", 150.0, False),
+        ("dip", 50.0, False),
+        # a level shift at its new level is
+        ("level_shift", 150.0, True),
+        ("level_shift", 101.0, False),
+    ],
+)
+def test_only_level_shifts_are_held_open_by_observations(
+    kind: str, observed: float, active_after_3: bool
+) -> None:
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    inc = _incident(_signal(kind=kind, observed=150.0, expected=100.0))
+    for step in (1, 2, 3):
+        (change,) = _group(
+            [inc], [], _T0 + step * _B, observed={"reports/EU": observed}, expected={"reports/EU": 100.0}
+        ).changes
+        inc = change.incident
+    assert inc.active is active_after_3
+
+
+@pytest.mark.parametrize(
+    ("kind", "quiet", "metric", "region", "joins"),
+    [
+        # a level shift held open for hours takes only signals of its own series
+        ("level_shift", 12, "reports", "EU", True),
+        ("level_shift", 12, "reports", "US", False),
+        ("level_shift", 12, "bans", "EU", False),
+        # within the join window it groups as any incident does
+        ("level_shift", 2, "reports", "US", True),
+        ("level_shift", 2, "bans", "EU", True),
+    ],
+)
+def test_a_settled_level_shift_does_not_absorb_other_series(
+    kind: str, quiet: int, metric: str, region: str, joins: bool
+) -> None:
+    from alerts.incidents import GroupingConfig as _Config
+    from alerts.incidents import group_signals as _group
+    from tests.alerts.factories import BUCKET as _B
+    from tests.alerts.factories import T0 as _T0
+
+    config = _Config(resolve_after_clean=3, join_window=4 * _B)
+    inc = _incident(_signal(kind=kind, observed=150.0, expected=100.0))
+    for step in range(1, quiet + 1):  # held open: its series stays at the new level
+        (change,) = _group([inc], [], _T0 + step * _B, config=config, observed={"reports/EU": 150.0}).changes
+        inc = change.incident
+    assert inc.active
+    now = _T0 + (quiet + 1) * _B
+    new = _signal(metric=metric, region=region, kind="spike", score=9.0, start=now - _B, end=now)
+    changes = _group([inc], [new], now, config=config, observed={"reports/EU": 150.0}).changes
+    assert (len(changes) == 1) is joins
+    assert (new.fingerprint in {s.fingerprint for s in changes[0].incident.signals}) is joins

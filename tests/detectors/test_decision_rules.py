@@ -82,7 +82,11 @@ def test_level_shifts_alert_once(shift: float, rel_floor: float, direction: str,
     rules = PostRules(threshold=4.0, direction=direction, min_rel_effect=rel_floor)  # type: ignore[arg-type]
     found = confirm_level_shifts(observed, expected, score, rules)
     assert found.confirmed.shape == (1, 240 - LEVEL_SHIFT_CONTEXT)
-    assert int(found.confirmed.sum()) == alarms
+    # one alert is one run of consecutive confirmed buckets (the alarm bucket and the few after it that
+    # still hold the new level): one run is one signal run, one incident
+    edges = np.diff(np.concatenate([[0], found.confirmed[0].astype(int)]))
+    assert int((edges == 1).sum()) == alarms
+    assert int(found.confirmed.sum()) <= 3 * alarms
     if alarms:
         start = int(found.start[found.confirmed][0])
         assert abs(start - 200) <= 3  # the estimated start is the bucket where the shift began
@@ -97,6 +101,100 @@ def test_level_shift_verdicts_do_not_depend_on_where_a_call_begins() -> None:
     for j in range(300 - LEVEL_SHIFT_CONTEXT):
         end = j + LEVEL_SHIFT_CONTEXT + 1
         one = confirm_level_shifts(observed[:, j:end], expected[:, j:end], score[:, j:end], rules)
+        assert bool(one.confirmed[0, 0]) == bool(whole.confirmed[0, j])
+        if one.confirmed[0, 0]:
+            assert int(one.start[0, 0]) + j == int(whole.start[0, j])
+    assert whole.confirmed.any()
+
+
+def calm(
+    shift: float, *, sigma: float, length: int = 260, at: int = 200, seed: int = 5
+) -> tuple[np.ndarray, ...]:
+    """Like :func:`shifted`, with scores calmer than N(0, 1): a band wider than the noise."""
+    noise = sigma * np.random.default_rng(seed).standard_normal(length)
+    score = noise + np.where(np.arange(length) >= at, shift, 0.0)
+    expected = np.full(length, 100.0)
+    return (expected + 10 * score)[None, :], expected[None, :], score[None, :]
+
+
+@pytest.mark.parametrize(
+    ("sigma", "low", "high"),
+    [
+        (1.0, 0.8, 1.0),  # honest scores are read about as they are (a week is a sample)
+        (3.0, 1.0, 1.0),  # never blunted when they are wilder than N(0, 1)
+        (0.7, 0.55, 1.0),  # calm scores: their own spread
+        (0.2, 0.5, 0.5),  # very calm: sharpened at most twice
+    ],
+)
+def test_score_noise_is_the_spread_the_scores_show(sigma: float, low: float, high: float) -> None:
+    from detectors.postrules import score_noise
+
+    spans = sigma * np.random.default_rng(1).standard_normal((4, LEVEL_SHIFT_CONTEXT + 1))
+    assert np.all((score_noise(spans) >= low) & (score_noise(spans) <= high))
+
+
+def test_score_noise_counts_scores_that_stay_off_for_hours() -> None:
+    """A model wrong for hours at a time (correlated scores) is not sharpened as if each hour were new."""
+    from detectors.postrules import score_noise
+
+    rng = np.random.default_rng(2)
+    independent = 0.5 * rng.standard_normal(LEVEL_SHIFT_CONTEXT + 1)
+    slow = np.repeat(0.5 * rng.standard_normal(LEVEL_SHIFT_CONTEXT // 12 + 1), 12)[: LEVEL_SHIFT_CONTEXT + 1]
+    few = np.full(LEVEL_SHIFT_CONTEXT + 1, np.nan)
+    few[-10:] = 0.1
+    out = score_noise(np.vstack([independent, slow, few]))
+    assert out[0] < 0.65 and out[1] > out[0] + 0.2
+    assert out[2] == 1.0  # ten scores tell nothing about the noise
+
+
+@pytest.mark.parametrize(("sigma", "latest"), [(1.0, 12), (0.4, 7)])
+def test_a_shift_on_calm_scores_is_confirmed_within_hours(sigma: float, latest: int) -> None:
+    # the demo's DE violation rate: +1.1 sigma per bucket on scores whose spread is 0.4
+    observed, expected, score = calm(1.1, sigma=sigma)
+    found = confirm_level_shifts(observed, expected, score, PostRules())
+    first = int(np.flatnonzero(found.confirmed[0])[0]) + LEVEL_SHIFT_CONTEXT
+    assert 200 <= first <= 200 + latest
+    assert abs(int(found.start[0, first - LEVEL_SHIFT_CONTEXT]) - 200) <= 3
+
+
+def test_a_burst_over_when_the_cusum_tips_is_not_a_level_shift() -> None:
+    # four buckets far beyond 3 sigma tip the CUSUM at the fifth, ordinary, bucket: a spike, flagged by the
+    # threshold already, not a shift (it would hold its incident open at a level the series left)
+    noise = 0.3 * np.random.default_rng(4).standard_normal(240)
+    score = noise + np.where((np.arange(240) >= 200) & (np.arange(240) < 204), 8.0, 0.0)
+    score[204] = 0.9  # the CUSUM's last push over its interval
+    expected = np.full(240, 100.0)
+    found = confirm_level_shifts(
+        (expected + 10 * score)[None, :], expected[None, :], score[None, :], PostRules()
+    )
+    assert not found.confirmed.any()
+
+
+@pytest.mark.parametrize(
+    ("rules", "volume", "confirmed"),
+    [
+        (PostRules(), 10.0, True),
+        (PostRules(min_volume=200), 150.0, False),  # the noise floors hold for shifts too
+        (PostRules(min_volume=200), 250.0, True),
+        (PostRules(min_abs_effect=50), 250.0, False),  # the shift is +25 on average
+    ],
+)
+def test_a_confirmed_shift_clears_the_noise_floors(rules: PostRules, volume: float, confirmed: bool) -> None:
+    observed, expected, score = shifted(2.5)
+    found = confirm_level_shifts(observed, expected, score, rules, volume=np.full(observed.shape, volume))
+    assert bool(found.confirmed.any()) is confirmed
+
+
+def test_calm_verdicts_do_not_depend_on_where_a_call_begins() -> None:
+    observed, expected, score = calm(1.1, sigma=0.4, length=300, at=220)
+    volume = np.full(observed.shape, 300.0)
+    rules = PostRules(min_volume=200)
+    whole = confirm_level_shifts(observed, expected, score, rules, volume=volume)
+    for j in range(300 - LEVEL_SHIFT_CONTEXT):
+        end = j + LEVEL_SHIFT_CONTEXT + 1
+        one = confirm_level_shifts(
+            observed[:, j:end], expected[:, j:end], score[:, j:end], rules, volume=volume[:, j:end]
+        )
         assert bool(one.confirmed[0, 0]) == bool(whole.confirmed[0, j])
         if one.confirmed[0, 0]:
             assert int(one.start[0, 0]) + j == int(whole.start[0, j])
