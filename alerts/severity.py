@@ -64,11 +64,12 @@ class ShiftRule:
             )
 
 
-#: Level shifts: a lasting change of a fifth is a warning, of a half critical (given enough volume).
+#: Level shifts: a lasting change of a tenth is a warning, of a half critical (given enough volume). The
+#: CUSUM has already established that the shift is real, so only its size and its volume decide; a tenth
+#: more violations or reports that does not go away is worth a person's look.
 DEFAULT_SHIFT_RULES: tuple[ShiftRule, ...] = (
     ShiftRule(Severity.CRITICAL, min_change_pct=50.0, min_volume=1_000.0),
-    ShiftRule(Severity.WARNING, min_change_pct=20.0, min_volume=100.0),
-    ShiftRule(Severity.WARNING, min_change_pct=10.0, min_volume=5_000.0),
+    ShiftRule(Severity.WARNING, min_change_pct=10.0, min_volume=100.0),
 )
 
 

@@ -313,7 +313,8 @@ def test_a_level_shift_stays_open_while_the_new_level_holds() -> None:
             _Severity.WARNING,
         ),  # the demo's DE policy shift: +25 % on 235 reviews
         ("level_shift", -1.2, -30.0, 20_000.0, _Severity.WARNING),  # down as well as up
-        ("level_shift", 1.8, 5.0, 20_000.0, _Severity.INFO),  # a small shift stays info
+        ("level_shift", 1.1, 13.1, 287.0, _Severity.WARNING),  # a lasting tenth, measured since its start
+        ("level_shift", 1.8, 9.0, 20_000.0, _Severity.INFO),  # a small shift stays info
         ("level_shift", 1.8, 60.0, 50.0, _Severity.INFO),  # too little volume behind it
         # spikes keep the score rule: the same numbers give info
         ("spike", 1.8, 60.0, 20_000.0, _Severity.INFO),
