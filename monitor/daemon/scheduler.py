@@ -185,7 +185,8 @@ class CatchUpSummary:
         )
         return [head] + [
             f"  {i.id}: {', '.join(i.metrics)} in {', '.join(i.regions)}, {i.severity.value}, "
-            f"{i.opened_at:%m-%d %H:%M} to {i.resolved_at:%m-%d %H:%M}, {i.magnitude:+.0f}%"
+            f"started {i.started_at:%m-%d %H:%M} (opened {i.opened_at:%m-%d %H:%M}), resolved "
+            f"{i.resolved_at:%m-%d %H:%M}, {i.magnitude:+.0f}%"
             for i in self.incidents
             if i.resolved_at is not None
         ]
