@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 import click
 import pandas as pd
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
+from rich.text import Text
 
 from alerts.engine import AlertRepos, IncidentNotFoundError, acknowledge_incident, resolve_incident
 from alerts.incidents import IncidentStateError
@@ -194,27 +196,46 @@ def incidents_list(
     if as_json:
         click.echo(json.dumps([_incident_row(h) for h in found], indent=2))
         return
-    table = Table(title=f"{len(found)} incident(s); times are bucket starts (UTC)", title_justify="left")
-    # The id is what show/ack/resolve need: never wrapped or truncated, printed first. The other columns are
-    # few and wrap at spaces, so the table fits any terminal from 80 columns up.
-    ids = [h.incident.id for h in found]
-    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
-    table.add_column("state", overflow="fold", max_width=12)
-    table.add_column("started", overflow="fold", min_width=10, max_width=10)
-    table.add_column("to ack / resolve", overflow="fold", max_width=10)
-    table.add_column("what (top cause)", overflow="fold", ratio=1)
+    title = f"{len(found)} incident(s); times are bucket starts (UTC)"
+    rows = []
     for history in found:
         incident = history.incident
         causes = incident.root_causes
         what = f"{', '.join(incident.metrics)} {incident.kind} in {', '.join(incident.regions)}"
-        table.add_row(
-            incident.id,
-            f"{incident.state.word} {incident.severity.value}",
-            f"{incident.started_at:%Y-%m-%d %H:%M}",
-            f"{_duration(history.time_to_acknowledge)} / {_duration(history.time_to_resolve)}",
-            what + (f" ({causes[0].segment})" if causes else ""),
+        rows.append(
+            (
+                incident.id,
+                f"{incident.state.word} {incident.severity.value}",
+                f"{incident.started_at:%Y-%m-%d %H:%M}",
+                f"{_duration(history.time_to_acknowledge)} / {_duration(history.time_to_resolve)}",
+                what + (f" ({causes[0].segment})" if causes else ""),
+            )
         )
-    _console().print(table)
+    console = _console()
+    # The id is what show/ack/resolve need: never wrapped or truncated. Beside the longest id, the other
+    # columns need about LIST_DETAILS_WIDTH columns; on a narrower terminal each incident is a block
+    # instead: its id on a line of its own, the details below it, wrapped at spaces.
+    id_width = max((len(row[0]) for row in rows), default=2)
+    if id_width + LIST_DETAILS_WIDTH > console.width:
+        console.print(title, highlight=False)
+        for incident_id, state, started, times, what in rows:
+            console.print(Text(incident_id, no_wrap=True, overflow="ignore"))
+            details = f"{state}, started {started}, to ack / resolve {times}: {what}"
+            console.print(Padding(Text(details), (0, 0, 0, 2)))
+        return
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=id_width)
+    table.add_column("state", overflow="fold", max_width=12)
+    table.add_column("started", overflow="fold", min_width=10, max_width=10)
+    table.add_column("to ack / resolve", overflow="fold", max_width=10)
+    table.add_column("what (top cause)", overflow="fold", ratio=1)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+#: Columns the list table needs beside the id (state, start, times and a readable "what").
+LIST_DETAILS_WIDTH = 60
 
 
 @incidents.command("show")

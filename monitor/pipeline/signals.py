@@ -2,7 +2,8 @@
 
 A *run* is a stretch of consecutive flagged buckets of one sign. Its kind comes from
 :func:`detectors.postrules.classify_run` (spike, dip or level shift by the stability of its deviations),
-and a run holding a CUSUM-confirmed shift is a level shift that began at the shift's estimated start; a
+and a CUSUM-confirmed run is a level shift that began at the shift's estimated start unless buckets of it
+crossed the per-bucket threshold and its shape says spike or dip (a loud raid stays a spike); a
 level shift's numbers are the mean observed and expected values since it began (:func:`shift_levels`), so
 its size, and its severity, are the shift's, not its last bucket's. The
 tick sends one signal per bucket of a run (the run so far), so incidents grow bucket by bucket; the backtest
@@ -84,9 +85,20 @@ def run_kind(run: pd.DataFrame) -> tuple[AnomalyKind, pd.Timestamp]:
     kind, _ = classify_run(deviation, min_points=_SHAPE.shift_min_points, max_spread=_SHAPE.shift_max_spread)
     start = pd.Timestamp(run.index[0])
     shift_start = run["shift_start"].dropna() if "shift_start" in run else pd.Series(dtype=object)
-    if len(shift_start):
-        kind, start = "level_shift", min(start, pd.Timestamp(shift_start.iloc[0]))
+    if len(shift_start):  # the CUSUM's estimate of the onset holds for a loud run as well
+        start = min(start, pd.Timestamp(shift_start.iloc[0]))
+        if not _breaches(run):
+            kind = "level_shift"
     return kind, start
+
+
+def _breaches(run: pd.DataFrame) -> bool:
+    """Whether buckets of the run crossed the per-bucket threshold (flagged, not by the CUSUM alone).
+
+    A loud run the CUSUM also confirms keeps the kind of its shape (a five-hour raid of uneven size is a
+    spike); the CUSUM names the kind only of what it alone found, a drift too small per bucket.
+    """
+    return bool((run["flag"] & run["shift_start"].isna()).any()) if "flag" in run else False
 
 
 def _confirmed(run: pd.DataFrame) -> bool:
