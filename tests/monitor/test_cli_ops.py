@@ -240,14 +240,14 @@ def test_silence_needs_a_matcher_and_a_valid_duration(cli: click.Group, config_p
     assert bad.exit_code == 2 and "invalid duration 'soon'" in bad.stderr
 
 
-def seed_incident(config_path: Path) -> str:
+def seed_incident(config_path: Path, *, region: str = "MX") -> str:
     from monitor.config import load_config
 
     store = open_store(load_config(config_path))
     opened = NOW - timedelta(hours=2)
     signal = AlertSignal(
         metric="user_reports",
-        region="MX",
+        region=region,
         kind="spike",
         observed=900.0,
         expected=500.0,
@@ -453,6 +453,23 @@ def test_incident_tables_fit_the_terminal_and_keep_ids_whole(
     assert command in flat, "the suggested command is whole (or wrapped at spaces only)"
     if columns >= 100:
         assert any(command in line for line in shown.stdout.splitlines()), "one line at 100 columns"
+
+
+@pytest.mark.parametrize("columns", [80, 100, 200])
+def test_incident_list_keeps_long_ids_whole_at_any_width(
+    cli: click.Group, config_path: Path, columns: int
+) -> None:
+    """An experiment's incident id is about 70 characters: below a width that fits it beside the other
+    columns, each incident is a block (its id alone on a line, the details wrapped below)."""
+    long_id = seed_incident(config_path, region="experiment/autoplay_next/autoplay")
+    short_id = seed_incident(config_path)
+    listed = _invoke_at(cli, columns, "incidents", "list", "--config", str(config_path))
+    assert listed.exit_code == 0
+    lines = listed.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns, listed.stdout
+    for incident_id in (long_id, short_id):
+        assert any(incident_id in line for line in lines), listed.stdout
+    assert len(lines) <= 12, "no column squeezed into one character per line"
 
 
 @pytest.mark.parametrize("columns", [80, 100, 200])
