@@ -74,60 +74,84 @@ def monotone_stamps(stamps: pd.DatetimeIndex) -> pd.DatetimeIndex:
 _DAY_DIVISORS = [m for m in range(1, 1441) if 1440 % m == 0]
 
 
-def product_detector(series: pd.Series, overrides: Mapping[str, Any], series_id: str) -> Detector:
-    """The detector the daemon builds for a metric configured ``detector: streaming`` at this file's step.
+def product_detector(
+    series: pd.Series, overrides: Mapping[str, Any], series_id: str, detector: str = "streaming"
+) -> tuple[Detector, pd.Timedelta]:
+    """The detector the daemon builds for a metric configured ``detector: <detector>`` at this file's step,
+    and the metric's ``history`` (what a refit trains on).
 
     A livewatch config with one such metric is parsed and validated as ``config.yaml`` would be, and
     :func:`monitor.pipeline.spec.new_detector` builds the detector from it; ``overrides`` (tuning runs only)
-    replace hyper-parameters that differ from the product defaults.
+    replace hyper-parameters that differ from the product defaults. The stack keeps the product's default
+    history; the streaming scorer's state is its own memory, so its history only bounds the first fit.
     """
     step = pd.Series(series.index).diff().median()
     minutes = min(_DAY_DIVISORS, key=lambda m: abs(m - step / pd.Timedelta(minutes=1)))
-    config = parse_config(
-        {
-            "database": {"url": "sqlite://"},
-            "metrics": [
-                {
-                    "name": "nab",
-                    "source": {"table": "nab"},
-                    "kind": "count",
-                    "value": "value",
-                    "granularity": f"{minutes}m",
-                    "history": "14d" if minutes >= 1440 else "2d",
-                    "detector": "streaming",
-                }
-            ],
-        },
-        env={},
-    )
-    detector = new_detector(config, config.metrics[0], series_id)
-    changed = {k: v for k, v in overrides.items() if detector.get_params().get(k) != v}
-    return type(detector)(**{**detector.get_params(), **changed}) if changed else detector
+    metric: dict[str, Any] = {
+        "name": "nab",
+        "source": {"table": "nab"},
+        "kind": "count",
+        "value": "value",
+        "granularity": f"{minutes}m",
+        "detector": detector,
+    }
+    if detector == "streaming":
+        metric["history"] = "14d" if minutes >= 1440 else "2d"
+    config = parse_config({"database": {"url": "sqlite://"}, "metrics": [metric]}, env={})
+    built = new_detector(config, config.metrics[0], series_id)
+    changed = {k: v for k, v in overrides.items() if built.get_params().get(k) != v}
+    if changed:
+        built = type(built)(**{**built.get_params(), **changed})
+    return built, pd.Timedelta(config.metrics[0].history)
 
 
 def stream_scores(
-    series: pd.Series, config: Mapping[str, Any], *, probation: int, chunk: int, series_id: str
+    series: pd.Series,
+    config: Mapping[str, Any],
+    *,
+    probation: int,
+    chunk: int,
+    series_id: str,
+    detector: str = "streaming",
+    refit_every: pd.Timedelta | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Fit on ``series[:probation]``, then score and update ``chunk`` points per tick over the rest.
+    """Fit on ``series[:probation]``, then score ``chunk`` points per tick over the rest, as the daemon would.
+
+    The streaming scorer ``update``s its state with each tick. The stack, like the daemon's refit job,
+    is fitted again on the metric's ``history`` before a tick once ``refit_every`` has passed since its
+    last fit (``None``: never; with under 14 days seen the stack is its robust baseline alone).
 
     Returns the sigma score of every row (0 in the probationary period, which NAB does not score) and the
     size in bytes of the detector's JSON state after the last tick.
     """
-    detector = product_detector(series, config, series_id)
-    detector.fit(series.iloc[:probation], series_id=series_id)
+    model, history = product_detector(series, config, series_id, detector)
+    model.fit(series.iloc[:probation], series_id=series_id)
+    fitted_at = series.index[probation]
     scores = np.zeros(len(series))
     for start in range(probation, len(series), chunk):
         tick = series.iloc[start : start + chunk]
-        scores[start : start + len(tick)] = detector.score(tick)["score"].to_numpy()
-        detector.update(tick)
-    return scores, len(detector.to_json())
+        if refit_every is not None and tick.index[0] - fitted_at >= refit_every:
+            seen = series.iloc[:start]
+            model, _ = product_detector(series, config, series_id, detector)
+            model.fit(seen[seen.index >= tick.index[0] - history], series_id=series_id)
+            fitted_at = tick.index[0]
+        scores[start : start + len(tick)] = model.score(tick)["score"].to_numpy()
+        if detector == "streaming":
+            model.update(tick)
+    return scores, len(model.to_json())
 
 
 FileRun = tuple[str, pd.DatetimeIndex, np.ndarray, int, float]
 
 
 def run_file(
-    path: Path, data_dir: Path, out_dir: Path | None, config: Mapping[str, Any], chunk: int
+    path: Path,
+    data_dir: Path,
+    out_dir: Path | None,
+    config: Mapping[str, Any],
+    chunk: int,
+    detector: str = "streaming",
+    refit_every: pd.Timedelta | None = None,
 ) -> FileRun:
     """Stream one NAB file; write ``out_dir/<category>/<file>.csv`` unless ``out_dir`` is None.
 
@@ -139,7 +163,13 @@ def run_file(
     name = path.relative_to(data_dir).as_posix()
     series = pd.Series(frame["value"].to_numpy(dtype=float), index=monotone_stamps(stamps))
     sigma, state_bytes = stream_scores(
-        series, config, probation=max(probationary_length(len(series)), 2), chunk=chunk, series_id=name
+        series,
+        config,
+        probation=max(probationary_length(len(series)), 2),
+        chunk=chunk,
+        series_id=name,
+        detector=detector,
+        refit_every=refit_every,
     )
     scores = unit_score(sigma)
     if out_dir is not None:
@@ -158,11 +188,24 @@ def run_corpus(
     config: Mapping[str, Any],
     chunk: int,
     workers: int,
+    detector: str = "streaming",
+    refit_every: pd.Timedelta | None = None,
 ) -> list[FileRun]:
     """:func:`run_file` over ``files`` in ``workers`` processes, in file order."""
     n = len(files)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run_file, files, [data_dir] * n, [out_dir] * n, [config] * n, [chunk] * n))
+        return list(
+            pool.map(
+                run_file,
+                files,
+                [data_dir] * n,
+                [out_dir] * n,
+                [config] * n,
+                [chunk] * n,
+                [detector] * n,
+                [refit_every] * n,
+            )
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,18 +219,35 @@ def main(argv: list[str] | None = None) -> int:
         "--compare-chunk", type=int, default=None, help="score again, this many points per tick, and compare"
     )
     parser.add_argument("--config", type=str, default=None, help="JSON object overriding CONFIG keys")
+    parser.add_argument(
+        "--detector",
+        choices=["streaming", "stack"],
+        default="streaming",
+        help="the product detector to run (a metric's `detector:`); the stack is refitted like the daemon",
+    )
+    parser.add_argument(
+        "--refit-every", default="1d", help="stack only: refit cadence (the daemon's scheduler.refit_every)"
+    )
+    parser.add_argument(
+        "--files", choices=["all", "even", "odd"], default="all", help="score only one half of the corpus"
+    )
     args = parser.parse_args(argv)
 
     data_dir = args.data / "data"
     files = sorted(data_dir.glob("*/*.csv"))
     if not files:
         parser.error(f"no NAB series under {data_dir}; --data must point at the NAB root holding data/")
+    files = {"all": files, "even": files[0::2], "odd": files[1::2]}[args.files]
     windows = load_windows(args.data / "labels" / "combined_windows.json")
     profiles = load_profiles(args.data / "config" / "profiles.json")
-    config = {**CONFIG, **(json.loads(args.config) if args.config else {})}
+    defaults = CONFIG if args.detector == "streaming" else {}
+    config = {**defaults, **(json.loads(args.config) if args.config else {})}
+    refit_every = pd.Timedelta(args.refit_every) if args.detector == "stack" else None
 
     start = time.perf_counter()
-    outputs = run_corpus(files, data_dir, args.out, config, args.chunk, args.workers)
+    outputs = run_corpus(
+        files, data_dir, args.out, config, args.chunk, args.workers, args.detector, refit_every
+    )
     elapsed = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the pool's workers, finished and reaped
     rows = sum(len(scores) for _, _, scores, _, _ in outputs)
@@ -203,9 +263,14 @@ def main(argv: list[str] | None = None) -> int:
         f"JSON state after the last tick: median {np.median(sizes) / 1e3:.0f} kB, "
         f"max {sizes.max() / 1e3:.0f} kB"
     )
-    print(f"config: {config}")
+    print(
+        f"detector: {args.detector}  config: {config}"
+        + (f"  refit every {refit_every}" if refit_every is not None else "")
+    )
     if args.compare_chunk is not None:
-        other = run_corpus(files, data_dir, None, config, args.compare_chunk, args.workers)
+        other = run_corpus(
+            files, data_dir, None, config, args.compare_chunk, args.workers, args.detector, refit_every
+        )
         pairs = zip(outputs, other, strict=True)
         worst = max(float(np.max(np.abs(a[2] - b[2]), initial=0.0)) for a, b in pairs)
         print(f"chunk {args.chunk} vs chunk {args.compare_chunk}: largest score difference {worst:g}")
@@ -218,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             f"windows detected {res.detected_windows}/{res.n_windows}  "
             f"false-positive rows {res.false_positives}"
         )
-    names = sorted(results)
+    names = sorted(results) if args.files == "all" else []
     for half, label in ((names[0::2], "even files (tuning half)"), (names[1::2], "odd files (held out)")):
         split = score_corpus({name: results[name] for name in half}, windows, profiles)
         scores = "  ".join(f"{name} {res.normalised:6.2f}" for name, res in split.profiles.items())

@@ -58,7 +58,7 @@ def check_config(config_path: Path) -> None:
 
     config = load_config(config_path)
     source = warehouse_source(config)
-    problems = check_database(config, source) + check_slack(config, os.environ)
+    problems = check_database(config, source) + check_executor(config) + check_slack(config, os.environ)
     if problems:
         raise ConfigError(problems)
     click.echo(f"ok: {config_path} is valid; {len(config.metrics)} metrics checked against the database")
@@ -148,7 +148,47 @@ def _auth_problem(sink: Any, api_url: str, token_env: str, timeout: int) -> str 
     return None
 
 
-def _network_reason(exc: BaseException, timeout: int) -> str:
+#: Dask's default scheduler port, when ``executor.address`` names none.
+DASK_SCHEDULER_PORT = 8786
+#: Seconds ``check-config`` waits for the Dask scheduler to accept a connection.
+DASK_PROBE_TIMEOUT = 2
+
+
+def check_executor(config: Config, *, timeout: int = DASK_PROBE_TIMEOUT) -> list[str]:
+    """A ``dask`` executor's scheduler must accept a TCP connection at ``executor.address``.
+
+    Only ``tcp://`` and ``tls://`` addresses (or a bare ``host:port``) are probed; other transports are
+    left to the daemon's start-up. The probe opens and closes a socket: no Dask import, no handshake.
+    """
+    import socket
+
+    executor = config.executor
+    if executor.type != "dask" or not executor.address:
+        return []
+    address = executor.address if "://" in executor.address else f"tcp://{executor.address}"
+    parts = urlsplit(address)
+    if parts.scheme not in ("tcp", "tls"):
+        return []
+    try:
+        port = parts.port or DASK_SCHEDULER_PORT
+    except ValueError:
+        return [f"executor.address: {executor.address!r} has no valid port, e.g. tcp://scheduler:8786"]
+    if not parts.hostname:
+        return [f"executor.address: {executor.address!r} names no host, e.g. tcp://scheduler:8786"]
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = _network_reason(exc, timeout, timeout_key=None)
+        return [
+            f"executor.address: cannot reach the Dask scheduler at {parts.hostname}:{port} ({reason}); "
+            "start it (dask scheduler) or fix the address"
+        ]
+    return []
+
+
+def _network_reason(
+    exc: BaseException, timeout: int, *, timeout_key: str | None = "alerts.slack.timeout"
+) -> str:
     """A few words for a connection failure (``connection refused``, ``host not found``, ...)."""
     import socket
     import ssl
@@ -161,7 +201,7 @@ def _network_reason(exc: BaseException, timeout: int) -> str:
     if isinstance(reason, socket.gaierror):
         return "host not found"
     if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout} s (alerts.slack.timeout)"
+        return f"no answer within {timeout} s" + (f" ({timeout_key})" if timeout_key else "")
     if isinstance(reason, ssl.SSLError):
         return f"TLS error: {getattr(reason, 'reason', None) or reason}"
     if isinstance(reason, RemoteDisconnected):

@@ -17,7 +17,26 @@ from detectors.slicer import RootCause, expected_from_baseline, localize
 from monitor.config import MetricConfig
 from monitor.source import MetricSource
 
-__all__ = ["explain_window"]
+__all__ = ["baseline_spans", "explain_window"]
+
+WEEK = timedelta(days=7)
+
+
+def baseline_spans(first: datetime, end: datetime, weeks: int) -> list[tuple[datetime, datetime]]:
+    """The ranges the slicer reads: ``[first, end)`` and the same span ``1..weeks`` weeks earlier.
+
+    Spans that touch or overlap (a window of a week or more) merge into one, so no bucket is read twice;
+    returned oldest first. Reading only these, not every bucket of the baseline weeks, keeps a one-hour
+    explanation to a few hundred sliced rows per week.
+    """
+    spans = sorted((first - k * WEEK, end - k * WEEK) for k in range(weeks + 1))
+    merged: list[tuple[datetime, datetime]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def explain_window(
@@ -46,10 +65,10 @@ def explain_window(
         return []
     step = metric.granularity or timedelta(hours=1)
     first, last = pd.Timestamp(timestamps[0]), pd.Timestamp(timestamps[-1])
-    week = pd.Timedelta(days=7)
-    start: datetime = (first - baseline_weeks * week).to_pydatetime()
-    end: datetime = (last + pd.Timedelta(step)).to_pydatetime()
-    frame = source.fetch(metric, start, end, slices=True, series=[series]).frame
+    week = pd.Timedelta(WEEK)
+    spans = baseline_spans(first.to_pydatetime(), (last + pd.Timedelta(step)).to_pydatetime(), baseline_weeks)
+    parts = [source.fetch(metric, lo, hi, slices=True, series=[series]).frame for lo, hi in spans]
+    frame = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
     wanted = set(pd.DatetimeIndex(list(timestamps)))
     baseline_times = {t - k * week for t in wanted for k in range(1, baseline_weeks + 1)}
     current = frame[frame["ts"].isin(wanted)]

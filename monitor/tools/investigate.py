@@ -42,7 +42,7 @@ from detectors.errors import DetectorError
 from detectors.postrules import LEVEL_SHIFT_CONTEXT, PostRules, evaluate_batch
 from detectors.slicer import RootCause
 from detectors.stack import CompiledStack, DetectorStack, score_members
-from monitor.config import Config, MetricConfig
+from monitor.config import Config, Metric
 from monitor.errors import LivewatchError, SourceError
 from monitor.pipeline.models import FitTask, fit_chunk
 from monitor.pipeline.scoring import SeriesDecisions, score_and_decide, series_grid, stream_series
@@ -74,6 +74,8 @@ CONTEXT_BEFORE = 168
 CONTEXT_AFTER = 24
 #: ``--at`` widens the window over flagged buckets at most this far each way.
 MAX_RUN = 72
+#: Buckets before the window a stored model scores: the widening of ``--at`` and the CUSUM context.
+SCORED_BEFORE = MAX_RUN + LEVEL_SHIFT_CONTEXT
 #: A model needs at least this much history before the window.
 MIN_HISTORY = timedelta(days=3)
 #: The stack's own default: Prophet joins the robust baseline from this much history.
@@ -297,7 +299,7 @@ class Investigation:
 
 # -- shared with the backtest ------------------------------------------------------------------------
 def fit_series(
-    config: Config, metric: MetricConfig, series: str, history: pd.DataFrame, *, prophet: bool = True
+    config: Config, metric: Metric, series: str, history: pd.DataFrame, *, prophet: bool = True
 ) -> CompiledStack:
     """Fit the daemon's stack on ``history`` (already cut to the training window), compiled for scoring.
 
@@ -318,7 +320,7 @@ def fit_series(
 
 def series_decisions(
     config: Config,
-    metric: MetricConfig,
+    metric: Metric,
     series: str,
     model: CompiledStack,
     frame: pd.DataFrame,
@@ -344,7 +346,7 @@ def series_decisions(
         [model],
         series_grid(rows, [series], grid),
         countries={series: config.regions.get(series)},
-        trained_on=pd.DatetimeIndex(frame.index[frame.index < start]),
+        trained_on=pd.date_range(start - pd.Timedelta(metric.history), start, freq=step, inclusive="left"),
         full_context=True,
     )[0]
 
@@ -389,11 +391,13 @@ def investigate(
             raise OutOfRangeError(f"--to {_iso(end)} must be after --from {_iso(start)}")
     else:
         last = first + step
-    history_span = pd.Timedelta(spec.history)
-    probe_end = last + (MAX_RUN + CONTEXT_AFTER) * step if end is None else last + CONTEXT_AFTER * step
-    result = source.fetch(
-        spec, (first - history_span).to_pydatetime(), probe_end.to_pydatetime(), series=[region]
+    stored = None if refit or spec.detector == "streaming" else _stored_model(store, spec, region, first)
+    # A stored model needs only the buckets it scores; a fit needs the configured history.
+    reach = (
+        pd.Timedelta(spec.history) if stored is None else max(pd.Timedelta(MIN_HISTORY), SCORED_BEFORE * step)
     )
+    probe_end = last + (MAX_RUN + CONTEXT_AFTER) * step if end is None else last + CONTEXT_AFTER * step
+    result = source.fetch(spec, (first - reach).to_pydatetime(), probe_end.to_pydatetime(), series=[region])
     tidy = result.frame
     if tidy.empty or not ((tidy["ts"] >= first) & (tidy["ts"] < last)).any():
         raise _where_is_data(source, spec, region, first, last, step)
@@ -417,7 +421,7 @@ def investigate(
             raise OutOfRangeError(str(exc)) from exc
         model_note = f"streaming detector fitted now on the history before {_iso(decide_from)}"
     else:
-        model, model_note = _model(config, spec, region, history, first, store, refit=refit)
+        model, model_note = stored or _fitted_model(config, spec, region, history, first)
         item = series_decisions(config, spec, region, model, frame, decide_from, grid_end, rules=rules)
     context = item.context.assign(
         volume=np.nan,
@@ -470,7 +474,7 @@ def investigate(
     )
 
 
-def _metric(config: Config, name: str) -> MetricConfig:
+def _metric(config: Config, name: str) -> Metric:
     names = [m.name for m in config.metrics]
     if name not in names:
         raise UnknownMetricError(f"unknown metric {name!r}; configured metrics: {', '.join(names)}")
@@ -479,7 +483,7 @@ def _metric(config: Config, name: str) -> MetricConfig:
 
 def _where_is_data(
     source: MetricSource,
-    metric: MetricConfig,
+    metric: Metric,
     region: str,
     first: pd.Timestamp,
     last: pd.Timestamp,
@@ -504,31 +508,29 @@ def _where_is_data(
     )
 
 
-def _model(
-    config: Config,
-    metric: MetricConfig,
-    region: str,
-    history: pd.DataFrame,
-    first: pd.Timestamp,
-    store: SqlStore | None,
-    *,
-    refit: bool,
-) -> tuple[CompiledStack, str]:
-    """The stored model (what the daemon scores with), or a fit on the history before the window."""
+def _stored_model(
+    store: SqlStore | None, metric: Metric, region: str, first: pd.Timestamp
+) -> tuple[CompiledStack, str] | None:
+    """The stored model (what the daemon scores with) and a note on it; ``None`` when none is usable."""
     stored = store.load_model_state(metric.name, region, DETECTOR_NAME) if store is not None else None
-    if stored is not None and not refit:
-        try:
-            model = DetectorStack.compile_state(json.loads(stored.state))
-        except (DetectorError, ValueError, KeyError, TypeError):
-            model = None
-        if model is not None:
-            seen = (
-                " (fitted after the window start, so it has seen these buckets; --refit fits on the history "
-                "before)"
-                if pd.Timestamp(stored.fitted_at) > first
-                else ""
-            )
-            return model, f"stored model fitted {_iso(stored.fitted_at)} ({', '.join(_members(model))}){seen}"
+    if stored is None:
+        return None
+    try:
+        model = DetectorStack.compile_state(json.loads(stored.state))
+    except (DetectorError, ValueError, KeyError, TypeError):
+        return None
+    seen = (
+        " (fitted after the window start, so it has seen these buckets; --refit fits on the history before)"
+        if pd.Timestamp(stored.fitted_at) > first
+        else ""
+    )
+    return model, f"stored model fitted {_iso(stored.fitted_at)} ({', '.join(_members(model))}){seen}"
+
+
+def _fitted_model(
+    config: Config, metric: Metric, region: str, history: pd.DataFrame, first: pd.Timestamp
+) -> tuple[CompiledStack, str]:
+    """A stack fitted like the daemon would, on the configured history before the window."""
     span = pd.Timedelta(metric.history)
     training = history[history.index >= first - span]
     try:
@@ -589,7 +591,7 @@ def _peak(scores: pd.Series) -> float:
 
 def _verdicts(
     model: CompiledStack | None,
-    metric: MetricConfig,
+    metric: Metric,
     frame: pd.DataFrame,
     rules: PostRules,
     window: pd.DataFrame,
@@ -623,7 +625,7 @@ def _changepoints(scored: pd.DataFrame) -> tuple[datetime, ...]:
 
 
 def _root_causes(
-    source: MetricSource, metric: MetricConfig, region: str, window: pd.DataFrame, *, whole: bool
+    source: MetricSource, metric: Metric, region: str, window: pd.DataFrame, *, whole: bool
 ) -> list[RootCause]:
     """Causes over the flagged buckets, or the whole window (a CUSUM-confirmed shift, or nothing flagged)."""
     rows = window if whole else window[window["flag"]]
@@ -637,7 +639,7 @@ def _related(
     config: Config,
     source: MetricSource,
     store: SqlStore | None,
-    metric: MetricConfig,
+    metric: Metric,
     region: str,
     first: pd.Timestamp,
     last: pd.Timestamp,
@@ -659,7 +661,7 @@ def _related_one(
     config: Config,
     source: MetricSource,
     store: SqlStore | None,
-    metric: MetricConfig,
+    metric: Metric,
     region: str,
     first: pd.Timestamp,
     last: pd.Timestamp,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,30 @@ def test_missing_config_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["check-config", "--config", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert result.output.strip().startswith("error:") and len(result.output.strip().splitlines()) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_check_config_probes_the_dask_scheduler(tmp_path: Path, warehouse: Path) -> None:
+    closed = _free_port()  # bound then released: nothing listens there
+    executor = ("type: local ", f"{{type: dask, address: 'tcp://127.0.0.1:{closed}'}} ")
+    result = CliRunner().invoke(
+        cli, ["check-config", "--config", str(config_with(tmp_path, warehouse, executor))], env={}
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"error: executor.address: cannot reach the Dask scheduler at 127.0.0.1:{closed} "
+        "(connection refused); start it (dask scheduler) or fix the address"
+    ]
+
+    with socket.create_server(("127.0.0.1", 0)) as scheduler:  # a listening socket is all the probe needs
+        port = scheduler.getsockname()[1]
+        executor = ("type: local ", f"{{type: dask, address: 'tcp://127.0.0.1:{port}'}} ")
+        result = CliRunner().invoke(
+            cli, ["check-config", "--config", str(config_with(tmp_path, warehouse, executor))], env={}
+        )
+    assert result.exit_code == 0, result.output

@@ -9,17 +9,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from alerts.model import Matcher, Silence
-from monitor.config import Config, parse_config
+from monitor.config import Config, MetricConfig, parse_config
 from monitor.pipeline.models import FitTask, fit_chunk
+from monitor.pipeline.slicing import baseline_spans
 from monitor.pipeline.spec import DETECTOR_NAME, series_frame, stack_params
+from monitor.source import FetchResult, SqlMetricSource
 from monitor.tools.demo import build_demo, demo_incidents
 from monitor.tools.investigate import (
+    SCORED_BEFORE,
     Investigation,
     OutOfRangeError,
     UnknownMetricError,
@@ -32,6 +36,21 @@ END = datetime(2026, 11, 29, tzinfo=UTC)
 DAYS = 24
 NOW = END + timedelta(hours=3)
 TRUTH = {(i.incident, i.metric): i for i in demo_incidents(END)}
+
+
+HOUR = timedelta(hours=1)
+
+
+class ReadRecorder(SqlMetricSource):
+    """The warehouse as the product reads it, noting each range asked for: ``(sliced, start, end)``."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.spans: list[tuple[bool, datetime, datetime]] = []
+
+    def fetch(self, metric: MetricConfig, start: datetime, end: datetime, **kwargs: Any) -> FetchResult:
+        self.spans.append((bool(kwargs.get("slices")), start, end))
+        return super().fetch(metric, start, end, **kwargs)
 
 
 def demo_warehouse(factory: pytest.TempPathFactory) -> Path:
@@ -236,20 +255,30 @@ def test_stored_model_is_used_and_refit_fits_on_the_history_before(
         version=2,
         fitted_at=truth.start - timedelta(hours=2),
     )
+    reads = ReadRecorder(source.engine)
     before = investigate(
-        config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False
+        config, reads, store, "user_reports", "BR", start=truth.start, now=NOW, related=False
     )
     assert before.model.startswith("stored model") and "has seen" not in before.model
+    # with a stored model only the buckets it scores are read, and the slicer reads the window and the same
+    # hours of the baseline weeks, not every bucket of those weeks
+    series_reads = [(lo, hi) for sliced, lo, hi in reads.spans if not sliced]
+    assert series_reads and min(lo for lo, _ in series_reads) >= truth.start - SCORED_BEFORE * HOUR
+    sliced_reads = [hi - lo for sliced, lo, hi in reads.spans if sliced]
+    assert len(sliced_reads) == 5 and max(sliced_reads) <= before.end - before.start
     # a model fitted after the window started says so; --refit fits on the history before the window
     store.save_model_state(
         "user_reports", "BR", DETECTOR_NAME, str(state[0].state), version=2, fitted_at=truth.end
     )
     seen = investigate(config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False)
     assert "has seen these buckets" in seen.model
+    reads.spans.clear()
     refit = investigate(
-        config, source, store, "user_reports", "BR", start=truth.start, now=NOW, related=False, refit=True
+        config, reads, store, "user_reports", "BR", start=truth.start, now=NOW, related=False, refit=True
     )
     assert refit.model.startswith("fitted now")
+    # a refit reads the configured history (10 days) before the window
+    assert min(lo for sliced, lo, _ in reads.spans if not sliced) <= truth.start - timedelta(days=10)
     assert refit.root_causes[0].label() == before.root_causes[0].label() == truth.root_cause
 
 
@@ -293,3 +322,26 @@ def test_window_end_before_start_is_rejected(config: Config) -> None:
     start = pd.Timestamp(END - timedelta(days=5)).to_pydatetime()
     with pytest.raises(OutOfRangeError, match="must be after"):
         run(config, "user_reports", "BR", start, start - timedelta(hours=2))
+
+
+W = timedelta(days=7)
+T = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("first", "end", "weeks", "spans"),
+    [
+        # one hour: that hour and the same hour of each earlier week, oldest first
+        (T, T + HOUR, 2, [(T - 2 * W, T - 2 * W + HOUR), (T - W, T - W + HOUR), (T, T + HOUR)]),
+        # no baseline weeks: the window alone
+        (T, T + 3 * HOUR, 0, [(T, T + 3 * HOUR)]),
+        # a window of a week touches the one before: one read, no bucket twice
+        (T, T + W, 2, [(T - 2 * W, T + W)]),
+        # longer than a week: overlapping spans merge
+        (T, T + W + HOUR, 1, [(T - W, T + W + HOUR)]),
+    ],
+)
+def test_baseline_spans(
+    first: datetime, end: datetime, weeks: int, spans: list[tuple[datetime, datetime]]
+) -> None:
+    assert baseline_spans(first, end, weeks) == spans
