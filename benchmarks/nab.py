@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks.nab_scoring import load_profiles, load_windows, probationary_length, score_corpus
 from detectors.base import Detector
 from detectors.streaming import StreamingDetector, unit_score
-from monitor.config import parse_config
+from monitor.config import parse_config, parse_duration
 from monitor.pipeline.spec import new_detector
 
 __all__ = ["CONFIG", "FileRun", "main", "monotone_stamps", "run_file", "stream_scores"]
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles = load_profiles(args.data / "config" / "profiles.json")
     defaults = CONFIG if args.detector == "streaming" else {}
     config = {**defaults, **(json.loads(args.config) if args.config else {})}
-    refit_every = pd.Timedelta(args.refit_every) if args.detector == "stack" else None
+    refit_every = pd.Timedelta(parse_duration(args.refit_every)) if args.detector == "stack" else None
 
     start = time.perf_counter()
     outputs = run_corpus(

@@ -7,6 +7,7 @@ The environment is read here, at the composition root, and only for secrets name
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -98,7 +99,9 @@ def build_sinks(
     if SLACK in sinks and store is not None:
         sinks[SLACK] = ExclusiveDelivery(sinks[SLACK], store)
     if config.alerts.console or not sinks:
-        sinks[CONSOLE] = ConsoleSink(sys.stdout)
+        # a terminal's own width (or $COLUMNS); piped output keeps one line per item for grep
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() or "COLUMNS" in env else None
+        sinks[CONSOLE] = ConsoleSink(sys.stdout, width=width)
     if config.alerts.jsonl_path:
         sinks[JSONL] = JsonlSink(Path(config.alerts.jsonl_path))
     primary = SLACK if SLACK in sinks else CONSOLE

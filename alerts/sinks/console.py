@@ -1,13 +1,16 @@
 """Human-readable sink writing to a text stream (the offline demo and local runs).
 
-``ConsoleSink(stream=sys.stdout)``; ``send(notification) -> DeliveryResult`` (``channel="console"``,
-``ts=None``). Plain text: nothing is Slack-escaped, since a terminal does not parse Slack markup; control
-characters in data are replaced so a segment name cannot move the cursor or clear the screen.
+``ConsoleSink(stream=sys.stdout, width=None)``; ``send(notification) -> DeliveryResult``
+(``channel="console"``, ``ts=None``). With ``width`` (the terminal's columns) long lines wrap at spaces,
+continued under their own indent; the suggested ``investigate`` command is never split. Plain text:
+nothing is Slack-escaped, since a terminal does not parse Slack markup; control characters in data are
+replaced so a segment name cannot move the cursor or clear the screen.
 """
 
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import TextIO
 
 from alerts.model import IncidentState, Notification, bucket_word, kind_word
@@ -24,7 +27,7 @@ def _with_unit(value: float, unit: str) -> str:
     return f"{value:,.4g} {unit}" if unit else f"{value:,.4g}"
 
 
-def format_notification(notification: Notification) -> str:
+def format_notification(notification: Notification, *, width: int | None = None) -> str:
     """Multi-line plain-text summary of a notification, in the words of the Slack message.
 
     Same vocabulary as :mod:`alerts.render`: kinds and states in words (``level shift``, not
@@ -62,20 +65,37 @@ def format_notification(notification: Notification) -> str:
         lines.append(f"    {rc.segment}: {rc.share:.0%}{split}")
     if notification.annotation:
         lines.append(f"  note: {notification.annotation}")
-    if head.investigate:
-        lines.append(f"  investigate: {head.investigate}")
-    return "\n".join(_clean(line) for line in lines)
+    lines = [_clean(line) for line in lines]
+    if width is not None:
+        lines = [wrapped for line in lines for wrapped in _wrap(line, width)]
+    if head.investigate:  # a command to copy stays whole, on a line of its own when it does not fit
+        command = _clean(head.investigate)
+        fits = width is None or len(command) + 15 <= width
+        lines += [f"  investigate: {command}"] if fits else ["  investigate:", command]
+    return "\n".join(lines)
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    indent = " " * (len(line) - len(line.lstrip(" ")))
+    return textwrap.wrap(
+        line,
+        width=max(width, 40),
+        subsequent_indent=indent + "    ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    ) or [line]
 
 
 class ConsoleSink:
     """Writes :func:`format_notification` blocks to ``stream``."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, width: int | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        self.width = width
 
     def send(self, notification: Notification) -> DeliveryResult:
         try:
-            self.stream.write(format_notification(notification) + "\n\n")
+            self.stream.write(format_notification(notification, width=self.width) + "\n\n")
             self.stream.flush()
         except OSError as exc:
             return DeliveryResult.failure(f"console write failed: {exc}", retryable=True)

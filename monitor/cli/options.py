@@ -3,6 +3,7 @@ that turns errors into one line. The wall clock is read here, at the edge, and p
 
 from __future__ import annotations
 
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -59,11 +60,11 @@ class LivewatchGroup(click.Group):
             raise
         except ConfigError as exc:
             for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
+                click.echo(_fit(f"error: {problem}"), err=True)
             _maybe_traceback(ctx)
             sys.exit(2)
         except (LivewatchError, ValueError, OSError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(_fit(f"error: {exc}"), err=True)
             _maybe_traceback(ctx)
             sys.exit(1)
         except Exception as exc:  # the last resort: still one line, the traceback on --debug
@@ -72,6 +73,14 @@ class LivewatchGroup(click.Group):
             )
             _maybe_traceback(ctx)
             sys.exit(1)
+
+
+def _fit(line: str) -> str:
+    """An error line wrapped at spaces to a terminal's width (piped stderr keeps one line per error)."""
+    if not sys.stderr.isatty():
+        return line
+    width = shutil.get_terminal_size().columns
+    return click.wrap_text(line, width=width, subsequent_indent="    ", preserve_paragraphs=False)
 
 
 def _maybe_traceback(ctx: click.Context) -> None:

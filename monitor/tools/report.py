@@ -148,19 +148,15 @@ def print_investigation(inv: Investigation, console: Console) -> None:
         console.print(related)
 
     if inv.covers:
-        covers = Table(title="Already covered by", title_justify="left")
-        for column in ("kind", "id", "state", "from", "until", "detail"):
-            covers.add_column(column)
+        # one line per cover, not a table: an id is what people copy into `incidents show`, so it is never cut
+        console.print("[bold]Already covered by[/]")
         for cover in inv.covers:
-            covers.add_row(
-                cover.kind,
-                cover.id,
-                cover.state,
-                _t(cover.start),
-                _t(cover.end) if cover.end else "-",
-                cover.description,
+            until = _t(cover.end) if cover.end else "-"
+            console.print(
+                Text(f"  {cover.kind} {cover.id} ({cover.state}, {_t(cover.start)} to {until}): "),
+                Text(cover.description),
+                sep="",
             )
-        console.print(covers)
     else:
         console.print("[bold]Covers[/]: no incident, silence or maintenance window covers this window")
     for problem in inv.problems:

@@ -6,9 +6,11 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from alerts.model import NotifyReason, RootCause
 from alerts.render import render_message
-from alerts.sinks.console import ConsoleSink
+from alerts.sinks.console import ConsoleSink, format_notification
 from alerts.sinks.jsonl import JsonlSink
 from alerts.sinks.webhook import WebhookSink
 from tests.alerts.factories import incident, notification, signal
@@ -60,3 +62,22 @@ def test_jsonl_appends_one_replayable_line_per_notification(tmp_path: Path) -> N
     record = json.loads(lines[0])
     assert record["notification"]["id"] == NOTE.id
     assert record["message"]["blocks"] == render_message(NOTE).blocks
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_console_wraps_at_spaces_to_the_terminal_and_keeps_the_command_whole(width: int) -> None:
+    long = notification(
+        incident(
+            signal(metric="report_rate_per_1k_views_of_live_streams", region="experiment/autoplay_next/a"),
+            signal(metric="violation_rate_of_reviewed_streams", region="experiment/autoplay_next/a"),
+        )
+    )
+    stream = io.StringIO()
+    assert ConsoleSink(stream, width=width).send(long).ok
+    lines = stream.getvalue().rstrip("\n").splitlines()
+    command = long.incident.headline.investigate
+    # every line fits, but for a command or an id longer than the terminal: copied whole from its own line
+    assert all(len(line) <= width or line == command or len(line.split()[-1]) > width - 12 for line in lines)
+    words = " ".join(stream.getvalue().split())  # nothing lost or split inside a word
+    assert words == " ".join(format_notification(long).split())
+    assert command and any(line.strip() in (command, f"investigate: {command}") for line in lines)
