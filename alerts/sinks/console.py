@@ -24,7 +24,9 @@ def _clean(text: str) -> str:
 
 
 def _with_unit(value: float, unit: str) -> str:
-    return f"{value:,.4g} {unit}" if unit else f"{value:,.4g}"
+    # 4 significant digits, but never an exponent: 95,088 views, not 9.509e+04
+    number = f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:,.4g}"
+    return f"{number} {unit}" if unit else number
 
 
 def format_notification(notification: Notification, *, width: int | None = None) -> str:

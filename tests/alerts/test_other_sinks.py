@@ -81,3 +81,18 @@ def test_console_wraps_at_spaces_to_the_terminal_and_keeps_the_command_whole(wid
     words = " ".join(stream.getvalue().split())  # nothing lost or split inside a word
     assert words == " ".join(format_notification(long).split())
     assert command and any(line.strip() in (command, f"investigate: {command}") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [
+        (95088.4, "views", "95,088 views"),  # large: whole units, never an exponent
+        (481.63, "reports", "481.6 reports"),  # 4 significant digits
+        (4.1583, "per 1k views", "4.158 per 1k views"),
+        (2.5, "", "2.5"),  # no unit, no trailing space
+    ],
+)
+def test_console_numbers_read_like_the_slack_message(value: float, unit: str, text: str) -> None:
+    from alerts.sinks.console import _with_unit
+
+    assert _with_unit(value, unit) == text
