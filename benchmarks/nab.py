@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from benchmarks.nab_scoring import load_profiles, load_windows, probationary_length, score_corpus
 from detectors.base import Detector
 from detectors.streaming import StreamingDetector, unit_score
-from monitor.config import parse_config, parse_duration
+from monitor.config import SchedulerConfig, parse_config, parse_duration
 from monitor.pipeline.spec import new_detector
 
 __all__ = ["CONFIG", "FileRun", "main", "monotone_stamps", "run_file", "stream_scores"]
@@ -132,7 +132,7 @@ def stream_scores(
         tick = series.iloc[start : start + chunk]
         if refit_every is not None and tick.index[0] - fitted_at >= refit_every:
             seen = series.iloc[:start]
-            model, _ = product_detector(series, config, series_id, detector)
+            model = type(model)(**model.get_params())  # unfitted, same settings
             model.fit(seen[seen.index >= tick.index[0] - history], series_id=series_id)
             fitted_at = tick.index[0]
         scores[start : start + len(tick)] = model.score(tick)["score"].to_numpy()
@@ -238,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the product detector to run (a metric's `detector:`); the stack is refitted like the daemon",
     )
     parser.add_argument(
-        "--refit-every", default="1d", help="stack only: refit cadence (the daemon's scheduler.refit_every)"
+        "--refit-every",
+        default=None,
+        help="stack only: refit cadence (default: the daemon's scheduler.refit_every default)",
     )
     parser.add_argument(
         "--files", choices=["all", "even", "odd"], default="all", help="score only one half of the corpus"
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = load_profiles(args.data / "config" / "profiles.json")
     defaults = CONFIG if args.detector == "streaming" else {}
     config = {**defaults, **(json.loads(args.config) if args.config else {})}
-    refit_every = pd.Timedelta(parse_duration(args.refit_every)) if args.detector == "stack" else None
+    cadence = parse_duration(args.refit_every) if args.refit_every else SchedulerConfig().refit_every
+    refit_every = pd.Timedelta(cadence) if args.detector == "stack" else None
 
     start = time.perf_counter()
     outputs = run_corpus(

@@ -99,8 +99,8 @@ def build_sinks(
     if SLACK in sinks and store is not None:
         sinks[SLACK] = ExclusiveDelivery(sinks[SLACK], store)
     if config.alerts.console or not sinks:
-        # a terminal's own width (or $COLUMNS); piped output keeps one line per item for grep
-        width = shutil.get_terminal_size().columns if sys.stdout.isatty() or "COLUMNS" in env else None
+        # a terminal's own width; piped output keeps one line per item for grep
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
         sinks[CONSOLE] = ConsoleSink(sys.stdout, width=width)
     if config.alerts.jsonl_path:
         sinks[JSONL] = JsonlSink(Path(config.alerts.jsonl_path))

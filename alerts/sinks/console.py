@@ -72,8 +72,8 @@ def format_notification(notification: Notification, *, width: int | None = None)
         lines = [wrapped for line in lines for wrapped in _wrap(line, width)]
     if head.investigate:  # a command to copy stays whole, on a line of its own when it does not fit
         command = _clean(head.investigate)
-        fits = width is None or len(command) + 15 <= width
-        lines += [f"  investigate: {command}"] if fits else ["  investigate:", command]
+        line = f"  investigate: {command}"
+        lines += [line] if width is None or len(line) <= width else ["  investigate:", command]
     return "\n".join(lines)
 
 

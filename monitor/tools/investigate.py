@@ -668,7 +668,7 @@ def _related_one(
 ) -> RelatedMetric:
     step = pd.Timedelta(metric.granularity)
     span = pd.Timedelta(metric.history)
-    stored = store.load_model_state(metric.name, region, DETECTOR_NAME) if store is not None else None
+    stored = _stored_model(store, metric, region, first)
     context = LEVEL_SHIFT_CONTEXT * step
     fetch_from = first - (
         context if stored is not None else max(context, min(span, pd.Timedelta(QUICK_HISTORY)))
@@ -677,12 +677,10 @@ def _related_one(
     if tidy.empty:
         return RelatedMetric(metric.name, math.nan, math.nan, math.nan, 0, "none", error="no data")
     frame = series_frame(metric, tidy)
-    model: CompiledStack | None = None
-    note = "robust"
     if stored is not None:
-        model, note = DetectorStack.compile_state(json.loads(stored.state)), "stored"
-    if model is None:
-        model = fit_series(config, metric, region, frame[frame.index < first], prophet=False)
+        model, note = stored[0], "stored"
+    else:
+        model, note = fit_series(config, metric, region, frame[frame.index < first], prophet=False), "robust"
     scored = series_decisions(config, metric, region, model, frame, first, last).decisions
     peak = _peak(scored["score"])
     at = int(np.nanargmax(np.abs(scored["score"].fillna(0).to_numpy(dtype=float)))) if len(scored) else 0
