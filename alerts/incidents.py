@@ -134,7 +134,9 @@ def decide_resolution(
 
 
 #: A shifted series is back when it has covered at least this fraction of the way to its previous level.
-RETURN_FRACTION = 0.5
+#: Not half: the new level of a ratio moves with its mix over the day, and a halfway rule took a calm
+#: afternoon of a persisting shift (its 6-bucket mean at 30 % of the shift) for the return.
+RETURN_FRACTION = 0.75
 
 
 def level_returned(member: AlertSignal, observed: float, expected: float | None = None) -> bool:

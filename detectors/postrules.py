@@ -404,7 +404,8 @@ def confirm_level_shifts(
     and the alarm bucket and those after it hold the new level. A confirmation counts when, since the
     estimated start, the mean deviation has the wanted ``direction`` and clears ``min_rel_effect`` and
     ``min_abs_effect``, and the mean ``volume`` (same shape as ``observed``; the noise floors' volume)
-    clears ``min_volume``: the noise floors of a shift are those of its buckets taken together.
+    clears ``min_volume``: the noise floors of a shift are those of its buckets taken together. A window
+    bucket without a score (no observation) is never confirmed.
     """
     from detectors.online import online_cusum
 
@@ -455,6 +456,8 @@ def confirm_level_shifts(
                 if not held.size or held.mean() < rules.min_volume:  # like the floor: no volume fails
                     continue
             confirmed[row, j], start[row, j], effect[row, j] = True, begin, relative
+    # a bucket that never arrived is missing data, not the new level (the CUSUM reads past the gap)
+    confirmed &= ~np.isnan(np.asarray(score, dtype=float)[:, context:])
     return LevelShifts(confirmed, start, effect)
 
 

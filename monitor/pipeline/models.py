@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 import structlog
 
-from detectors.errors import DetectorError
+from detectors.errors import DetectorError, InsufficientDataError
 from detectors.stack import CompiledStack, DetectorStack
 from monitor.config import Config, DetectorName, Metric
 from monitor.errors import SourceError
@@ -45,6 +45,7 @@ __all__ = [
     "fit_models",
     "fit_task",
     "is_fresh",
+    "training_reach",
 ]
 
 log = structlog.get_logger(__name__)
@@ -79,7 +80,8 @@ Exclusions = tuple[tuple[datetime, datetime], ...]
 @dataclass(frozen=True)
 class FitTask:
     """One series to fit: its training frame (``value``, ``volume``; UTC index), stack arguments, and the
-    intervals left out of training (buckets people marked "not an incident")."""
+    intervals left out of training: ``exclude`` always (buckets people marked "not an incident"), ``held``
+    while enough history remains without them (open level shifts)."""
 
     metric: str
     series: str
@@ -87,6 +89,7 @@ class FitTask:
     params: dict[str, Any]
     exclude: Exclusions = ()
     detector: DetectorName = "stack"
+    held: Exclusions = ()
 
 
 @dataclass(frozen=True)
@@ -101,32 +104,52 @@ class FitOutcome:
 
 
 def fit_chunk(tasks: list[FitTask]) -> list[FitOutcome]:
-    """Executor task: fit the detector of each task; a series that fails does not stop the others."""
+    """Executor task: fit the detector of each task; a series that fails does not stop the others.
+
+    A series whose ``held`` intervals leave too little history is fitted without them: a model that has
+    learnt a long shift beats no model at all.
+    """
     outcomes = []
     for task in tasks:
-        series_id, exclude = f"{task.metric}/{task.series}", list(task.exclude) or None
         try:
-            if task.detector == "streaming":
-                from detectors.streaming import StreamingDetector
-
-                stream = StreamingDetector(**task.params)
-                stream.fit(task.frame, series_id=series_id, exclude=exclude)
-                outcomes.append(FitOutcome(task.metric, task.series, stream.to_json(), None))
-                continue
-            stack = DetectorStack(**task.params).fit(task.frame, series_id=series_id, exclude=exclude)
-            outcomes.append(FitOutcome(task.metric, task.series, stack.to_json(), stack.compile()))
+            try:
+                outcomes.append(_fit_one(task, task.exclude + task.held))
+            except InsufficientDataError:
+                if not task.held:
+                    raise
+                log.warning("open level shift kept in training", metric=task.metric, series=task.series)
+                outcomes.append(_fit_one(task, task.exclude))
         except Exception as exc:  # one bad series must not stop the chunk
             outcomes.append(FitOutcome(task.metric, task.series, None, None, f"{type(exc).__name__}: {exc}"))
     return outcomes
 
 
+def _fit_one(task: FitTask, exclude: Exclusions) -> FitOutcome:
+    series_id, spans = f"{task.metric}/{task.series}", list(exclude) or None
+    if task.detector == "streaming":
+        from detectors.streaming import StreamingDetector
+
+        stream = StreamingDetector(**task.params).fit(task.frame, series_id=series_id, exclude=spans)
+        return FitOutcome(task.metric, task.series, stream.to_json(), None)
+    stack = DetectorStack(**task.params).fit(task.frame, series_id=series_id, exclude=spans)
+    return FitOutcome(task.metric, task.series, stack.to_json(), stack.compile())
+
+
 def fit_task(
-    config: Config, metric: Metric, series: str, frame: pd.DataFrame, cutoff: pd.Timestamp
+    config: Config,
+    metric: Metric,
+    series: str,
+    frame: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    *,
+    reach: pd.Timedelta | None = None,
 ) -> FitTask | None:
-    """The fit of one series on its rows of ``frame`` before ``cutoff``, over the metric's ``history``
-    (``None``: no rows there). A streaming detector gets every bucket up to the cutoff, missing ones as
-    NaN: its state must end just before the first bucket it scores, and its seasonal lag counts buckets."""
-    training = frame[(frame.index < cutoff) & (frame.index >= cutoff - pd.Timedelta(metric.history))]
+    """The fit of one series on its rows of ``frame`` before ``cutoff``, over ``reach`` (default: the
+    metric's ``history``) ending there (``None``: no rows there). A streaming detector gets every bucket up
+    to the cutoff, missing ones as NaN: its state must end just before the first bucket it scores, and its
+    seasonal lag counts buckets."""
+    span = pd.Timedelta(metric.history) if reach is None else reach
+    training = frame[(frame.index < cutoff) & (frame.index >= cutoff - span)]
     if training.empty:
         return None
     if metric.detector == "streaming":
@@ -139,6 +162,27 @@ def fit_task(
     )
 
 
+def training_reach(history: pd.Timedelta, exclude: Exclusions, cutoff: pd.Timestamp) -> pd.Timedelta:
+    """How far before ``cutoff`` a fit reads: ``history`` plus the time the ``exclude`` intervals leave
+    out of ``[cutoff - history, cutoff)`` (overlaps once), at most twice ``history``. Pure.
+
+    A model trained while a level shift of days is left out still learns from ``history`` of data, not
+    from the few days before the shift (whose hours of the day have one or two values each).
+    """
+    begin = cutoff - history
+    spans: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for start, end in sorted(exclude):
+        lo, hi = max(pd.Timestamp(start), begin), min(pd.Timestamp(end), cutoff)
+        if lo >= hi:
+            continue
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    left_out = sum((hi - lo for lo, hi in spans), pd.Timedelta(0))
+    return history + min(left_out, history)
+
+
 def _fit_tasks(
     config: Config,
     source: MetricSource,
@@ -147,11 +191,14 @@ def _fit_tasks(
     fetch_size: int,
     errors: dict[str, str],
     exclude: Mapping[str, Exclusions],
+    held: Mapping[str, Exclusions],
 ) -> Iterator[FitTask]:
-    """Training frames: the rows before each series' cutoff, over the metric's ``history`` ending there."""
+    """Training frames: the rows before each series' cutoff, over the metric's ``history`` ending there and
+    as much again as its exclusions leave out (:func:`training_reach`)."""
     span = pd.Timedelta(metric.history)
+    reach = {s: training_reach(span, exclude.get(s, ()) + held.get(s, ()), cutoffs[s]) for s in cutoffs}
     for group in chunked(sorted(cutoffs), fetch_size):
-        lo = min(cutoffs[s] for s in group) - span
+        lo = min(cutoffs[s] - reach[s] for s in group)
         hi = max(cutoffs[s] for s in group)
         try:
             result = source.fetch(metric, lo.to_pydatetime(), hi.to_pydatetime(), series=group)
@@ -163,11 +210,12 @@ def _fit_tasks(
         for key, tidy in result.frame.groupby("series", sort=True):
             series = str(key)
             found.add(series)
-            task = fit_task(config, metric, series, series_frame(metric, tidy), cutoffs[series])
+            frame = series_frame(metric, tidy)
+            task = fit_task(config, metric, series, frame, cutoffs[series], reach=reach[series])
             if task is None:
                 errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
                 continue
-            yield replace(task, exclude=exclude.get(series, ()))
+            yield replace(task, exclude=exclude.get(series, ()), held=held.get(series, ()))
         for series in set(group) - found:
             errors[series] = f"no history before {cutoffs[series]:%Y-%m-%d %H:%M} UTC to fit on"
 
@@ -182,10 +230,11 @@ def fit_models(
     chunk_size: int = 20,
     fetch_size: int = 400,
     exclude: Mapping[str, Exclusions] | None = None,
+    held: Mapping[str, Exclusions] | None = None,
 ) -> tuple[list[FitOutcome], dict[str, str]]:
     """Fit the detector of every series in ``cutoffs`` on its history before its cutoff (never after),
     leaving out each series' ``exclude`` intervals (inclusive, see
-    :func:`detectors.validation.exclusion_mask`).
+    :func:`detectors.validation.exclusion_mask`), and its ``held`` ones while enough history remains.
 
     Returns:
         The outcomes (fitted or failed), and series whose training data could not be read.
@@ -193,7 +242,7 @@ def fit_models(
     errors: dict[str, str] = {}
     runner = executor or InlineExecutor()
     outcomes: list[FitOutcome] = []
-    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors, exclude or {})
+    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors, exclude or {}, held or {})
     for chunk in runner.map_chunks(fit_chunk, tasks, chunk_size):
         outcomes += chunk
     return outcomes, errors

@@ -11,18 +11,24 @@ Buckets people marked "not an incident" from Slack (the store's
 :meth:`~monitor.store.SqlStore.list_false_positives`, ``[start, end)`` of a metric and region) are left out
 of that metric/region's training at every refit (:func:`false_positive_exclusions`), so a false alarm does
 not teach the baseline that the spike was normal, nor is it learnt as the new normal.
+
+An open level shift is left out too while its incident holds it (:func:`held_shift_exclusions`): a model
+trained on the new level would call it normal, and the series "back" at once. Acknowledging the incident
+accepts the new level, and the next fit learns it. When leaving a shift out would leave too little history
+to fit on, the series is fitted with it (see :func:`~monitor.pipeline.models.fit_chunk`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pandas as pd
 import structlog
 
+from alerts.model import Incident, IncidentState
 from alerts.ports import FalsePositiveRepository
 from monitor.config import Config
 from monitor.errors import SourceError
@@ -32,7 +38,15 @@ from monitor.pipeline.plan import plan_metric
 from monitor.source import MetricSource
 from monitor.store import SqlStore
 
-__all__ = ["DISCOVERY_SPAN", "RefitSummary", "false_positive_exclusions", "refit_all"]
+__all__ = [
+    "DISCOVERY_SPAN",
+    "RefitSummary",
+    "TrainingExclusions",
+    "false_positive_exclusions",
+    "held_shift_exclusions",
+    "refit_all",
+    "training_exclusions",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +73,42 @@ def false_positive_exclusions(repo: FalsePositiveRepository, metric: str) -> dic
     for fp in repo.list_false_positives(metric=metric):
         found[fp.region].append((fp.start, max(fp.start, fp.end - _JUST_BEFORE)))
     return {series: tuple(spans) for series, spans in found.items()}
+
+
+#: Buckets before a shift's estimated start that are left out with it: the CUSUM dates the onset a few
+#: buckets late, and those buckets are already at the new level.
+ONSET_MARGIN = 6
+
+
+def held_shift_exclusions(incidents: Iterable[Incident], metric: str, now: datetime) -> dict[str, Exclusions]:
+    """Series (region) -> ``(start - ONSET_MARGIN buckets, now)`` of every level shift of ``metric`` that an
+    active incident holds open: not acknowledged (a person accepted the new level) and not marked "not an
+    incident". Pure."""
+    found: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for incident in incidents:
+        if not incident.active or incident.state is IncidentState.ACKNOWLEDGED or incident.false_positive:
+            continue
+        for member in incident.signals:
+            if member.kind == "level_shift" and member.metric == metric and member.start <= now:
+                margin = ONSET_MARGIN * (member.bucket or timedelta(0))
+                found[member.region].append((member.start - margin, now))
+    return {series: tuple(sorted(spans)) for series, spans in found.items()}
+
+
+@dataclass(frozen=True)
+class TrainingExclusions:
+    """What one metric's fits leave out, by series: ``always`` (buckets marked "not an incident") and
+    ``held`` (open level shifts, left out only while enough history remains to fit on)."""
+
+    always: dict[str, Exclusions] = field(default_factory=dict)
+    held: dict[str, Exclusions] = field(default_factory=dict)
+
+
+def training_exclusions(store: SqlStore, metric: str, now: datetime) -> TrainingExclusions:
+    """The intervals the fits of ``metric`` at ``now`` leave out (see the module docstring)."""
+    return TrainingExclusions(
+        false_positive_exclusions(store, metric), held_shift_exclusions(store.list_active(), metric, now)
+    )
 
 
 def refit_all(
@@ -110,7 +160,7 @@ def refit_all(
         if series is not None:
             names &= set(series)
         cutoffs = {name: plan.start_of(name) for name in sorted(names)}
-        exclude = false_positive_exclusions(store, metric.name)
+        exclusions = training_exclusions(store, metric.name, now)
         outcomes, errors = fit_models(
             config,
             source,
@@ -119,7 +169,8 @@ def refit_all(
             executor,
             chunk_size=chunk_size,
             fetch_size=fetch_size,
-            exclude=exclude,
+            exclude=exclusions.always,
+            held=exclusions.held,
         )
         for name, error in errors.items():
             summary.errors[f"{metric.name}/{name}"] = error

@@ -52,7 +52,7 @@ from monitor.pipeline.models import (
     is_fresh,
 )
 from monitor.pipeline.plan import MetricPlan, plan_metric
-from monitor.pipeline.refit import false_positive_exclusions
+from monitor.pipeline.refit import training_exclusions
 from monitor.pipeline.spec import post_rules
 from monitor.source import DataProblem, MetricSource
 from monitor.store import SqlStore
@@ -458,7 +458,7 @@ class MetricScorer:
         if not starts:
             return batch
         if streaming:
-            self._stream(metric, starts, rows, batch)
+            self._stream(metric, now, starts, rows, batch)
             return batch
         models = self._fresh_models(metric, now, starts, models, batch)
         groups: dict[pd.Timestamp, list[str]] = {}
@@ -495,12 +495,17 @@ class MetricScorer:
         return batch
 
     def _stream(
-        self, metric: Metric, starts: Mapping[str, pd.Timestamp], rows: pd.DataFrame, batch: MetricBatch
+        self,
+        metric: Metric,
+        now: datetime,
+        starts: Mapping[str, pd.Timestamp],
+        rows: pd.DataFrame,
+        batch: MetricBatch,
     ) -> None:
         """Score a ``streaming`` metric: each detector from its stored state, advanced over its window."""
         ready, to_fit, batch.model_errors = self.streams.ready(self.store, metric, starts)
         if to_fit:
-            outcomes, errors = self._fit(metric, to_fit)
+            outcomes, errors = self._fit(metric, now, to_fit)
             for outcome in outcomes:
                 if outcome.state is None:
                     errors[outcome.series] = outcome.error or "fit failed"
@@ -527,11 +532,19 @@ class MetricScorer:
                     batch.states[name] = state
 
     def _fit(
-        self, metric: Metric, cutoffs: Mapping[str, pd.Timestamp]
+        self, metric: Metric, now: datetime, cutoffs: Mapping[str, pd.Timestamp]
     ) -> tuple[list[FitOutcome], dict[str, str]]:
-        """Fit through the executor as the refit job does, leaving out buckets marked "not an incident"."""
-        exclude = false_positive_exclusions(self.store, metric.name)
-        return fit_models(self.config, self.source, metric, cutoffs, self.executor, exclude=exclude)
+        """Fit through the executor as the refit job does, with the same training exclusions."""
+        left_out = training_exclusions(self.store, metric.name, now)
+        return fit_models(
+            self.config,
+            self.source,
+            metric,
+            cutoffs,
+            self.executor,
+            exclude=left_out.always,
+            held=left_out.held,
+        )
 
     def _fresh_models(
         self,
@@ -550,7 +563,7 @@ class MetricScorer:
         }
         if not stale:
             return usable
-        outcomes, fetch_errors = self._fit(metric, stale)
+        outcomes, fetch_errors = self._fit(metric, now, stale)
         for outcome in outcomes:
             if outcome.state is None or outcome.model is None:
                 fetch_errors[outcome.series] = outcome.error or "fit failed"

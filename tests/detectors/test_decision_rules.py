@@ -92,6 +92,16 @@ def test_level_shifts_alert_once(shift: float, rel_floor: float, direction: str,
         assert abs(start - 200) <= 3  # the estimated start is the bucket where the shift began
 
 
+def test_a_bucket_that_never_arrived_is_not_confirmed_as_the_new_level() -> None:
+    observed, expected, score = shifted(2.0)
+    whole = confirm_level_shifts(observed, expected, score, PostRules())
+    (first,) = np.flatnonzero(whole.confirmed[0])[:1] + LEVEL_SHIFT_CONTEXT
+    observed[0, first], score[0, first] = np.nan, np.nan  # the alarm bucket is missing
+    gap = confirm_level_shifts(observed, expected, score, PostRules())
+    assert not gap.confirmed[0, first - LEVEL_SHIFT_CONTEXT]
+    assert gap.confirmed[0, first - LEVEL_SHIFT_CONTEXT + 1 :].any()  # the next bucket that came confirms it
+
+
 def test_level_shift_verdicts_do_not_depend_on_where_a_call_begins() -> None:
     # Proves the property that makes the tick, investigate and the backtest agree: each bucket reads its own
     # trailing context, so one call over the window equals one call per bucket (a tick per hour).

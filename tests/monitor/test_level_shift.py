@@ -28,15 +28,22 @@ SPIKE_FROM = datetime(2026, 3, 9, 20, tzinfo=UTC)  # region BB: reports x3 for 3
 SPIKE_UNTIL = SPIKE_FROM + 3 * H
 
 
-def build(path: Path, *, seed: int = 5) -> Path:
+def build(
+    path: Path,
+    *,
+    seed: int = 5,
+    shift: float = SHIFT,
+    shift_until: datetime = SHIFT_UNTIL,
+    end: datetime = END,
+) -> Path:
     rng = np.random.default_rng(seed)
-    hours = pd.date_range(END - timedelta(days=12), END, freq="h", inclusive="left")
+    hours = pd.date_range(end - timedelta(days=12), end, freq="h", inclusive="left")
     rows = []
     for region, level in (("AA", 400.0), ("BB", 300.0)):
         mean = level * (1.0 + 0.3 * np.sin(2 * np.pi * (hours.hour.to_numpy() - 6) / 24))
         if region == "AA":
-            inside = (hours >= pd.Timestamp(SHIFT_FROM)) & (hours < pd.Timestamp(SHIFT_UNTIL))
-            mean = np.where(inside, SHIFT * mean, mean)
+            inside = (hours >= pd.Timestamp(SHIFT_FROM)) & (hours < pd.Timestamp(shift_until))
+            mean = np.where(inside, shift * mean, mean)
         else:
             inside = (hours >= pd.Timestamp(SPIKE_FROM)) & (hours < pd.Timestamp(SPIKE_UNTIL))
             mean = np.where(inside, 3.0 * mean, mean)
@@ -113,3 +120,18 @@ def test_an_acknowledged_level_shift_resolves_while_the_new_level_holds(
     assert shift.resolved_at < SHIFT_UNTIL  # the shift still holds: a person accepted the new level
     (resolution,) = [e for e in daemon.store.list_events(shift.id) if e.kind is LifecycleKind.RESOLVED]
     assert "new level was accepted" in resolution.detail
+
+
+def test_a_level_shift_that_persists_past_refits_stays_open(tmp_path: Path) -> None:
+    # The shift (+20 %, still under the per-bucket threshold) never ends. By the fourth nightly refit most of
+    # each hour's 7 days of training values are at the new level: a model that learnt them would call the
+    # new level normal, and the series "back".
+    end = SHIFT_FROM + 5 * timedelta(days=1)
+    warehouse = build(tmp_path / "wh.db", shift=1.2, shift_until=end, end=end)
+    daemon = _daemon(tmp_path, warehouse, START)
+    report = replay(daemon, START, end - H)
+    assert len(report.refits) == 5 and all(not r.errors for r in report.refits)
+    (shift,) = daemon.store.list_incidents(region="AA")
+    assert "level_shift" in {s.kind for s in shift.signals}
+    resolutions = [e.detail for e in daemon.store.list_events(shift.id) if e.kind is LifecycleKind.RESOLVED]
+    assert shift.active and not resolutions, resolutions
