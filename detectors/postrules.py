@@ -75,6 +75,8 @@ NOISE_MIN = 0.5
 #: A bucket is confirmed when its span's CUSUM alarmed at it or in the buckets just before it, and the level
 #: held since (the alarm of a span can move by a bucket or two as the noise estimate moves).
 CONFIRM_WITHIN = 3
+#: The bucket a level shift is confirmed at stands at least this fraction of the way to the new level.
+LAST_AT_LEAST = 0.25
 #: A confirmed level stands at least this far (in noise-scaled sigmas) off the model's expectation.
 SHIFT_MIN_LEVEL = 0.5
 #: Consecutive scores averaged when the CUSUM measures the noise (see :func:`score_noise`).
@@ -340,10 +342,15 @@ class LevelShifts:
 def _holds(since: np.ndarray, old: float, new: float) -> bool:
     """The alarm bucket and those after it are, on average, nearer the new level than the old one: a burst
     that is already over when the CUSUM confirms it (a 4-hour spike tips the CUSUM at the next, ordinary,
-    bucket) is a spike, not a level shift. Nothing observed: it holds."""
+    bucket) is a spike, not a level shift. The last of them, the bucket being confirmed, stands at least
+    :data:`LAST_AT_LEAST` of the way to the new level: the first bucket after a raid is back, and
+    confirming it (the CUSUM alarmed two buckets earlier, in the raid) named the raid a level shift.
+    Nothing observed: it holds."""
     seen = since[~np.isnan(since)]
     if not seen.size or new == old:
         return True
+    if (float(seen[-1]) - old) / (new - old) < LAST_AT_LEAST:  # the bucket confirmed is itself back
+        return False
     return bool((float(seen.mean()) - old) / (new - old) >= 0.5)
 
 

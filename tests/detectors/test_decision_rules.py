@@ -209,3 +209,17 @@ def test_calm_verdicts_do_not_depend_on_where_a_call_begins() -> None:
         if one.confirmed[0, 0]:
             assert int(one.start[0, 0]) + j == int(whole.start[0, j])
     assert whole.confirmed.any()
+
+
+def test_the_first_bucket_back_after_a_raid_is_not_confirmed_as_a_level_shift() -> None:
+    # the demo's BR raid: five loud buckets tip the CUSUM inside the raid; the bucket after it is back at the
+    # model's level, and confirming it (within CONFIRM_WITHIN of the alarm) named the raid a level shift
+    score = np.random.default_rng(0).standard_normal(240)
+    score[200:206] = [10.4, 7.7, 8.8, 8.8, 8.2, 0.3]  # its scores, hour by hour
+    expected = np.full(240, 100.0)
+    found = confirm_level_shifts(
+        (expected + 10 * score)[None, :], expected[None, :], score[None, :], PostRules()
+    )
+    back = 205 - LEVEL_SHIFT_CONTEXT
+    assert found.confirmed[0, back - 2 : back].all()  # the loud buckets: confirmed, and kept spikes by shape
+    assert not found.confirmed[0, back:].any()
