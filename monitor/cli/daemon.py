@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import click
 import structlog
 
-from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
+from monitor.cli.options import LivewatchGroup, fit_line, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
 
 #: Where ``/metrics`` listens without ``scheduler.metrics_address`` (loopback: nothing is exposed by default).
@@ -193,13 +193,15 @@ def _echo_tick(result: TickResult) -> None:
             click.echo(f"error: {outcome.metric}/{outcome.series}: {outcome.error}", err=True)
     delivered = report.delivery.delivered if report.delivery else 0
     click.echo(
-        f"tick {report.run_id} at {result.now:%Y-%m-%d %H:%M} UTC: {report.series_scored} series scored, "
-        f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, "
-        f"{delivered} delivered ({result.duration:.2f} s)"
+        fit_line(
+            f"tick {report.run_id} at {result.now:%Y-%m-%d %H:%M} UTC: {report.series_scored} series scored, "
+            f"{report.signals} anomalous buckets, {len(report.notifications)} notifications, "
+            f"{delivered} delivered ({result.duration:.2f} s)"
+        )
     )
     if result.catch_up is not None and result.catch_up.incidents:
         for line in result.catch_up.lines():
-            click.echo(line)
+            click.echo(fit_line(line))
     for self_problem in result.problems:
         click.echo(f"self-check: {self_problem.reason}", err=True)
 

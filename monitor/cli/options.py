@@ -60,11 +60,11 @@ class LivewatchGroup(click.Group):
             raise
         except ConfigError as exc:
             for problem in exc.problems:
-                click.echo(_fit(f"error: {problem}"), err=True)
+                click.echo(fit_line(f"error: {problem}", err=True), err=True)
             _maybe_traceback(ctx)
             sys.exit(2)
         except (LivewatchError, ValueError, OSError) as exc:
-            click.echo(_fit(f"error: {exc}"), err=True)
+            click.echo(fit_line(f"error: {exc}", err=True), err=True)
             _maybe_traceback(ctx)
             sys.exit(1)
         except Exception as exc:  # the last resort: still one line, the traceback on --debug
@@ -75,12 +75,20 @@ class LivewatchGroup(click.Group):
             sys.exit(1)
 
 
-def _fit(line: str) -> str:
-    """An error line wrapped at spaces to a terminal's width (piped stderr keeps one line per error)."""
-    if not sys.stderr.isatty():
+def fit_line(line: str, *, err: bool = False) -> str:
+    """A line for stdout (stderr with ``err``) wrapped at spaces to the terminal's width, its continuation
+    lines indented under it; piped output keeps one line per item for grep."""
+    if not (sys.stderr if err else sys.stdout).isatty():
         return line
     width = shutil.get_terminal_size().columns
-    return click.wrap_text(line, width=width, subsequent_indent="    ", preserve_paragraphs=False)
+    indent = line[: len(line) - len(line.lstrip(" "))]
+    return click.wrap_text(
+        line.lstrip(" "),
+        width=width,
+        initial_indent=indent,
+        subsequent_indent=indent + "    ",
+        preserve_paragraphs=False,
+    )
 
 
 def _maybe_traceback(ctx: click.Context) -> None:

@@ -118,3 +118,40 @@ def test_check_config_probes_the_dask_scheduler(tmp_path: Path, warehouse: Path)
             cli, ["check-config", "--config", str(config_with(tmp_path, warehouse, executor))], env={}
         )
     assert result.exit_code == 0, result.output
+
+
+class _Terminal:
+    def isatty(self) -> bool:
+        return True
+
+
+CATCH_UP = (
+    "  user_reports/JP/20261120T210000Z: user_reports in JP, warning, started 11-20 16:00 (opened 11-20 "
+    "21:00), resolved 11-21 04:00, +11%"
+)
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100, 200])
+@pytest.mark.parametrize("err", [False, True])
+def test_fit_line_wraps_at_spaces_under_its_own_indent(
+    monkeypatch: pytest.MonkeyPatch, columns: int, err: bool
+) -> None:
+    import os
+    import sys
+
+    from monitor.cli.options import fit_line
+
+    monkeypatch.setattr(sys, "stderr" if err else "stdout", _Terminal())
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *_: os.terminal_size((columns, 24)))
+    lines = fit_line(CATCH_UP, err=err).splitlines()
+    assert all(len(line) <= columns for line in lines)
+    assert " ".join(line.strip() for line in lines) == CATCH_UP.strip()  # cut at spaces only
+    assert lines[0].startswith("  user_reports/JP/20261120T210000Z:")  # the id whole, on the first line
+    assert all(line.startswith("      ") for line in lines[1:])  # continuation under the item
+    assert (len(lines) == 1) is (columns >= len(CATCH_UP))
+
+
+def test_fit_line_leaves_piped_output_one_line_per_item() -> None:
+    from monitor.cli.options import fit_line
+
+    assert fit_line(CATCH_UP) == CATCH_UP  # pytest captures stdout: not a terminal
