@@ -761,6 +761,24 @@ def test_concurrent_upgrades_are_serialised(blank_engine: Engine) -> None:
     assert _schema_diff(blank_engine) == []
 
 
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    assert store_module._heads() == {store_module.HEAD_REVISION}  # update HEAD_REVISION with a migration
+
+
+def test_an_up_to_date_database_is_checked_without_importing_alembic(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'current.db'}"
+    upgrade(url)
+    script = (
+        "import sys; from monitor.store.migrate import upgrade; "
+        f"upgrade({url!r}); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_upgrade_accepts_a_url(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'by-url.db'}"
     upgrade(url)
