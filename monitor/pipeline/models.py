@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "ModelCache",
     "StoredModel",
     "StreamCache",
+    "TrainingExclusions",
     "fit_chunk",
     "fit_models",
     "fit_task",
@@ -75,6 +76,15 @@ class DetectorState:
 
 #: Training points to leave out of one series' fit: inclusive ``(start, end)`` UTC intervals.
 Exclusions = tuple[tuple[datetime, datetime], ...]
+
+
+@dataclass(frozen=True)
+class TrainingExclusions:
+    """What one metric's fits leave out, by series: ``always`` (buckets marked "not an incident") and
+    ``held`` (open level shifts, left out only while enough history remains to fit on)."""
+
+    always: Mapping[str, Exclusions] = field(default_factory=dict)
+    held: Mapping[str, Exclusions] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,12 +200,12 @@ def _fit_tasks(
     cutoffs: Mapping[str, pd.Timestamp],
     fetch_size: int,
     errors: dict[str, str],
-    exclude: Mapping[str, Exclusions],
-    held: Mapping[str, Exclusions],
+    left_out: TrainingExclusions,
 ) -> Iterator[FitTask]:
     """Training frames: the rows before each series' cutoff, over the metric's ``history`` ending there and
     as much again as its exclusions leave out (:func:`training_reach`)."""
     span = pd.Timedelta(metric.history)
+    exclude, held = left_out.always, left_out.held
     reach = {s: training_reach(span, exclude.get(s, ()) + held.get(s, ()), cutoffs[s]) for s in cutoffs}
     for group in chunked(sorted(cutoffs), fetch_size):
         lo = min(cutoffs[s] - reach[s] for s in group)
@@ -229,12 +239,12 @@ def fit_models(
     *,
     chunk_size: int = 20,
     fetch_size: int = 400,
-    exclude: Mapping[str, Exclusions] | None = None,
-    held: Mapping[str, Exclusions] | None = None,
+    left_out: TrainingExclusions | None = None,
 ) -> tuple[list[FitOutcome], dict[str, str]]:
     """Fit the detector of every series in ``cutoffs`` on its history before its cutoff (never after),
-    leaving out each series' ``exclude`` intervals (inclusive, see
-    :func:`detectors.validation.exclusion_mask`), and its ``held`` ones while enough history remains.
+    leaving out each series' ``left_out.always`` intervals (inclusive, see
+    :func:`detectors.validation.exclusion_mask`), and its ``left_out.held`` ones while enough history
+    remains.
 
     Returns:
         The outcomes (fitted or failed), and series whose training data could not be read.
@@ -242,7 +252,7 @@ def fit_models(
     errors: dict[str, str] = {}
     runner = executor or InlineExecutor()
     outcomes: list[FitOutcome] = []
-    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors, exclude or {}, held or {})
+    tasks = _fit_tasks(config, source, metric, cutoffs, fetch_size, errors, left_out or TrainingExclusions())
     for chunk in runner.map_chunks(fit_chunk, tasks, chunk_size):
         outcomes += chunk
     return outcomes, errors

@@ -33,7 +33,7 @@ from alerts.ports import FalsePositiveRepository
 from monitor.config import Config
 from monitor.errors import SourceError
 from monitor.pipeline.executor import ChunkExecutor
-from monitor.pipeline.models import Exclusions, ModelCache, fit_models
+from monitor.pipeline.models import Exclusions, ModelCache, TrainingExclusions, fit_models
 from monitor.pipeline.plan import plan_metric
 from monitor.source import MetricSource
 from monitor.store import SqlStore
@@ -41,7 +41,6 @@ from monitor.store import SqlStore
 __all__ = [
     "DISCOVERY_SPAN",
     "RefitSummary",
-    "TrainingExclusions",
     "false_positive_exclusions",
     "held_shift_exclusions",
     "refit_all",
@@ -93,15 +92,6 @@ def held_shift_exclusions(incidents: Iterable[Incident], metric: str, now: datet
                 margin = ONSET_MARGIN * (member.bucket or timedelta(0))
                 found[member.region].append((member.start - margin, now))
     return {series: tuple(sorted(spans)) for series, spans in found.items()}
-
-
-@dataclass(frozen=True)
-class TrainingExclusions:
-    """What one metric's fits leave out, by series: ``always`` (buckets marked "not an incident") and
-    ``held`` (open level shifts, left out only while enough history remains to fit on)."""
-
-    always: dict[str, Exclusions] = field(default_factory=dict)
-    held: dict[str, Exclusions] = field(default_factory=dict)
 
 
 def training_exclusions(store: SqlStore, metric: str, now: datetime) -> TrainingExclusions:
@@ -160,7 +150,6 @@ def refit_all(
         if series is not None:
             names &= set(series)
         cutoffs = {name: plan.start_of(name) for name in sorted(names)}
-        exclusions = training_exclusions(store, metric.name, now)
         outcomes, errors = fit_models(
             config,
             source,
@@ -169,8 +158,7 @@ def refit_all(
             executor,
             chunk_size=chunk_size,
             fetch_size=fetch_size,
-            exclude=exclusions.always,
-            held=exclusions.held,
+            left_out=training_exclusions(store, metric.name, now),
         )
         for name, error in errors.items():
             summary.errors[f"{metric.name}/{name}"] = error

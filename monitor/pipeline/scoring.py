@@ -536,15 +536,7 @@ class MetricScorer:
     ) -> tuple[list[FitOutcome], dict[str, str]]:
         """Fit through the executor as the refit job does, with the same training exclusions."""
         left_out = training_exclusions(self.store, metric.name, now)
-        return fit_models(
-            self.config,
-            self.source,
-            metric,
-            cutoffs,
-            self.executor,
-            exclude=left_out.always,
-            held=left_out.held,
-        )
+        return fit_models(self.config, self.source, metric, cutoffs, self.executor, left_out=left_out)
 
     def _fresh_models(
         self,

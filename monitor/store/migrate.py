@@ -66,16 +66,6 @@ def _alembic_config(connection: Connection | None = None) -> Config:
 HEAD_REVISION = "0003"
 
 
-def _recorded(engine: Engine) -> set[str]:
-    """The revisions in ``alembic_version``, read without alembic (empty when never migrated)."""
-    if not sa.inspect(engine).has_table("alembic_version"):
-        return set()
-    with engine.connect() as connection:
-        return {
-            str(v) for v in connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
-        }
-
-
 #: Key of the PostgreSQL advisory lock that serialises concurrent upgrades ("lwstore" in ASCII).
 _UPGRADE_LOCK = 0x6C7773746F7265
 
@@ -99,7 +89,7 @@ def upgrade(engine_or_url: Engine | str | sa.URL, revision: str = "head") -> Non
     """
     engine = make_engine(engine_or_url) if isinstance(engine_or_url, str | sa.URL) else engine_or_url
     try:
-        if revision == "head" and _recorded(engine) == {HEAD_REVISION}:
+        if revision == "head" and current_revisions(engine) == {HEAD_REVISION}:
             return  # up to date: every CLI call gets here without importing alembic (0.2-0.4 s)
         from alembic import command
         from alembic.util.exc import CommandError
@@ -143,11 +133,13 @@ def _check_known(engine: Engine) -> None:
 
 
 def current_revisions(engine: Engine) -> set[str]:
-    """Revisions recorded in the database (empty set for a database never migrated)."""
-    from alembic.runtime.migration import MigrationContext
-
+    """Revisions recorded in the database (empty set for a database never migrated), read from
+    ``alembic_version`` with plain SQL: an up-to-date store is checked without importing alembic."""
+    if not sa.inspect(engine).has_table("alembic_version"):
+        return set()
     with engine.connect() as connection:
-        return set(MigrationContext.configure(connection).get_current_heads())
+        rows = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+        return {str(version) for version in rows.scalars()}
 
 
 def is_up_to_date(engine: Engine) -> bool:
