@@ -18,10 +18,12 @@ Scores (sigmas) are mapped to NAB's [0, 1] with :func:`detectors.streaming.unit_
 corpus is scored alone too (files sorted by path; even positions are the half settings were chosen on, odd
 positions the held-out half). The last printed line is ``NAB standard: <score>``.
 
-Measured (defaults, 12 points per tick, 2 workers): standard / low FP / low FN 70.18 / 60.38 / 75.52 on all
-58 files, 73.96 / 65.85 / 78.82 on the even (tuning) half, 66.54 / 55.63 / 72.24 on the odd (held-out) half;
-1 point per tick gives identical scores (``--compare-chunk 1``); about 75 s wall-clock and 140 s CPU on an
-idle 2-core machine; JSON state at most 207 kB per file.
+Measured (defaults, 12 points per tick, 2 workers): standard / low FP / low FN 71.00 / 63.62 / 75.50 on all
+58 files, 75.38 / 70.42 / 79.21 on the even (tuning) half, 66.27 / 58.30 / 71.38 on the odd (held-out) half
+(the 24- and 96-point mean features; without them 70.12 / 60.27 / 75.48, 73.86 / 65.65 / 78.75 and
+66.54 / 55.63 / 72.24); 1 point per tick gives identical scores (``--compare-chunk 1``); about 75 s
+wall-clock and 140 s CPU on an idle 2-core machine before the mean features (not re-measured on an idle
+machine since); JSON state about 236 kB per file at most.
 
 NAB files repeat or step back a timestamp around daylight-saving changes; such a row is given the previous
 timestamp plus one second, so the detector sees every row, in file order, as the next bucket.
@@ -298,8 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             f"windows detected {res.detected_windows}/{res.n_windows}  "
             f"false-positive rows {res.false_positives}"
         )
-    names = sorted(results) if args.files == "all" else []
-    for half, label in ((names[0::2], "even files (tuning half)"), (names[1::2], "odd files (held out)")):
+    names = sorted(results)
+    halves = ((names[0::2], "even files (tuning half)"), (names[1::2], "odd files (held out)"))
+    for half, label in halves if args.files == "all" else ():
         split = score_corpus({name: results[name] for name in half}, windows, profiles)
         scores = "  ".join(f"{name} {res.normalised:6.2f}" for name, res in split.profiles.items())
         print(f"{label:26s} {scores}")

@@ -207,6 +207,39 @@ def test_expected_and_band_follow_the_trailing_level() -> None:
 def test_invalid_hyper_parameters_are_named() -> None:
     with pytest.raises(InvalidSeriesError, match="window=0"):
         StreamingDetector(window=0).fit(_series().iloc[:100], series_id="s")
+    with pytest.raises(InvalidSeriesError, match=r"mean_windows=\(24, 0\)"):
+        StreamingDetector(mean_windows=(24, 0)).fit(_series().iloc[:100], series_id="s")
+
+
+def test_a_version_1_state_loads_without_the_mean_features() -> None:
+    # A model stored before the longer means existed keeps its features and scores as it did.
+    series = _series(seed=3)
+    old = _small(mean_windows=()).fit(series.iloc[:HISTORY])
+    payload = json.loads(old.to_json())
+    payload["version"] = 1
+    del payload["params"]["mean_windows"]
+    loaded = Detector.from_json(json.dumps(payload))
+    assert isinstance(loaded, StreamingDetector)
+    assert loaded.mean_windows == ()
+    np.testing.assert_array_equal(
+        loaded.score(series.iloc[HISTORY:])["score"].to_numpy(),
+        old.score(series.iloc[HISTORY:])["score"].to_numpy(),
+    )
+
+
+def test_mean_features_flag_a_sustained_shift_within_the_noise() -> None:
+    # A 1.5-sigma shift that lasts: no single value stands out, its long means do.
+    rng = np.random.default_rng(21)
+    values = rng.normal(100.0, 5.0, N)
+    values[900:] += 7.5
+    series = pd.Series(values, index=pd.date_range("2024-01-01", periods=N, freq="15min", tz="UTC"))
+    without = _small(mean_windows=()).fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])["score"]
+    with_means = _small().fit(series.iloc[:HISTORY]).score(series.iloc[HISTORY:])["score"]
+    assert without.abs().max() < 4.75
+    alarms = with_means.index[with_means.abs() >= 4.75]
+    assert len(alarms) >= 1
+    assert 900 <= series.index.get_loc(alarms[0]) <= 1000
+    assert with_means[alarms[0]] > 0
 
 
 # -- pure parts ------------------------------------------------------------------------------------
