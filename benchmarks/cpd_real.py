@@ -77,6 +77,11 @@ def _garch_index(date: int) -> int:
     return int(np.searchsorted(dates, date))
 
 
+def _one(name: str, values: np.ndarray, marks: list[int], source: str, provenance: str) -> RealSeries:
+    """A series labelled by one annotator."""
+    return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
+
+
 def _real() -> list[RealSeries]:
     measles, measles_start = _disease_totals("Measles")
     polio, polio_start = _disease_totals("Polio")
@@ -91,109 +96,106 @@ def _real() -> list[RealSeries]:
     # Irates starts in December 1946: month m of year y is index (y - 1946) * 12 + m - 12
     volcker_in, volcker_out = (1979 - 1946) * 12 + 10 - 12, (1982 - 1946) * 12 + 10 - 12
 
-    def one(name: str, values: np.ndarray, marks: list[int], source: str, provenance: str) -> RealSeries:
-        return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
-
     return [
-        one(
+        _one(
             "nile",
             _column("datasets", "Nile"),
             [1899 - 1871],
             "datasets/Nile",
             "documented: Aswan dam works begin 1898 (Cobb 1978); new regime from 1899",
         ),
-        one(
+        _one(
             "seatbelts_drivers_killed",
             seatbelts["DriversKilled"].to_numpy(dtype=float),
             [law],
             "datasets/Seatbelts",
             "documented: UK seat-belt law, February 1983 (the data's law column)",
         ),
-        one(
+        _one(
             "seatbelts_front",
             seatbelts["front"].to_numpy(dtype=float),
             [law],
             "datasets/Seatbelts",
             "documented: UK seat-belt law, February 1983 (front-seat passengers)",
         ),
-        one(
+        _one(
             "beaver2_temperature",
             beaver["temp"].to_numpy(dtype=float),
             [onset],
             "datasets/beaver2",
             "data: activity outside the retreat starts (activ column, Reynolds 1994)",
         ),
-        one(
+        _one(
             "us_measles",
             measles,
             [1963 - measles_start],
             "dslabs/us_contagious_diseases",
             "documented: measles vaccine licensed 1963",
         ),
-        one(
+        _one(
             "us_polio",
             polio,
             [1955 - polio_start],
             "dslabs/us_contagious_diseases",
             "documented: Salk polio vaccine licensed 1955",
         ),
-        one(
+        _one(
             "usd_per_dem",
             _column("Ecdat", "Garch", "dm"),
             [dollar_peak],
             "Ecdat/Garch",
             "documented: US dollar peak, 26 February 1985",
         ),
-        one(
+        _one(
             "usd_per_gbp",
             _column("Ecdat", "Garch", "bp"),
             [dollar_peak],
             "Ecdat/Garch",
             "documented: US dollar peak (sterling's low), February-March 1985",
         ),
-        one(
+        _one(
             "usd_per_jpy",
             _column("Ecdat", "Garch", "dy"),
             [dollar_peak, plaza],
             "Ecdat/Garch",
             "documented: US dollar peak February 1985 and Plaza Accord 22 September 1985",
         ),
-        one(
+        _one(
             "us_tbill_1m",
             _column("Ecdat", "Irates", "r1"),
             [volcker_in, volcker_out],
             "Ecdat/Irates",
             "documented: Fed switches to reserve targeting October 1979 and back October 1982",
         ),
-        one(
+        _one(
             "us_population",
             _column("datasets", "uspop"),
             [],
             "datasets/uspop",
             "ours: smooth growth, no regime change",
         ),
-        one(
+        _one(
             "australia_residents",
             _column("datasets", "austres"),
             [],
             "datasets/austres",
             "ours: smooth growth, no regime change",
         ),
-        one(
+        _one(
             "us_air_miles",
             _column("datasets", "airmiles"),
             [],
             "datasets/airmiles",
             "ours: smooth exponential growth, no regime change",
         ),
-        one(
+        _one(
             "johnson_johnson_eps",
             _column("datasets", "JohnsonJohnson"),
             [],
             "datasets/JohnsonJohnson",
             "ours: smooth exponential growth with a season, no regime change",
         ),
-        one(
+        _one(
             "air_passengers",
             _column("datasets", "AirPassengers"),
             [],
@@ -220,32 +222,29 @@ def _coal_disasters_per_year() -> np.ndarray:
 def _held_out() -> list[RealSeries]:
     rubella, rubella_start = _disease_totals("Rubella")
 
-    def one(name: str, values: np.ndarray, marks: list[int], source: str, provenance: str) -> RealSeries:
-        return RealSeries(name, values, {"annotator_1": marks}, source, provenance)
-
     return [
-        one(
+        _one(
             "kuwait_population",
             _country_population("Kuwait"),
             [1990 - 1960, 1992 - 1960],
             "gt/countrypops",
             "documented: Iraqi invasion, August 1990; regrowth after the February 1991 liberation, from 1992",
         ),
-        one(
+        _one(
             "rwanda_population",
             _country_population("Rwanda"),
             [1994 - 1960, 1996 - 1960],
             "gt/countrypops",
             "documented: genocide, April 1994; mass return of refugees, late 1996",
         ),
-        one(
+        _one(
             "cambodia_population",
             _country_population("Cambodia"),
             [1970 - 1960, 1975 - 1960, 1979 - 1960],
             "gt/countrypops",
             "documented: civil war from the March 1970 coup; Khmer Rouge, April 1975; its fall, January 1979",
         ),
-        one(
+        _one(
             "saudi_oil_production",
             _column("fpp2", "oil"),
             [1982 - 1965, 1986 - 1965, 1990 - 1965],
@@ -253,7 +252,7 @@ def _held_out() -> list[RealSeries]:
             "documented: Saudi cuts as OPEC swing producer from 1982; swing role dropped, December 1985; "
             "output raised for the Gulf crisis, August 1990",
         ),
-        one(
+        _one(
             "us_unemployment",
             _column("openintro", "unempl", "unemp"),
             [1893 - 1890, 1899 - 1890, 1930 - 1890, 1942 - 1890],
@@ -261,14 +260,14 @@ def _held_out() -> list[RealSeries]:
             "documented: Panic of 1893, Great Depression from 1930, war mobilisation 1942; chart: the 1890s "
             "depression ends in 1899",
         ),
-        one(
+        _one(
             "coal_disasters",
             _coal_disasters_per_year(),
             [1891 - 1851],
             "boot/coal",
             "literature: the rate drops around 1890 (Jarrett 1979; Raftery and Akman 1986 date it 1891)",
         ),
-        one(
+        _one(
             "ansett_economy_passengers",
             _column("fpp2", "melsyd", "Economy.Class"),
             [113, 120, 209, 247, 260],
@@ -277,7 +276,7 @@ def _held_out() -> list[RealSeries]:
             "(weeks 113-119), the rise in the second half of 1991 (week 209), the 1992 trial that turned "
             "economy seats into business class (weeks 247-259, the business column)",
         ),
-        one(
+        _one(
             "us_rubella",
             rubella,
             [1969 - rubella_start],

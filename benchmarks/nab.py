@@ -300,9 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             f"windows detected {res.detected_windows}/{res.n_windows}  "
             f"false-positive rows {res.false_positives}"
         )
-    names = sorted(results)
-    halves = ((names[0::2], "even files (tuning half)"), (names[1::2], "odd files (held out)"))
-    for half, label in halves if args.files == "all" else ():
+    names = sorted(results) if args.files == "all" else []
+    for half, label in ((names[0::2], "even files (tuning half)"), (names[1::2], "odd files (held out)")):
+        if not half:  # one half only was scored (--files even|odd): it is the corpus line above
+            continue
         split = score_corpus({name: results[name] for name in half}, windows, profiles)
         scores = "  ".join(f"{name} {res.normalised:6.2f}" for name, res in split.profiles.items())
         print(f"{label:26s} {scores}")
