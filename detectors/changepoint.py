@@ -411,6 +411,8 @@ def _segment_1d(
 
 @dataclass(frozen=True)
 class _Segmentation:
+    """One cost model's changepoints and how well they fit."""
+
     breaks: list[int]
     #: Residual sum of squares, in long-run noise variances.
     residual: float
