@@ -208,21 +208,13 @@ def run_real() -> tuple[float, float]:
     return result
 
 
-def run_held_out() -> tuple[float, float]:
-    """The held-out set of real series, annotated after the defaults were fixed."""
-    from cpd_real import load_held_out  # the optional bench extra
+def run_held_out(*, fresh: bool) -> tuple[float, float]:
+    """A held-out set of real series: the first (``--held-out``) or the second, fresh one (``--fresh``)."""
+    from cpd_real import load_fresh, load_held_out  # the optional bench extra
 
-    dataset = load_held_out()
-    print(f"{len(dataset)} held-out real annotated series (labels fixed before any method ran on them)")
-    return score_real(dataset)
-
-
-def run_fresh() -> tuple[float, float]:
-    """The second held-out set of real series, labelled before the current defaults were chosen."""
-    from cpd_real import load_fresh  # the optional bench extra
-
-    dataset = load_fresh()
-    print(f"{len(dataset)} fresh held-out real annotated series (labels committed before any method ran)")
+    dataset = load_fresh() if fresh else load_held_out()
+    title = "fresh held-out" if fresh else "held-out"
+    print(f"{len(dataset)} {title} real annotated series (labels fixed before any method ran on them)")
     return score_real(dataset)
 
 
@@ -242,10 +234,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.real:
         f1, cover = run_real()
-    elif args.held_out:
-        f1, cover = run_held_out()
-    elif args.fresh:
-        f1, cover = run_fresh()
+    elif args.held_out or args.fresh:
+        f1, cover = run_held_out(fresh=args.fresh)
     else:
         f1, cover = run_synthetic(args.seed, args.per_scenario, args.missing)
     print(f"CPD F1: {f1:.3f} cover: {cover:.3f}")

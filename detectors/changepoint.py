@@ -198,10 +198,11 @@ def robust_noise(values: np.ndarray, *, max_phi: float = 0.9) -> tuple[float, fl
     sigma = _mad(diffs) / np.sqrt(2)
     if sigma == 0:
         sigma = float(np.std(diffs)) / np.sqrt(2)
+    centred = diffs
     if diffs.size > _SLOPE_WINDOW:
         local_slope = pd.Series(diffs).rolling(_SLOPE_WINDOW, center=True, min_periods=1).median()
-        diffs = diffs - local_slope.to_numpy()
-    acfs = _robust_acfs(diffs, [1]) if diffs.size > 2 else None
+        centred = diffs - local_slope.to_numpy()
+    acfs = _robust_acfs(centred, [1]) if diffs.size > 2 else None
     phi = 0.0 if acfs is None else float(np.clip(1 + 2 * acfs[0], 0.0, max_phi))
     return float(sigma), phi
 
