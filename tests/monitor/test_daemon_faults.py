@@ -143,14 +143,20 @@ def test_daemon_serves_metrics_and_stops_cleanly_on_sigterm(
     config = write_config(tmp_path, warehouse, state="live.db")
     daemon = spawn(tmp_path, config, "--metrics-port", "0")  # the scheduled daemon on the wall clock
     found: list[str] = []
+    text = ""
 
     def served() -> bool:
+        # the daemon records the finished run in the store before it observes the tick in memory: scrape
+        # until the start-up tick shows (or the poll times out)
+        nonlocal text
         found[:] = re.findall(r"http://127\.0\.0\.1:\d+/metrics", daemon.stderr.read_text())
-        return bool(found) and any(run[1] != "running" for run in _runs(tmp_path / "live.db"))
+        if not found or all(run[1] == "running" for run in _runs(tmp_path / "live.db")):
+            return False
+        with urlopen(found[0], timeout=5) as response:
+            text = response.read().decode()
+        return 'livewatch_ticks_total{status="ok"}' in text
 
     _poll(served, "the metrics endpoint and the start-up tick", daemon, interval=0.05)
-    with urlopen(found[0], timeout=5) as response:
-        text = response.read().decode()
     assert 'livewatch_ticks_total{status="ok"} 1.0' in text
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.wait() == 0, daemon.output()
