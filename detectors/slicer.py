@@ -24,7 +24,10 @@ Method (a risk-weighted greedy search in the spirit of RiskLoc, Kalander 2022, a
    from the 30 % quantile of ``|d|``, or for counts as the scale at which 30 % of the leaves fall within the
    central 30 % of their (continuity-corrected) noise distribution, so that tiny leaves (``0`` against a
    forecast of ``0.3`` is ``|d| = 2``) count as uninformative rather than as huge relative noise; clearly
-   abnormal count leaves are then set aside and ``sigma`` refitted. Each leaf gets a signed, saturated signal
+   abnormal count leaves are then set aside and ``sigma`` refitted. Leaves of past windows (``reference``,
+   e.g. each baseline week forecast from the others: :func:`reference_from_baseline`) join that estimate:
+   with a handful of current leaves (one dimension of three values) the one that moved sets the noise
+   itself. Each leaf gets a signed, saturated signal
    ``clip(d / (2 s), -1, 1)`` with ``s`` the relative standard deviation of ``d`` under that model
    (RiskLoc's two-way normal/abnormal partition made soft, so weak but consistent shifts still count).
    Leaves are weighted by their volume capped at the median volume: big leaves count one each, tiny leaves
@@ -97,6 +100,7 @@ __all__ = [
     "format_elements",
     "localize",
     "parse_elements",
+    "reference_from_baseline",
 ]
 
 #: Columns of a ratio metric: numerator and denominator, observed and expected.
@@ -205,29 +209,30 @@ def parse_elements(label: str) -> list[dict[str, str]]:
 
 
 # -- input validation ------------------------------------------------------------------------------------
-def _check_numeric(leaves: pd.DataFrame, column: str) -> np.ndarray:
+def _check_numeric(leaves: pd.DataFrame, column: str, *, frame: str = "leaves") -> np.ndarray:
+    """The column as floats; ``frame`` names the argument in errors (``leaves``, ``reference``, ...)."""
     if column not in leaves.columns:
         raise InvalidLeavesError(
-            f"leaves have no column {column!r} (columns: {list(leaves.columns)}); "
+            f"no column {column!r} in {frame} (columns: {list(leaves.columns)}); "
             f"pass its name with the matching keyword argument or add the column"
         )
     series = leaves[column]
     if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         raise InvalidLeavesError(
-            f"leaf column {column!r} has dtype {series.dtype}; convert it to numbers, "
-            f"e.g. pd.to_numeric(leaves[{column!r}])"
+            f"column {column!r} of {frame} has dtype {series.dtype}; convert it to numbers, "
+            f"e.g. pd.to_numeric({frame}[{column!r}])"
         )
     values = series.to_numpy(dtype=float, na_value=np.nan)
     if np.isnan(values).any():
         raise InvalidLeavesError(
-            f"leaf column {column!r} has {int(np.isnan(values).sum())} NaN value(s); a missing leaf value "
-            f"means no events: fill with 0 (leaves[{column!r}].fillna(0)) or drop those rows"
+            f"column {column!r} of {frame} has {int(np.isnan(values).sum())} NaN value(s); a missing leaf "
+            f"value means no events: fill with 0 ({frame}[{column!r}].fillna(0)) or drop those rows"
         )
     if np.isinf(values).any():
-        raise InvalidLeavesError(f"leaf column {column!r} has infinite values; drop or cap those rows")
+        raise InvalidLeavesError(f"column {column!r} of {frame} has infinite values; drop or cap those rows")
     if (values < 0).any():
         raise InvalidLeavesError(
-            f"leaf column {column!r} has {int((values < 0).sum())} negative value(s); the slicer needs "
+            f"column {column!r} of {frame} has {int((values < 0).sum())} negative value(s); the slicer needs "
             f"non-negative additive measures (counts, sums): clip forecasts at 0 with .clip(lower=0)"
         )
     return values
@@ -279,7 +284,7 @@ class _Measure:
     def scale(self) -> float:
         return max(float(self.f.sum()), float(self.v.sum()), 1e-12)
 
-    def partition(self) -> None:
+    def partition(self, reference: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Estimate each leaf's noise and its saturated, signed abnormality in [-1, 1].
 
         Noise model, on the leaf's mean ``m = (v + f) / 2``: a relative forecast error ``sigma m`` and, for
@@ -287,7 +292,8 @@ class _Measure:
         The counting part makes small count leaves relatively noisier than big ones; ``sigma`` is estimated
         per volume bin (about 250 leaves each), robustly (valid while up to ~70 % of a bin is abnormal), as
         the scale at which 30 % of the bin's leaves fall within the central 30 % of their noise distribution
-        (see :func:`_relative_noise`).
+        (see :func:`_relative_noise`). ``reference`` (observed, expected) leaves of past windows join each
+        volume bin's estimate: a handful of current leaves cannot tell one moved leaf from noise.
         """
         total = self.v + self.f
         mean = total / 2.0
@@ -298,11 +304,22 @@ class _Measure:
         n_bins = int(np.clip(active.sum() // _LEAVES_PER_BIN, 1, _MAX_BINS))
         edges = np.quantile(total[active], np.linspace(0.0, 1.0, n_bins + 1)[1:-1]) if active.any() else []
         bins = np.searchsorted(edges, total, side="right")
+        ref_v, ref_f = reference if reference is not None else (np.zeros(0), np.zeros(0))
+        ref_total = ref_v + ref_f
+        ref_bins = np.searchsorted(edges, ref_total, side="right")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ref_d = np.where(ref_total > 0, 2.0 * (ref_v - ref_f) / ref_total, 0.0)
         sigma = np.zeros(n_bins)
         for b in range(n_bins):
             in_bin = active & (bins == b)
+            in_ref = (ref_total > 0) & (ref_bins == b)
             if in_bin.any():
-                sigma[b] = _relative_noise(self.v[in_bin], self.f[in_bin], d[in_bin], counts=self.counts)
+                sigma[b] = _relative_noise(
+                    np.concatenate([self.v[in_bin], ref_v[in_ref]]),
+                    np.concatenate([self.f[in_bin], ref_f[in_ref]]),
+                    np.concatenate([d[in_bin], ref_d[in_ref]]),
+                    counts=self.counts,
+                )
         leaf_sigma = sigma[bins]
         # Relative standard deviation of d under the model: sqrt(sigma^2 + 1 / m) for counts.
         relative_sd = np.sqrt(leaf_sigma**2 + counting)
@@ -807,6 +824,7 @@ def localize(
     false_alarm: float = 0.05,
     counts: bool | None = None,
     recenter: bool = True,
+    reference: pd.DataFrame | None = None,
 ) -> list[RootCause]:
     """Rank the segments (conjunctions of dimension values) that explain the deviation of a window.
 
@@ -835,6 +853,11 @@ def localize(
             ratio of observed to expected leaves, see :func:`_common_factor`) rather than from the forecast
             itself, so that a forecast lagging a region-wide trend blames no segment. Reported values and
             shares stay relative to the forecast given.
+        reference: Leaves of past, mostly normal windows with the same observed and expected columns (any
+            number of rows per leaf, e.g. one per baseline week; see :func:`reference_from_baseline`). They
+            only join the estimate of the noise scale (step 2), which otherwise rests on the current leaves
+            alone: with a handful of them (a dimension of three values) one moved leaf inflates it until
+            nothing stands out.
 
     Returns:
         Root causes ranked by absolute deviation share; empty when nothing deviates beyond noise.
@@ -899,8 +922,19 @@ def localize(
     if recenter:
         for m in measures:
             m.f = m.f * _common_factor(m.v, m.f, codes, [len(u) for u in uniques])
-    for m in measures:
-        m.partition()
+    references: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(measures)
+    if reference is not None and len(reference):
+        a_num_col, e_num_col, a_den_col, e_den_col = RATIO_COLUMNS
+        pairs = [(a_num_col, e_num_col), (a_den_col, e_den_col)] if is_ratio else [(actual, expected)]
+        references = [
+            (
+                _check_numeric(reference, observed, frame="reference"),
+                _check_numeric(reference, forecast, frame="reference"),
+            )
+            for observed, forecast in pairs
+        ]
+    for m, ref in zip(measures, references, strict=True):
+        m.partition(ref)
     search = _Search(
         codes,
         [len(u) for u in uniques],
@@ -1035,3 +1069,64 @@ def expected_from_baseline(
         out[names[col]] = out[f"__base_{col}"] / base_total * float(expected_totals[col])
     out = out.drop(columns=[f"__base_{c}" for c in cols]).reset_index()
     return out
+
+
+def reference_from_baseline(
+    baseline: pd.DataFrame,
+    dimensions: Sequence[str],
+    *,
+    period: str,
+    columns: Sequence[str],
+    expected_columns: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Reference leaves for :func:`localize` from a baseline of several periods, each left out in turn.
+
+    Each period (e.g. each baseline week) is treated as if it were the anomalous window and forecast the way
+    :func:`expected_from_baseline` forecasts it: every leaf keeps its share of the *other* periods, times the
+    period's own total (so region-wide moves, which no segment explains, are not counted as noise). What is
+    left is the leaf-level forecast error of past windows, mostly normal ones, measured by the same rule.
+
+    Args:
+        baseline: Rows of the baseline with ``dimensions``, ``period`` and the observed ``columns``.
+        dimensions: Leaf dimension columns.
+        period: Column telling the periods apart.
+        columns: Observed columns (``["actual"]``, or ``["actual_num", "actual_den"]`` for a ratio metric).
+        expected_columns: Observed column -> name of its expected column (as in
+            :func:`expected_from_baseline`).
+
+    Returns:
+        One row per leaf and period with the dimensions, ``period``, the observed and the expected columns;
+        empty with fewer than two periods.
+
+    Raises:
+        InvalidLeavesError: missing, NaN or negative columns, or a missing ``period`` column.
+    """
+    dims = _check_dimensions(baseline, dimensions)
+    if period not in baseline.columns:
+        raise InvalidLeavesError(
+            f"baseline has no period column {period!r} (columns: {list(baseline.columns)}); "
+            "pass period= the column that tells the baseline periods apart"
+        )
+    cols = list(columns)
+    for col in cols:
+        _check_numeric(baseline, col, frame="baseline")
+    names = dict(expected_columns or {})
+    for col in cols:
+        names.setdefault(col, col.replace("actual", "expected", 1) if "actual" in col else f"expected_{col}")
+    empty = pd.DataFrame(columns=[*dims, period, *cols, *(names[c] for c in cols)])
+    if baseline[period].nunique() < 2:
+        return empty
+    sums = baseline.groupby([*dims, period], sort=False, observed=True)[cols].sum()
+    parts: dict[str, pd.Series | pd.DataFrame] = {}
+    for col in cols:
+        table = sums[col].unstack(period, fill_value=0)  # leaves x periods
+        own_total = table.sum(axis=0)
+        other_leaf = table.sum(axis=1).to_numpy()[:, None] - table.to_numpy()
+        other_total = float(own_total.sum()) - own_total.to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(other_total > 0, other_leaf / other_total, np.nan)
+        expected = pd.DataFrame(share * own_total.to_numpy(), index=table.index, columns=table.columns)
+        parts[col] = table.stack()
+        parts[names[col]] = expected.stack()
+    out = pd.DataFrame(parts).dropna().reset_index()
+    return out[[*dims, period, *cols, *(names[c] for c in cols)]]

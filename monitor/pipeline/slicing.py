@@ -3,17 +3,20 @@
 Expected leaf values come from a *seasonal baseline*: the same hours of the week over the previous
 ``baseline_weeks`` weeks. The region's expected total is the detector's forecast (counts), or, for ratios,
 the baseline's denominator with the forecast rate on top; :func:`detectors.slicer.expected_from_baseline`
-then spreads the total over leaves by their baseline shares (see its docstring for why).
+then spreads the total over leaves by their baseline shares (see its docstring for why). Each baseline week,
+forecast from the others the same way (:func:`detectors.slicer.reference_from_baseline`), tells the slicer
+how far leaves stray when nothing is wrong.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pandas as pd
 
-from detectors.slicer import RootCause, expected_from_baseline, localize
+from detectors.slicer import RootCause, expected_from_baseline, localize, reference_from_baseline
 from monitor.config import MetricConfig
 from monitor.source import MetricSource
 
@@ -59,6 +62,10 @@ def explain_window(
         expected_values: The detector's expected metric value at each of ``timestamps``.
         baseline_weeks: Weeks of same-hour-of-week history forming the baseline.
         top_k: Maximum number of segments.
+
+    Returns:
+        The slicer's causes; a ratio segment's ``actual`` and ``expected`` are in the metric's unit
+        (``scale`` applied: per 1k views, percent).
     """
     dims = list(metric.slice_dimensions or ())
     if not dims or not timestamps:
@@ -70,20 +77,24 @@ def explain_window(
     parts = [source.fetch(metric, lo, hi, slices=True, series=[series]).frame for lo, hi in spans]
     frame = pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
     wanted = set(pd.DatetimeIndex(list(timestamps)))
-    baseline_times = {t - k * week for t in wanted for k in range(1, baseline_weeks + 1)}
+    weeks_back = {t - k * week: k for t in wanted for k in range(1, baseline_weeks + 1)}
     current = frame[frame["ts"].isin(wanted)]
-    baseline = frame[frame["ts"].isin(baseline_times)]
+    baseline = frame[frame["ts"].isin(weeks_back)].assign(__week=lambda rows: rows["ts"].map(weeks_back))
     weeks_seen = max(1, baseline["ts"].nunique() / max(1, len(wanted)))
     if current.empty or baseline.empty:
         return []
     if metric.kind == "count":
+        renamed = {"num": "actual"}
         leaves = expected_from_baseline(
-            current.rename(columns={"num": "actual"}),
-            baseline.rename(columns={"num": "actual"}),
+            current.rename(columns=renamed),
+            baseline.rename(columns=renamed),
             dims,
             expected_totals={"actual": float(sum(expected_values))},
         )
-        return localize(leaves, dims, top_k=top_k)
+        reference = reference_from_baseline(
+            baseline.rename(columns=renamed), dims, period="__week", columns=["actual"]
+        )
+        return localize(leaves, dims, top_k=top_k, reference=reference)
     renamed = {"num": "actual_num", "den": "actual_den"}
     expected_den = float(baseline["den"].sum()) / weeks_seen
     mean_rate = float(pd.Series(expected_values, dtype=float).mean()) / metric.scale
@@ -93,4 +104,9 @@ def explain_window(
         dims,
         expected_totals={"actual_num": mean_rate * expected_den, "actual_den": expected_den},
     )
-    return localize(leaves, dims, top_k=top_k)
+    reference = reference_from_baseline(
+        baseline.rename(columns=renamed), dims, period="__week", columns=["actual_num", "actual_den"]
+    )
+    causes = localize(leaves, dims, top_k=top_k, reference=reference)
+    # segment rates in the metric's unit (per 1k views, percent), as the rest of an investigation shows them
+    return [replace(c, actual=c.actual * metric.scale, expected=c.expected * metric.scale) for c in causes]

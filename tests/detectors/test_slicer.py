@@ -22,6 +22,7 @@ from detectors.slicer import (
     format_elements,
     localize,
     parse_elements,
+    reference_from_baseline,
 )
 
 DIMS = ["category", "language"]
@@ -312,6 +313,90 @@ def test_expected_from_baseline_ratio_columns_and_errors() -> None:
     # A negative forecast total is refused.
     with pytest.raises(InvalidLeavesError, match="forecast >= 0"):
         expected_from_baseline(frame, frame, ["category"], expected_totals={"actual_num": -1.0})
+
+
+def test_reference_from_baseline_leaves_each_period_out() -> None:
+    # Each week is forecast from the others: a leaf keeps its share of them, times the week's own total.
+    baseline = pd.DataFrame(
+        {
+            "category": ["a", "b"] * 3,
+            "week": [1, 1, 2, 2, 3, 3],
+            "actual": [10.0, 30.0, 20.0, 20.0, 20.0, 40.0],
+        }
+    )
+    out = reference_from_baseline(baseline, ["category"], period="week", columns=["actual"])
+    assert list(out.columns) == ["category", "week", "actual", "expected"]
+    got = {(r.category, r.week): r.expected for r in out.itertuples()}
+    # week 1 (total 40) from weeks 2-3, where a had 40 of 100; week 2 (40) from a's 30 of 100 in weeks 1
+    # and 3; week 3 (60) from a's 30 of 80 in weeks 1-2
+    assert got == pytest.approx(
+        {("a", 1): 16.0, ("b", 1): 24.0, ("a", 2): 12.0, ("b", 2): 28.0, ("a", 3): 22.5, ("b", 3): 37.5}
+    )
+    # Each period's expectations sum to its own total: a region-wide move is not counted as leaf noise.
+    assert out["expected"].sum() == pytest.approx(out["actual"].sum())
+    # Ratio measures get their expected columns named like expected_from_baseline's.
+    ratio = baseline.rename(columns={"actual": "actual_num"}).assign(actual_den=100.0)
+    columns = ["actual_num", "actual_den"]
+    assert {"expected_num", "expected_den"} <= set(
+        reference_from_baseline(ratio, ["category"], period="week", columns=columns).columns
+    )
+    # One period leaves nothing to forecast it from.
+    assert reference_from_baseline(
+        baseline[baseline.week == 1], ["category"], period="week", columns=["actual"]
+    ).empty
+    with pytest.raises(InvalidLeavesError, match=r"no period column 'wk'.*period="):
+        reference_from_baseline(baseline, ["category"], period="wk", columns=["actual"])
+    with pytest.raises(InvalidLeavesError, match=r"column 'actual' of baseline has 1 negative"):
+        reference_from_baseline(
+            baseline.assign(actual=[-1.0, *[1.0] * 5]), ["category"], period="week", columns=["actual"]
+        )
+
+
+def _three_leaf_case(seed: int, lift: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A dimension of three values, four baseline weeks of counts, the current window with chat x ``lift``.
+
+    Counts are Poisson around means with 10 % leaf-level and region-level forecast error.
+    """
+    rng = np.random.default_rng(seed)
+    means = {"video": 110.0, "chat": 60.0, "image": 20.0}
+    rows = []
+    for week in range(1, 5):
+        level = rng.lognormal(0.0, 0.1)
+        rows += [
+            (leaf, week, rng.poisson(mu * level * rng.lognormal(0.0, 0.1))) for leaf, mu in means.items()
+        ]
+    baseline = pd.DataFrame(rows, columns=["content", "week", "actual"])
+    level = rng.lognormal(0.0, 0.1)
+    observed = [
+        rng.poisson(mu * level * rng.lognormal(0.0, 0.1) * (lift if leaf == "chat" else 1.0))
+        for leaf, mu in means.items()
+    ]
+    current = pd.DataFrame({"content": list(means), "actual": observed})
+    total = float(baseline["actual"].sum()) / 4 * level
+    leaves = expected_from_baseline(current, baseline, ["content"], expected_totals={"actual": total})
+    return leaves, reference_from_baseline(baseline, ["content"], period="week", columns=["actual"])
+
+
+def test_a_handful_of_leaves_needs_past_windows_to_tell_a_moved_one() -> None:
+    # Three leaves: the noise read from them alone is inflated by the one that moved, so a tripled chat
+    # went unnamed in most windows; past weeks (the reference) measure the noise instead. The false-alarm
+    # rate stays near the nominal 5 % (100 seeds each; measured 0.05 / 0.96 vs 0.43 at 5 % leaf error).
+    false_alarms = sum(
+        bool(localize(leaves, ["content"], reference=reference))
+        for leaves, reference in (_three_leaf_case(seed, 1.0) for seed in range(100))
+    )
+    found_with, found_without = 0, 0
+    for seed in range(100):
+        leaves, reference = _three_leaf_case(seed, 3.0)
+        found_with += [c.label() for c in localize(leaves, ["content"], reference=reference)][:1] == [
+            "content=chat"
+        ]
+        found_without += [c.label() for c in localize(leaves, ["content"])][:1] == ["content=chat"]
+    assert false_alarms <= 10
+    assert found_with >= 70 and found_without <= 50
+    leaves, reference = _three_leaf_case(0, 3.0)
+    with pytest.raises(InvalidLeavesError, match=r"no column 'expected' in reference"):
+        localize(leaves, ["content"], reference=reference.drop(columns=["expected"]))
 
 
 SYNTHETIC_CASES = [
