@@ -9,7 +9,7 @@ The frame returned by ``fetch`` is tidy, one row per bucket x series (x slice di
 ========== ============================================================================
 ts         bucket start, UTC-aware (source timestamps floored to the metric granularity)
 series     value of the series dimension (e.g. the region), as text
-<slices>   the slice dimensions, when ``slices=True``
+<slices>   the slice dimensions, when ``slices=True`` (NULL reads as :data:`NULL_SEGMENT`)
 num        sum of the value column (count) or of the numerator (ratio)
 den        sum of the denominator (ratio); NaN for counts
 value      the metric: ``num`` for counts, ``scale * num / den`` for ratios (NaN when den is 0)
@@ -23,7 +23,7 @@ the offending buckets are dropped so they are neither scored nor mistaken for di
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -35,7 +35,19 @@ import sqlalchemy as sa
 from monitor.config import MetricConfig
 from monitor.errors import SourceError
 
-__all__ = ["DataProblem", "FetchResult", "MetricSource", "SqlMetricSource", "check_metrics", "floor_time"]
+__all__ = [
+    "NULL_SEGMENT",
+    "DataProblem",
+    "FetchResult",
+    "MetricSource",
+    "SqlMetricSource",
+    "check_metrics",
+    "floor_time",
+]
+
+
+#: Value of a slice dimension that is NULL in the source.
+NULL_SEGMENT = "(null)"
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,17 @@ class SqlMetricSource:
                         _unknown_column(c, metric.source.table, list(table.c.keys())) for c in missing
                     )
                 )
-            return table, table.c[metric.time_column or "ts"].type
+            time_column = metric.time_column or "ts"
+            time_type = table.c[time_column].type
+            if isinstance(time_type, sa.Integer | sa.Numeric):
+                raise SourceError(
+                    f"metric {metric.name!r}: time_column {time_column!r} of table {metric.source.table} "
+                    f"holds numbers ({time_type}), not timestamps; point time_column at a TIMESTAMP or "
+                    "ISO 8601 text column, or read the table through a source query that converts it, e.g. "
+                    f"SELECT datetime({time_column}, 'unixepoch') AS ts, ... (SQLite) or "
+                    f"to_timestamp({time_column}) AS ts (PostgreSQL) for Unix seconds"
+                )
+            return table, time_type
         assert metric.source.query is not None
         time_type = sa.DateTime(timezone=True)
         textual = (
@@ -151,6 +173,28 @@ class SqlMetricSource:
             .columns(*(sa.column(c) for c in metric.columns()))
         )
         return textual.subquery("metric_source"), time_type
+
+    def _time(
+        self, column: sa.ColumnElement[Any], column_type: sa.types.TypeEngine[Any]
+    ) -> tuple[sa.ColumnElement[Any], Callable[[str], sa.ColumnElement[Any]], bool]:
+        """The time column as compared with the window, a factory of the bound parameters it is compared
+        with, and whether those bounds are bound UTC-aware.
+
+        Text timestamps compare as strings, so ISO 8601 text with a ``T`` or an offset
+        (``2026-12-03T05:00:00+01:00``) never falls inside a window bound as ``2026-12-03 04:00:00``; both
+        sides are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text).
+        """
+        if not isinstance(column_type, sa.String):
+            aware = bool(getattr(column_type, "timezone", False))
+            return column, lambda name: sa.bindparam(name, type_=column_type), aware
+        if self.engine.dialect.name == "sqlite":
+            return (
+                sa.func.datetime(column),
+                lambda name: sa.func.datetime(sa.bindparam(name, sa.DateTime())),
+                False,
+            )
+        timestamp = sa.DateTime(timezone=True)
+        return sa.cast(column, timestamp), lambda name: sa.bindparam(name, type_=timestamp), True
 
     def _statement(
         self,
@@ -161,8 +205,8 @@ class SqlMetricSource:
         slices: bool,
         series: Sequence[str] | None,
     ) -> tuple[sa.Select[tuple[object, ...]], dict[str, object]]:
-        relation, time_type = self._relation(metric)
-        ts = relation.c[metric.time_column or "ts"]
+        relation, column_type = self._relation(metric)
+        ts, bound, aware = self._time(relation.c[metric.time_column or "ts"], column_type)
         keys = [ts.label("ts"), relation.c[metric.series_dimension or "region"].label("series")]
         if slices:
             keys += [relation.c[d].label(d) for d in metric.slice_dimensions or ()]
@@ -173,12 +217,9 @@ class SqlMetricSource:
             measures += _measure("den", relation.c[denominator])
         statement = sa.select(*keys, *measures).group_by(*keys)
         # A table is filtered here; a query filters itself on the same :start / :end parameters.
-        aware = bool(getattr(time_type, "timezone", False))
         params: dict[str, object] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if metric.source.table is not None:
-            statement = statement.where(
-                ts >= sa.bindparam("start", type_=time_type), ts < sa.bindparam("end", type_=time_type)
-            )
+            statement = statement.where(ts >= bound("start"), ts < bound("end"))
         if series is not None:
             statement = statement.where(keys[1].expression.in_(sa.bindparam("series", expanding=True)))
             params["series"] = list(series)
@@ -240,6 +281,8 @@ def _tidy(metric: MetricConfig, raw: pd.DataFrame, *, slices: bool) -> FetchResu
     problems += _per_series(metric.name, frame, duplicated, "about twice the usual rows (a duplicated load?)")
     bad |= duplicated
     frame = frame.loc[~bad]
+    for dim in dims:  # a NULL segment is a segment too (and pandas' group-by would drop its rows)
+        frame[dim] = frame[dim].astype(object).where(frame[dim].notna(), NULL_SEGMENT)
     if metric.kind == "count":
         frame["den"] = np.nan
     granularity = pd.Timedelta(metric.granularity or timedelta(hours=1))
@@ -294,22 +337,24 @@ def missing_buckets(
 
 
 def check_metrics(source: SqlMetricSource, metrics: Sequence[MetricConfig]) -> list[str]:
-    """One line per metric whose table or columns do not exist (empty list when all is well)."""
+    """One line per metric whose table or columns do not exist or cannot be read (empty when all is well)."""
     problems = []
     for index, metric in enumerate(metrics):
         where = f"metrics[{index}]"
         try:
             if metric.source.table is not None:
                 table = source.table(metric.source.table)
-                for key, column in _column_keys(metric):
-                    if column not in table.c:
-                        known = list(table.c.keys())
-                        problems.append(
-                            f"{where}.{key}: {_unknown_column(column, metric.source.table, known)}"
-                        )
-            else:
-                probe = datetime(1970, 1, 1, tzinfo=pd.Timestamp(0, tz="UTC").tzinfo)
-                source.fetch(metric, probe, probe)
+                missing = [
+                    f"{where}.{key}: {_unknown_column(column, metric.source.table, list(table.c.keys()))}"
+                    for key, column in _column_keys(metric)
+                    if column not in table.c
+                ]
+                if missing:
+                    problems += missing
+                    continue
+            # an empty window runs the real query: column types (a numeric time column) and SQL errors show
+            probe = datetime(1970, 1, 1, tzinfo=pd.Timestamp(0, tz="UTC").tzinfo)
+            source.fetch(metric, probe, probe)
         except SourceError as exc:
             problems.append(f"{where}.source: {exc}")
     return problems

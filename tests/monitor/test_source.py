@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from monitor.config import MetricConfig, parse_config
 from monitor.errors import SourceError
-from monitor.source import SqlMetricSource, check_metrics, missing_buckets
+from monitor.source import NULL_SEGMENT, SqlMetricSource, check_metrics, missing_buckets
 from monitor.tools.demo import build_demo, demo_incidents
 
 POSTGRES_URL = os.environ.get("LIVEWATCH_TEST_POSTGRES_URL")
@@ -215,6 +215,77 @@ def test_unknown_table_and_column_errors_name_the_fix(engine: sa.Engine) -> None
         update={"source": metrics()["reports"].source.model_copy(update={"table": "fact"})}
     )
     assert "table 'fact' does not exist; did you mean 'facts'?" in check_metrics(source, [missing])[0]
+
+
+def _text_time_table(engine: sa.Engine, stamps: list[object], time_type: sa.types.TypeEngine[object]) -> None:
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "events",
+        metadata,
+        sa.Column("stamp", time_type),
+        sa.Column("region", sa.String(8)),
+        sa.Column("category", sa.String(16), nullable=True),
+        sa.Column("reports", sa.Integer),
+    )
+    metadata.create_all(engine)
+    categories = ["spam", None] * len(stamps)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert(),
+            [
+                {"stamp": stamp, "region": "BR", "category": categories[i], "reports": i + 1}
+                for i, stamp in enumerate(stamps)
+            ],
+        )
+
+
+def _events_metric() -> MetricConfig:
+    return parse_config(
+        {
+            "database": {"url": "sqlite://"},
+            "defaults": {"time_column": "stamp", "slice_dimensions": ["category"]},
+            "metrics": [
+                {"name": "reports", "source": {"table": "events"}, "kind": "count", "value": "reports"}
+            ],
+        },
+        env={},
+    ).metrics[0]
+
+
+def test_iso_text_timestamps_with_t_or_an_offset_fall_in_their_window(engine: sa.Engine) -> None:
+    # Compared as strings, "2026-11-01T03:30:00+01:00" (02:30 UTC) is after every "2026-11-01 hh:mm" bound,
+    # so one-hour windows read nothing; the source converts both sides in SQL.
+    stamps = [
+        "2026-11-01 01:00:00",
+        "2026-11-01T02:00:00Z",
+        "2026-11-01T03:30:00+01:00",
+        "2026-11-01T03:00:00.250000",
+        "2026-11-01T05:00:00+00:00",
+    ]
+    _text_time_table(engine, stamps, sa.String(40))
+    source = SqlMetricSource(engine)
+    frame = source.fetch(_events_metric(), T0 + timedelta(hours=2), T0 + timedelta(hours=4)).frame
+    assert frame["ts"].tolist() == [pd.Timestamp(T0 + timedelta(hours=h)) for h in (2, 3)]
+    assert frame["value"].tolist() == [5.0, 4.0]  # 02:00Z and 02:30 UTC, then 03:00.25
+    assert check_metrics(source, [_events_metric()]) == []
+
+
+def test_null_segments_are_kept_as_a_segment(engine: sa.Engine) -> None:
+    _text_time_table(engine, [T0, T0, T0 + timedelta(hours=1)], sa.DateTime(timezone=True))
+    frame = SqlMetricSource(engine).fetch(_events_metric(), T0, T0 + timedelta(hours=2), slices=True).frame
+    cells = {(r.ts.hour, r.category): r.value for r in frame.itertuples()}
+    assert cells == {(0, "spam"): 1.0, (0, NULL_SEGMENT): 2.0, (1, "spam"): 3.0}
+
+
+def test_a_numeric_time_column_is_refused_with_the_fix(engine: sa.Engine) -> None:
+    _text_time_table(engine, [1_793_000_000, 1_793_003_600], sa.BigInteger())
+    source = SqlMetricSource(engine)
+    problems = check_metrics(source, [_events_metric()])
+    assert len(problems) == 1
+    assert problems[0].startswith("metrics[0].source: metric 'reports': time_column 'stamp' of table events")
+    assert "holds numbers" in problems[0] and "unixepoch" in problems[0] and "to_timestamp" in problems[0]
+    with pytest.raises(SourceError, match="holds numbers"):
+        source.fetch(_events_metric(), T0, T0 + timedelta(hours=1))
 
 
 def test_naive_times_are_rejected(engine: sa.Engine) -> None:
