@@ -42,6 +42,7 @@ __all__ = [
     "MetricSource",
     "SqlMetricSource",
     "check_metrics",
+    "comparable_time",
     "floor_time",
 ]
 
@@ -174,28 +175,6 @@ class SqlMetricSource:
         )
         return textual.subquery("metric_source"), time_type
 
-    def _time(
-        self, column: sa.ColumnElement[Any], column_type: sa.types.TypeEngine[Any]
-    ) -> tuple[sa.ColumnElement[Any], Callable[[str], sa.ColumnElement[Any]], bool]:
-        """The time column as compared with the window, a factory of the bound parameters it is compared
-        with, and whether those bounds are bound UTC-aware.
-
-        Text timestamps compare as strings, so ISO 8601 text with a ``T`` or an offset
-        (``2026-12-03T05:00:00+01:00``) never falls inside a window bound as ``2026-12-03 04:00:00``; both
-        sides are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text).
-        """
-        if not isinstance(column_type, sa.String):
-            aware = bool(getattr(column_type, "timezone", False))
-            return column, lambda name: sa.bindparam(name, type_=column_type), aware
-        if self.engine.dialect.name == "sqlite":
-            return (
-                sa.func.datetime(column),
-                lambda name: sa.func.datetime(sa.bindparam(name, sa.DateTime())),
-                False,
-            )
-        timestamp = sa.DateTime(timezone=True)
-        return sa.cast(column, timestamp), lambda name: sa.bindparam(name, type_=timestamp), True
-
     def _statement(
         self,
         metric: MetricConfig,
@@ -206,7 +185,8 @@ class SqlMetricSource:
         series: Sequence[str] | None,
     ) -> tuple[sa.Select[tuple[object, ...]], dict[str, object]]:
         relation, column_type = self._relation(metric)
-        ts, bound, aware = self._time(relation.c[metric.time_column or "ts"], column_type)
+        column = relation.c[metric.time_column or "ts"]
+        ts, bound, aware = comparable_time(self.engine.dialect.name, column, column_type)
         keys = [ts.label("ts"), relation.c[metric.series_dimension or "region"].label("series")]
         if slices:
             keys += [relation.c[d].label(d) for d in metric.slice_dimensions or ()]
@@ -224,6 +204,29 @@ class SqlMetricSource:
             statement = statement.where(keys[1].expression.in_(sa.bindparam("series", expanding=True)))
             params["series"] = list(series)
         return statement, params
+
+
+def comparable_time(
+    dialect: str, column: sa.ColumnElement[Any], column_type: sa.types.TypeEngine[Any]
+) -> tuple[sa.ColumnElement[Any], Callable[[str], sa.ColumnElement[Any]], bool]:
+    """A time column as compared with a window, a factory of the bound parameters it is compared with, and
+    whether those bounds are bound UTC-aware.
+
+    Text timestamps compare as strings, so ISO 8601 text with a ``T`` or an offset
+    (``2026-12-03T05:00:00+01:00``) never falls inside a window bound as ``2026-12-03 04:00:00``; both sides
+    are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text).
+    """
+    if not isinstance(column_type, sa.String):
+        aware = bool(getattr(column_type, "timezone", False))
+        return column, lambda name: sa.bindparam(name, type_=column_type), aware
+    if dialect == "sqlite":
+        return (
+            sa.func.datetime(column),
+            lambda name: sa.func.datetime(sa.bindparam(name, sa.DateTime())),
+            False,
+        )
+    timestamp = sa.DateTime(timezone=True)
+    return sa.cast(column, timestamp), lambda name: sa.bindparam(name, type_=timestamp), True
 
 
 def _measure(prefix: str, column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:

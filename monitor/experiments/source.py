@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from monitor.config_types import SqlSource
 from monitor.errors import LivewatchError, SourceError
 from monitor.experiments.config import ExperimentConfig
+from monitor.source import comparable_time
 
 __all__ = ["EPOCH", "ExperimentDataError", "SqlExperimentSource", "validate_assignments"]
 
@@ -65,8 +66,8 @@ class SqlExperimentSource:
 
     def _select(
         self, source: SqlSource, columns: Sequence[str], time_column: str, where: str
-    ) -> tuple[sa.FromClause, bool]:
-        """The relation to select from and whether its time column is timezone-aware."""
+    ) -> tuple[sa.FromClause, sa.types.TypeEngine[Any]]:
+        """The relation to select from and the type of its time column."""
         if source.table is not None:
             table = self._table(source.table, where)
             missing = [c for c in columns if c not in table.c]
@@ -82,7 +83,7 @@ class SqlExperimentSource:
                     for c in missing
                 ]
                 raise SourceError(f"{where}: " + "; ".join(hints))
-            return table, bool(getattr(table.c[time_column].type, "timezone", False))
+            return table, table.c[time_column].type
         assert source.query is not None
         time_type = sa.DateTime(timezone=True)
         textual = (
@@ -90,7 +91,7 @@ class SqlExperimentSource:
             .bindparams(sa.bindparam("start", type_=time_type), sa.bindparam("end", type_=time_type))
             .columns(*(sa.column(c) for c in columns))
         )
-        return textual.subquery("experiment_source"), True
+        return textual.subquery("experiment_source"), time_type
 
     def _read(
         self,
@@ -102,7 +103,8 @@ class SqlExperimentSource:
         where: str,
         filters: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        relation, aware = self._select(source, columns, time_column, where)
+        relation, time_type = self._select(source, columns, time_column, where)
+        ts, bound, aware = comparable_time(self.engine.dialect.name, relation.c[time_column], time_type)
         # SQLite keeps times as text: parsing it in pandas (vectorised) is far faster than per row.
         raw_text = self.engine.dialect.name == "sqlite"
         statement = sa.select(
@@ -115,8 +117,7 @@ class SqlExperimentSource:
         )
         params: dict[str, Any] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if source.table is not None:
-            ts = relation.c[time_column]
-            statement = statement.where(ts >= sa.bindparam("start"), ts < sa.bindparam("end"))
+            statement = statement.where(ts >= bound("start"), ts < bound("end"))
         for i, (column, value) in enumerate((filters or {}).items()):
             statement = statement.where(relation.c[column] == sa.bindparam(f"f{i}"))
             params[f"f{i}"] = value

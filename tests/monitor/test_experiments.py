@@ -24,6 +24,7 @@ from alerts.model import AlertSignal
 from detectors.sequential import Decision
 from monitor.cli.main import cli
 from monitor.config import Config, parse_config
+from monitor.config_types import SqlSource
 from monitor.errors import ConfigError
 from monitor.experiments.evaluate import ExperimentMonitor, evaluate_experiment
 from monitor.experiments.source import ExperimentDataError, SqlExperimentSource
@@ -331,3 +332,31 @@ def test_cli_show_json_has_the_timeline_decision_power_and_srm(warehouse: str, t
 
     unknown = CliRunner().invoke(cli, ["experiments", "show", "nope", "--config", str(path)])
     assert unknown.exit_code != 0 and "unknown experiment 'nope'" in unknown.output
+
+
+def test_outcome_rows_with_iso_text_timestamps_fall_in_their_window(config: Config, tmp_path: Path) -> None:
+    # ISO 8601 text with a T or an offset compares as a string after every "YYYY-MM-DD hh:mm" bound of the
+    # same day; the source compares timestamps instead.
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/outcomes.db")
+    stamps = [
+        "2026-11-01T01:30:00Z",
+        "2026-11-01T03:10:00+01:00",
+        "2026-11-01 02:50:00",
+        "2026-11-01T04:00:00Z",
+    ]
+    pd.DataFrame({"ts": stamps, "unit": ["u1", "u2", "u3", "u4"], "reports": [1, 2, 3, 4]}).to_sql(
+        "text_outcomes", engine, index=False
+    )
+    start = datetime(2026, 11, 1, 2, tzinfo=UTC)
+    rows = SqlExperimentSource(engine).outcomes(
+        config.experiments[0],
+        SqlSource(table="text_outcomes"),
+        ["reports"],
+        start,
+        start + timedelta(hours=2),
+    )
+    assert rows["unit"].tolist() == ["u2", "u3"]  # 02:10 UTC and 02:50; not 01:30 nor 04:00
+    assert rows["ts"].tolist() == [
+        pd.Timestamp("2026-11-01 02:10", tz="UTC"),
+        pd.Timestamp("2026-11-01 02:50", tz="UTC"),
+    ]
