@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-#: Value of a slice dimension that is NULL in the source.
+#: Value of a slice dimension (or of the series dimension) that is NULL in the source.
 NULL_SEGMENT = "(null)"
 
 
@@ -261,7 +261,7 @@ def _tidy(metric: MetricConfig, raw: pd.DataFrame, *, slices: bool) -> FetchResu
         return FetchResult(pd.DataFrame({c: pd.Series(dtype=float) for c in columns}))
     frame = raw.copy()
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="mixed")
-    frame["series"] = frame["series"].astype(str)
+    frame["series"] = frame["series"].astype(object).where(frame["series"].notna(), NULL_SEGMENT).astype(str)
     problems: list[DataProblem] = []
     bad = pd.Series(False, index=frame.index)
     parts = ["num"] + (["den"] if metric.kind == "ratio" else [])

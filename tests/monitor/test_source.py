@@ -275,6 +275,10 @@ def test_null_segments_are_kept_as_a_segment(engine: sa.Engine) -> None:
     frame = SqlMetricSource(engine).fetch(_events_metric(), T0, T0 + timedelta(hours=2), slices=True).frame
     cells = {(r.ts.hour, r.category): r.value for r in frame.itertuples()}
     assert cells == {(0, "spam"): 1.0, (0, NULL_SEGMENT): 2.0, (1, "spam"): 3.0}
+    with engine.begin() as conn:  # a row without region is a series of its own, not "None"
+        conn.execute(sa.text("UPDATE events SET region = NULL WHERE reports = 3"))
+    series = SqlMetricSource(engine).fetch(_events_metric(), T0, T0 + timedelta(hours=2)).frame["series"]
+    assert sorted(series) == sorted(["BR", NULL_SEGMENT])
 
 
 def test_a_numeric_time_column_is_refused_with_the_fix(engine: sa.Engine) -> None:
