@@ -44,6 +44,7 @@ __all__ = [
     "check_metrics",
     "comparable_time",
     "floor_time",
+    "indexed_time_range",
 ]
 
 
@@ -187,7 +188,9 @@ class SqlMetricSource:
         relation, column_type = self._relation(metric)
         column = relation.c[metric.time_column or "ts"]
         ts, bound, aware = comparable_time(self.engine.dialect.name, column, column_type)
-        keys = [ts.label("ts"), relation.c[metric.series_dimension or "region"].label("series")]
+        # SQLite: group on the stored text (pandas parses it far faster than datetime() per row)
+        stamp = sa.type_coerce(column, sa.String) if self.engine.dialect.name == "sqlite" else ts
+        keys = [stamp.label("ts"), relation.c[metric.series_dimension or "region"].label("series")]
         if slices:
             keys += [relation.c[d].label(d) for d in metric.slice_dimensions or ()]
         numerator, denominator = metric.measure_columns
@@ -200,6 +203,7 @@ class SqlMetricSource:
         params: dict[str, object] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if metric.source.table is not None:
             statement = statement.where(ts >= bound("start"), ts < bound("end"))
+            statement = statement.where(*indexed_time_range(self.engine.dialect.name, column, start, end))
         if series is not None:
             statement = statement.where(keys[1].expression.in_(sa.bindparam("series", expanding=True)))
             params["series"] = list(series)
@@ -214,19 +218,39 @@ def comparable_time(
 
     Text timestamps compare as strings, so ISO 8601 text with a ``T`` or an offset
     (``2026-12-03T05:00:00+01:00``) never falls inside a window bound as ``2026-12-03 04:00:00``; both sides
-    are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text).
+    are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text). SQLite stores
+    every timestamp as text, whatever the declared type (DATETIME, TIMESTAMP or none), so it always converts;
+    pair it with :func:`indexed_time_range` so an index on the column still narrows the scan.
     """
-    if not isinstance(column_type, sa.String):
-        aware = bool(getattr(column_type, "timezone", False))
-        return column, lambda name: sa.bindparam(name, type_=column_type), aware
     if dialect == "sqlite":
         return (
             sa.func.datetime(column),
             lambda name: sa.func.datetime(sa.bindparam(name, sa.DateTime())),
             False,
         )
+    if not isinstance(column_type, sa.String):
+        aware = bool(getattr(column_type, "timezone", False))
+        return column, lambda name: sa.bindparam(name, type_=column_type), aware
     timestamp = sa.DateTime(timezone=True)
     return sa.cast(column, timestamp), lambda name: sa.bindparam(name, type_=timestamp), True
+
+
+def indexed_time_range(
+    dialect: str, column: sa.ColumnElement[Any], start: datetime, end: datetime
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions on the raw column that an index can serve, wider than the window (SQLite only).
+
+    ISO 8601 text of any date in ``[d1, d2)`` sorts between the strings ``d1`` and ``d2``, whatever follows
+    the date; a day of margin each side covers every UTC offset (at most 14 h).
+    """
+    if dialect != "sqlite":
+        return []
+    low = (pd.Timestamp(start).tz_convert("UTC") - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    high = (pd.Timestamp(end).tz_convert("UTC") + pd.Timedelta(days=2)).strftime("%Y-%m-%d")
+    return [
+        sa.type_coerce(column, sa.String) >= sa.literal(low, sa.String),
+        sa.type_coerce(column, sa.String) < sa.literal(high, sa.String),
+    ]
 
 
 def _measure(prefix: str, column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from monitor.config_types import SqlSource
 from monitor.errors import LivewatchError, SourceError
 from monitor.experiments.config import ExperimentConfig
-from monitor.source import comparable_time
+from monitor.source import comparable_time, indexed_time_range
 
 __all__ = ["EPOCH", "ExperimentDataError", "SqlExperimentSource", "validate_assignments"]
 
@@ -118,6 +118,9 @@ class SqlExperimentSource:
         params: dict[str, Any] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if source.table is not None:
             statement = statement.where(ts >= bound("start"), ts < bound("end"))
+            statement = statement.where(
+                *indexed_time_range(self.engine.dialect.name, relation.c[time_column], start, end)
+            )
         for i, (column, value) in enumerate((filters or {}).items()):
             statement = statement.where(relation.c[column] == sa.bindparam(f"f{i}"))
             params[f"f{i}"] = value

@@ -270,6 +270,28 @@ def test_iso_text_timestamps_with_t_or_an_offset_fall_in_their_window(engine: sa
     assert check_metrics(source, [_events_metric()]) == []
 
 
+@pytest.mark.parametrize("declared", ["DATETIME", "TIMESTAMP", ""])
+def test_sqlite_iso_text_in_a_datetime_or_untyped_column_falls_in_its_window(
+    tmp_path: object, declared: str
+) -> None:
+    # SQLite has no timestamp storage: a DATETIME column written by another tool can hold any ISO text
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/warehouse.db")
+    with engine.begin() as conn:
+        ddl = f"CREATE TABLE events (stamp {declared}, region TEXT, category TEXT, reports INT)"
+        conn.execute(sa.text(ddl))
+        stamps = ["2026-11-01T02:00:00Z", "2026-11-01T03:30:00+01:00", "2026-11-01T03:15:00"]
+        for i, stamp in enumerate(stamps):
+            conn.execute(
+                sa.text("INSERT INTO events VALUES (:stamp, 'BR', 'spam', :reports)"),
+                {"stamp": stamp, "reports": i + 1},
+            )
+    window = (T0 + timedelta(hours=2), T0 + timedelta(hours=4))
+    frame = SqlMetricSource(engine).fetch(_events_metric(), *window).frame
+    engine.dispose()
+    assert frame["ts"].tolist() == [pd.Timestamp(T0 + timedelta(hours=h)) for h in (2, 3)]
+    assert frame["value"].tolist() == [3.0, 3.0]  # 02:00Z and 02:30 UTC, then 03:15
+
+
 def test_null_segments_are_kept_as_a_segment(engine: sa.Engine) -> None:
     _text_time_table(engine, [T0, T0, T0 + timedelta(hours=1)], sa.DateTime(timezone=True))
     frame = SqlMetricSource(engine).fetch(_events_metric(), T0, T0 + timedelta(hours=2), slices=True).frame
