@@ -42,9 +42,8 @@ __all__ = [
     "MetricSource",
     "SqlMetricSource",
     "check_metrics",
-    "comparable_time",
     "floor_time",
-    "indexed_time_range",
+    "time_window",
 ]
 
 
@@ -187,7 +186,7 @@ class SqlMetricSource:
     ) -> tuple[sa.Select[tuple[object, ...]], dict[str, object]]:
         relation, column_type = self._relation(metric)
         column = relation.c[metric.time_column or "ts"]
-        ts, bound, aware = comparable_time(self.engine.dialect.name, column, column_type)
+        ts, window, params = time_window(self.engine.dialect.name, column, column_type, start, end)
         # SQLite: group on the stored text (pandas parses it far faster than datetime() per row)
         stamp = sa.type_coerce(column, sa.String) if self.engine.dialect.name == "sqlite" else ts
         keys = [stamp.label("ts"), relation.c[metric.series_dimension or "region"].label("series")]
@@ -200,17 +199,15 @@ class SqlMetricSource:
             measures += _measure("den", relation.c[denominator])
         statement = sa.select(*keys, *measures).group_by(*keys)
         # A table is filtered here; a query filters itself on the same :start / :end parameters.
-        params: dict[str, object] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if metric.source.table is not None:
-            statement = statement.where(ts >= bound("start"), ts < bound("end"))
-            statement = statement.where(*indexed_time_range(self.engine.dialect.name, column, start, end))
+            statement = statement.where(*window)
         if series is not None:
             statement = statement.where(keys[1].expression.in_(sa.bindparam("series", expanding=True)))
             params["series"] = list(series)
         return statement, params
 
 
-def comparable_time(
+def _comparable_time(
     dialect: str, column: sa.ColumnElement[Any], column_type: sa.types.TypeEngine[Any]
 ) -> tuple[sa.ColumnElement[Any], Callable[[str], sa.ColumnElement[Any]], bool]:
     """A time column as compared with a window, a factory of the bound parameters it is compared with, and
@@ -220,7 +217,7 @@ def comparable_time(
     (``2026-12-03T05:00:00+01:00``) never falls inside a window bound as ``2026-12-03 04:00:00``; both sides
     are converted in SQL first (SQLite: ``datetime()``, which normalises either to UTC text). SQLite stores
     every timestamp as text, whatever the declared type (DATETIME, TIMESTAMP or none), so it always converts;
-    pair it with :func:`indexed_time_range` so an index on the column still narrows the scan.
+    :func:`_indexed_time_range` lets an index on the column still narrow the scan.
     """
     if dialect == "sqlite":
         return (
@@ -235,7 +232,7 @@ def comparable_time(
     return sa.cast(column, timestamp), lambda name: sa.bindparam(name, type_=timestamp), True
 
 
-def indexed_time_range(
+def _indexed_time_range(
     dialect: str, column: sa.ColumnElement[Any], start: datetime, end: datetime
 ) -> list[sa.ColumnElement[bool]]:
     """Conditions on the raw column that an index can serve, wider than the window (SQLite only).
@@ -253,6 +250,25 @@ def indexed_time_range(
     ]
 
 
+def time_window(
+    dialect: str,
+    column: sa.ColumnElement[Any],
+    column_type: sa.types.TypeEngine[Any],
+    start: datetime,
+    end: datetime,
+) -> tuple[sa.ColumnElement[Any], list[sa.ColumnElement[bool]], dict[str, object]]:
+    """A time column as compared, the conditions keeping ``[start, end)`` for a table, and the values of the
+    ``:start`` / ``:end`` parameters (which a source query uses itself)."""
+    ts, bound, aware = _comparable_time(dialect, column, column_type)
+    conditions = [ts >= bound("start"), ts < bound("end"), *_indexed_time_range(dialect, column, start, end)]
+    return ts, conditions, {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
+
+
+def _bind_time(moment: datetime, aware: bool) -> datetime:
+    utc = pd.Timestamp(moment).tz_convert("UTC").to_pydatetime()
+    return utc if aware else utc.replace(tzinfo=None)
+
+
 def _measure(prefix: str, column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[Any]]:
     return [
         sa.func.sum(column).label(prefix),
@@ -260,11 +276,6 @@ def _measure(prefix: str, column: sa.ColumnElement[Any]) -> list[sa.ColumnElemen
         sa.func.min(column).label(f"{prefix}_min"),
         sa.func.max(column).label(f"{prefix}_max"),
     ]
-
-
-def _bind_time(moment: datetime, aware: bool) -> datetime:
-    utc = pd.Timestamp(moment).tz_convert("UTC").to_pydatetime()
-    return utc if aware else utc.replace(tzinfo=None)
 
 
 def _unknown_column(column: str, table: str, known: list[str]) -> str:

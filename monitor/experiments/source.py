@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from monitor.config_types import SqlSource
 from monitor.errors import LivewatchError, SourceError
 from monitor.experiments.config import ExperimentConfig
-from monitor.source import comparable_time, indexed_time_range
+from monitor.source import time_window
 
 __all__ = ["EPOCH", "ExperimentDataError", "SqlExperimentSource", "validate_assignments"]
 
@@ -33,11 +33,6 @@ _EXAMPLES = 5
 
 class ExperimentDataError(LivewatchError):
     """The assignment or outcome rows of one experiment break a rule (unknown arm, unit in two arms...)."""
-
-
-def _bind_time(moment: datetime, aware: bool) -> datetime:
-    utc = pd.Timestamp(moment).tz_convert("UTC").to_pydatetime()
-    return utc if aware else utc.replace(tzinfo=None)
 
 
 class SqlExperimentSource:
@@ -104,7 +99,9 @@ class SqlExperimentSource:
         filters: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         relation, time_type = self._select(source, columns, time_column, where)
-        ts, bound, aware = comparable_time(self.engine.dialect.name, relation.c[time_column], time_type)
+        _, window, params = time_window(
+            self.engine.dialect.name, relation.c[time_column], time_type, start, end
+        )
         # SQLite keeps times as text: parsing it in pandas (vectorised) is far faster than per row.
         raw_text = self.engine.dialect.name == "sqlite"
         statement = sa.select(
@@ -115,12 +112,8 @@ class SqlExperimentSource:
                 for c in columns
             )
         )
-        params: dict[str, Any] = {"start": _bind_time(start, aware), "end": _bind_time(end, aware)}
         if source.table is not None:
-            statement = statement.where(ts >= bound("start"), ts < bound("end"))
-            statement = statement.where(
-                *indexed_time_range(self.engine.dialect.name, relation.c[time_column], start, end)
-            )
+            statement = statement.where(*window)
         for i, (column, value) in enumerate((filters or {}).items()):
             statement = statement.where(relation.c[column] == sa.bindparam(f"f{i}"))
             params[f"f{i}"] = value
