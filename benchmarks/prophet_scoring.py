@@ -82,7 +82,7 @@ def _robust_many(count: int) -> None:
     frame = pd.DataFrame({"series_id": ids, "ts": np.tile(index, count), "value": values.reshape(-1)})
     tick = frame["ts"] == index[-1]
     began = time.perf_counter()
-    expected, sigma = robust_baseline(frame.loc[~tick], season="hour_of_week")
+    expected, sigma, _ = robust_baseline(frame.loc[~tick], season="hour_of_week")
     fitted = time.perf_counter() - began
     began = time.perf_counter()
     scored = robust_score_many(frame.loc[tick], expected, sigma, season="hour_of_week", z=4.0)

@@ -16,7 +16,7 @@ series).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,12 +27,14 @@ from detectors.validation import infer_step
 
 __all__ = [
     "SEASONS",
+    "Baseline",
     "RobustSeasonalDetector",
     "Season",
     "robust_baseline",
     "robust_score_many",
     "season_for_step",
     "slot_of",
+    "stored_inflation",
 ]
 
 Season = Literal["hour_of_week", "day_of_week", "hour_of_day", "global"]
@@ -67,9 +69,19 @@ def _fallback_slot(slots: np.ndarray, season: Season) -> np.ndarray:
     return slots % 24 if season == "hour_of_week" else np.zeros_like(slots)
 
 
+class Baseline(NamedTuple):
+    """:func:`robust_baseline` per ``(series_id, slot)``: the expectation, its sigma, and the factor
+    ``sqrt(1 + pi / (2 m))`` by which predicting from a median of ``m`` values widens the noise (in ``sigma``
+    already; a count's Poisson floor applies it too, see :func:`detectors.volume.combine_sigma`)."""
+
+    expected: pd.Series
+    sigma: pd.Series
+    inflation: pd.Series
+
+
 def robust_baseline(
     history: pd.DataFrame, *, season: Season, weeks: int = 4, min_slot_points: int = 2
-) -> tuple[pd.Series, pd.Series]:
+) -> Baseline:
     """Baselines of many series at once.
 
     Each slot uses the finest level with at least ``min_slot_points`` values: its own slot, else the
@@ -87,7 +99,7 @@ def robust_baseline(
         min_slot_points: Slots with fewer values fall back to the coarser level.
 
     Returns:
-        ``(expected, sigma)``, both indexed by ``(series_id, slot)`` over every slot of the season.
+        The :class:`Baseline`, indexed by ``(series_id, slot)`` over every slot of the season.
     """
     data = history.loc[history["value"].notna(), ["series_id", "ts", "value"]]
     codes_all, uniques = pd.factorize(data["series_id"])
@@ -109,6 +121,7 @@ def robust_baseline(
     )
     expected = np.full(len(grid_codes), np.nan)
     sigma = np.full(len(grid_codes), np.nan)
+    inflations = np.ones(len(grid_codes))
     for depth, (data_keys, grid_keys, size) in enumerate(levels):
         median, count, noise = _level_stats(
             codes * size + data_keys, codes, seconds, values, n_ids * size, n_ids
@@ -118,13 +131,18 @@ def robust_baseline(
         inflation = np.sqrt(1.0 + np.pi / (2.0 * np.maximum(count[cell], 1.0)))
         expected = np.where(usable, median[cell], expected)
         sigma = np.where(usable, noise[grid_codes] * inflation, sigma)
+        inflations = np.where(usable, inflation, inflations)
     scale = np.abs(pd.Series(expected).groupby(grid_codes).transform("median").to_numpy())
     floor = _SIGMA_FLOOR * np.maximum(scale, 1.0)
     sigma = np.where(np.isfinite(sigma), np.maximum(sigma, floor), floor)
     grid = pd.MultiIndex.from_arrays(
         [pd.Index(uniques).take(grid_codes), grid_slots], names=["series_id", "slot"]
     )
-    return pd.Series(expected, index=grid, name="expected"), pd.Series(sigma, index=grid, name="sigma")
+    return Baseline(
+        pd.Series(expected, index=grid, name="expected"),
+        pd.Series(sigma, index=grid, name="sigma"),
+        pd.Series(inflations, index=grid, name="inflation"),
+    )
 
 
 def _level_stats(
@@ -186,6 +204,11 @@ def robust_score_many(
     )
 
 
+def stored_inflation(state: dict[str, Any]) -> np.ndarray:
+    """The per-slot inflation of a stored robust state; ones for states saved before it was kept."""
+    return np.asarray(state.get("inflation", np.ones(len(state["expected"]))), dtype=float)
+
+
 @register
 class RobustSeasonalDetector(Detector):
     """Median by season slot over the last ``weeks`` weeks with a robust per-level sigma.
@@ -204,6 +227,7 @@ class RobustSeasonalDetector(Detector):
 
     expected_: pd.Series
     sigma_: pd.Series
+    inflation_: pd.Series
     season_: Season
 
     def __init__(
@@ -232,12 +256,11 @@ class RobustSeasonalDetector(Detector):
     def _fit(self, frame: pd.DataFrame) -> None:
         step = infer_step(pd.DatetimeIndex(frame.index), self.granularity, series_id=self.series_id_)
         season = self.season or season_for_step(step)
-        expected, sigma = robust_baseline(
+        baseline = robust_baseline(
             self._long(frame), season=season, weeks=self.weeks, min_slot_points=self.min_slot_points
         )
         self.season_ = season
-        self.expected_ = expected
-        self.sigma_ = sigma
+        self.expected_, self.sigma_, self.inflation_ = baseline
 
     def _long(self, frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
@@ -256,6 +279,7 @@ class RobustSeasonalDetector(Detector):
             "season": self.season_,
             "expected": [float(v) for v in self.expected_.to_numpy()],
             "sigma": [float(v) for v in self.sigma_.to_numpy()],
+            "inflation": [float(v) for v in self.inflation_.to_numpy()],
         }
 
     def _state_from_dict(self, state: dict[str, Any]) -> None:
@@ -266,3 +290,4 @@ class RobustSeasonalDetector(Detector):
         )
         self.expected_ = pd.Series(np.asarray(state["expected"], dtype=float), index=index, name="expected")
         self.sigma_ = pd.Series(np.asarray(state["sigma"], dtype=float), index=index, name="sigma")
+        self.inflation_ = pd.Series(stored_inflation(state), index=index, name="inflation")

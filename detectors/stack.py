@@ -50,7 +50,7 @@ import pandas as pd
 from detectors.base import SCORE_COLUMNS, SIGMA_COLUMN, Detector, interval_z, register
 from detectors.errors import InvalidSeriesError
 from detectors.prophet import ProphetDetector, ProphetParams, prophet_expected_batch
-from detectors.robust import RobustSeasonalDetector, Season, slot_of
+from detectors.robust import RobustSeasonalDetector, Season, slot_of, stored_inflation
 from detectors.volume import METRIC_KINDS, MetricKind, combine_sigma, rescore, sampling_sigma
 
 __all__ = ["CompiledStack", "DetectorStack", "StackScores", "score_compiled", "score_members"]
@@ -131,7 +131,11 @@ class DetectorStack(Detector):
             result = member._score(frame)
             result["volume"] = frame["volume"]
             if self.kind != "value":
-                result = rescore(result, kind=self.kind, z=z, per=self.rate_per)
+                inflation = 1.0
+                if isinstance(member, RobustSeasonalDetector):
+                    slots = slot_of(pd.DatetimeIndex(frame.index), member.season_)
+                    inflation = member.inflation_.to_numpy(dtype=float)[slots]
+                result = rescore(result, kind=self.kind, z=z, per=self.rate_per, inflation=inflation)
             scored.append(result)
         return scored
 
@@ -174,6 +178,7 @@ class DetectorStack(Detector):
             season=robust.season_,
             robust_expected=robust.expected_.to_numpy(dtype=float),
             robust_sigma=robust.sigma_.to_numpy(dtype=float),
+            robust_inflation=robust.inflation_.to_numpy(dtype=float),
             robust_z=robust.z_,
             prophet=None if prophet is None else prophet.params_,
             prophet_sigma=None if prophet is None else np.asarray(prophet.sigma_by_hour_, dtype=float),
@@ -216,6 +221,7 @@ class DetectorStack(Detector):
             season=robust["state"]["season"],
             robust_expected=np.asarray(robust["state"]["expected"], dtype=float),
             robust_sigma=np.asarray(robust["state"]["sigma"], dtype=float),
+            robust_inflation=stored_inflation(robust["state"]),
             robust_z=interval_z(float(robust["params"].get("interval_width", 0.9999))),
             prophet=None if prophet is None else ProphetParams.from_dict(prophet["state"]["params"]),
             prophet_sigma=(
@@ -249,6 +255,7 @@ class CompiledStack:
         season: Slots of the robust baseline.
         robust_expected: Robust expectation per slot.
         robust_sigma: Robust sigma per slot.
+        robust_inflation: How much predicting from a median widens a count's Poisson floor, per slot.
         robust_z: The robust member's band half-width.
         prophet: Prophet's parameters, or ``None`` when the history was too short for Prophet.
         prophet_sigma: Prophet's residual sigma per hour of day (24 values), or ``None``.
@@ -262,6 +269,7 @@ class CompiledStack:
     season: Season
     robust_expected: np.ndarray
     robust_sigma: np.ndarray
+    robust_inflation: np.ndarray
     robust_z: float
     prophet: ProphetParams | None
     prophet_sigma: np.ndarray | None
@@ -302,6 +310,7 @@ def _volume_aware(
     sigma: np.ndarray,
     volume: np.ndarray,
     member_z: np.ndarray,
+    inflation: np.ndarray | float = 1.0,
 ) -> StackScores:
     """One member's scores after :func:`detectors.volume.rescore` (for kinds other than ``value``)."""
     sigma = sigma.copy()
@@ -313,7 +322,8 @@ def _volume_aware(
     for (kind, per), rows in groups.items():
         typed = cast(MetricKind, kind)
         sampling = sampling_sigma(expected[rows], volume[rows], typed, per=per)
-        sigma[rows] = combine_sigma(sigma[rows], sampling, typed)
+        factor = inflation[rows] if isinstance(inflation, np.ndarray) else inflation
+        sigma[rows] = combine_sigma(sigma[rows], sampling, typed, inflation=factor)
         z[rows] = [models[r].z for r in rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         score = (observed - expected) / sigma
@@ -333,6 +343,7 @@ def score_members(
     observed = np.asarray(values, dtype=float)
     robust_expected = np.empty((n, width))
     robust_sigma = np.empty((n, width))
+    robust_inflation = np.empty((n, width))
     seasons: dict[str, list[int]] = {}
     for row, model in enumerate(models):
         seasons.setdefault(model.season, []).append(row)
@@ -340,9 +351,16 @@ def score_members(
         slots = slot_of(index, cast(Season, season))
         robust_expected[rows] = np.stack([models[r].robust_expected for r in rows])[:, slots]
         robust_sigma[rows] = np.stack([models[r].robust_sigma for r in rows])[:, slots]
+        robust_inflation[rows] = np.stack([models[r].robust_inflation for r in rows])[:, slots]
     members = {
         "robust": _volume_aware(
-            models, observed, robust_expected, robust_sigma, volumes, np.array([m.robust_z for m in models])
+            models,
+            observed,
+            robust_expected,
+            robust_sigma,
+            volumes,
+            np.array([m.robust_z for m in models]),
+            robust_inflation,
         )
     }
     with_prophet = [row for row, model in enumerate(models) if model.prophet is not None]

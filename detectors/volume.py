@@ -13,7 +13,9 @@ Sampling sigma by metric kind (:data:`MetricKind`):
 * ``"rate"``: events per ``per`` units of ``volume`` (e.g. reports per 1k viewers, Poisson):
   ``sqrt(max(r, per / n) * per / n)``;
 * ``"count"``: a Poisson count: the total sigma is at least ``sqrt(max(expected, 1))``
-  (``sigma_total = max(sigma_model, sqrt(expected))``; the model residuals already hold the Poisson noise);
+  (``sigma_total = max(sigma_model, sqrt(expected) * inflation)``; the model residuals already hold the
+  Poisson noise). A member that predicts from the median of ``m`` past values (the robust baseline) carries
+  that median's Poisson noise as well: ``inflation = sqrt(1 + pi / (2 m))`` (1 for Prophet);
 * ``"value"``: a gauge (latency, ...): no sampling term.
 
 A NaN or zero volume for ``ratio`` / ``rate`` gives a NaN sampling sigma, which is treated as "unknown"
@@ -59,19 +61,33 @@ def sampling_sigma(
     raise ValueError(f"metric kind must be one of {METRIC_KINDS}, got {kind!r}")
 
 
-def combine_sigma(sigma_model: np.ndarray, sigma_sampling: np.ndarray, kind: MetricKind) -> np.ndarray:
+def combine_sigma(
+    sigma_model: np.ndarray,
+    sigma_sampling: np.ndarray,
+    kind: MetricKind,
+    *,
+    inflation: np.ndarray | float = 1.0,
+) -> np.ndarray:
     """Total sigma: quadrature for ``ratio`` / ``rate``, Poisson floor for ``count``, model for ``value``.
 
-    A NaN sampling sigma (unknown volume) leaves the model sigma unchanged.
+    A NaN sampling sigma (unknown volume) leaves the model sigma unchanged. ``inflation`` scales the
+    Poisson floor of a ``count`` for the noise of the expected value itself (see the module docstring).
     """
     sigma_model = np.asarray(sigma_model, dtype=float)
     sampling = np.nan_to_num(np.asarray(sigma_sampling, dtype=float), nan=0.0)
     if kind == "count":
-        return np.maximum(sigma_model, sampling)
+        return np.maximum(sigma_model, sampling * np.asarray(inflation, dtype=float))
     return np.sqrt(sigma_model**2 + sampling**2)
 
 
-def rescore(scored: pd.DataFrame, *, kind: MetricKind, z: float, per: float = 1000.0) -> pd.DataFrame:
+def rescore(
+    scored: pd.DataFrame,
+    *,
+    kind: MetricKind,
+    z: float,
+    per: float = 1000.0,
+    inflation: np.ndarray | float = 1.0,
+) -> pd.DataFrame:
     """Recompute ``sigma``, ``lower``, ``upper`` and ``score`` of a frame with the volume-aware sigma.
 
     Args:
@@ -79,6 +95,7 @@ def rescore(scored: pd.DataFrame, *, kind: MetricKind, z: float, per: float = 10
         kind: Metric kind (see :data:`MetricKind`).
         z: Half-width of the band in sigmas.
         per: Unit of ``rate`` metrics (events per ``per`` of volume).
+        inflation: Per point, how much the expected value's own noise widens a count's Poisson floor.
     """
     out = scored.copy()
     expected = out["expected"].to_numpy(dtype=float)
@@ -86,6 +103,7 @@ def rescore(scored: pd.DataFrame, *, kind: MetricKind, z: float, per: float = 10
         out["sigma"].to_numpy(dtype=float),
         sampling_sigma(expected, out["volume"].to_numpy(dtype=float), kind, per=per),
         kind,
+        inflation=inflation,
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         out["score"] = (out["observed"].to_numpy(dtype=float) - expected) / sigma

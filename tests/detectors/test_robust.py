@@ -88,7 +88,7 @@ def test_vectorised_baseline_equals_one_detector_per_series() -> None:
         ],
         ignore_index=True,
     )
-    expected, sigma = robust_baseline(long_history, season="hour_of_week", weeks=4, min_slot_points=2)
+    expected, sigma, _ = robust_baseline(long_history, season="hour_of_week", weeks=4, min_slot_points=2)
     scored = robust_score_many(long_window, expected, sigma, season="hour_of_week", z=4.0)
     for key, frame in frames.items():
         single = RobustSeasonalDetector().fit(frame.iloc[:-24], series_id=key).score(frame.iloc[-24:])
@@ -101,7 +101,7 @@ def test_series_missing_from_the_baseline_score_nan() -> None:
     history = pd.DataFrame(
         {"series_id": "a", "ts": pd.date_range("2026-01-05", periods=48, freq="h", tz="UTC"), "value": 1.0}
     )
-    expected, sigma = robust_baseline(history, season="hour_of_week")
+    expected, sigma, _ = robust_baseline(history, season="hour_of_week")
     window = pd.DataFrame({"series_id": ["b"], "ts": [history["ts"].iloc[0]], "value": [1.0]})
     assert robust_score_many(window, expected, sigma, season="hour_of_week", z=4.0)["score"].isna().all()
 

@@ -57,7 +57,8 @@ def test_counts_get_a_poisson_floor() -> None:
     history = pd.Series(100.0, index=index)  # perfectly flat history: model sigma ~ 0
     window = pd.Series([112.0], index=[index[-1] + pd.Timedelta(hours=1)])
     score = DetectorStack(kind="count").fit(history, series_id="bans/BR").score(window)["score"].iloc[0]
-    assert score == pytest.approx(12.0 / 10.0)  # sqrt(100) = 10
+    # sqrt(100) = 10, widened for predicting from the median of the 8 values of its hour of day
+    assert score == pytest.approx(12.0 / (10.0 * np.sqrt(1 + np.pi / 16)))
 
 
 def test_detect_keywords_reach_the_post_rules(hourly_short: tuple[pd.DataFrame, pd.DataFrame]) -> None:
@@ -111,3 +112,15 @@ def test_long_history_combines_prophet_and_robust_by_smaller_score(
     expected = np.where(np.abs(robust) < np.abs(prophet), robust, prophet)
     np.testing.assert_array_equal(combined, expected)
     assert [a.kind for a in stack.detect(spiked)] == ["spike"]
+
+
+def test_a_state_stored_before_the_inflation_keeps_the_plain_poisson_floor() -> None:
+    index = pd.date_range("2026-01-05", periods=8 * 24, freq="h", tz="UTC")
+    history = pd.Series(100.0, index=index)
+    window = pd.Series([112.0], index=[index[-1] + pd.Timedelta(hours=1)])
+    payload = DetectorStack(kind="count").fit(history, series_id="bans/BR").to_dict()
+    del payload["state"]["robust"]["state"]["inflation"]
+    loaded = DetectorStack.from_dict(payload)
+    assert loaded.score(window)["score"].iloc[0] == pytest.approx(12.0 / 10.0)
+    compiled = DetectorStack.compile_state(payload)
+    np.testing.assert_array_equal(compiled.robust_inflation, np.ones_like(compiled.robust_expected))

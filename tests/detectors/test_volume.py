@@ -56,16 +56,19 @@ def test_sampling_sigma(kind: str, expected: float, volume: float, sigma: float)
 
 
 @pytest.mark.parametrize(
-    ("kind", "model", "sampling", "total"),
+    ("kind", "model", "sampling", "inflation", "total"),
     [
-        ("ratio", 3.0, 4.0, 5.0),  # quadrature
-        ("ratio", 3.0, np.nan, 3.0),  # unknown sampling sigma leaves the model sigma
-        ("count", 3.0, 5.0, 5.0),  # Poisson floor wins
-        ("count", 7.0, 5.0, 7.0),  # model sigma wins when wider
+        ("ratio", 3.0, 4.0, 1.0, 5.0),  # quadrature
+        ("ratio", 3.0, np.nan, 1.0, 3.0),  # unknown sampling sigma leaves the model sigma
+        ("ratio", 3.0, 4.0, 2.0, 5.0),  # the inflation widens a count's floor only
+        ("count", 3.0, 5.0, 1.0, 5.0),  # Poisson floor wins
+        ("count", 7.0, 5.0, 1.0, 7.0),  # model sigma wins when wider
+        ("count", 5.5, 5.0, 1.2, 6.0),  # floor of an expectation that is a median: its noise too
+        ("count", 7.0, 5.0, 1.2, 7.0),  # ... still below a wider model sigma
     ],
 )
-def test_combine_sigma(kind: str, model: float, sampling: float, total: float) -> None:
-    got = combine_sigma(np.array([model]), np.array([sampling]), kind)[0]  # type: ignore[arg-type]
+def test_combine_sigma(kind: str, model: float, sampling: float, inflation: float, total: float) -> None:
+    got = combine_sigma(np.array([model]), np.array([sampling]), kind, inflation=inflation)[0]  # type: ignore[arg-type]
     assert got == pytest.approx(total)
 
 
