@@ -31,7 +31,8 @@ Rules:
 * **Model choice.** The robust seasonal baseline is always fitted. Prophet is fitted too when the history
   (after exclusions) spans at least ``prophet_min_days`` days.
 * **Volume.** For ``kind`` ``"ratio"``, ``"rate"`` and ``"count"`` each member's sigma is made volume-aware
-  (:func:`detectors.volume.rescore`) before combining.
+  (:func:`detectors.volume.rescore`) before combining; a count's Poisson floor on the robust baseline also
+  counts the noise of the median it predicts from (:attr:`detectors.robust.Baseline.inflation`).
 * **Combination.** With both members fitted, each point takes the member whose ``|score|`` is smaller:
   a point is only as anomalous as the more forgiving model says, so Prophet's extrapolation errors and the
   baseline's short memory do not page alone. With one member, its scores are used as they are. A member
