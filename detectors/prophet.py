@@ -13,7 +13,9 @@ used only at Prophet's boundary.
   ``t = (ds - start) / t_scale``;
 * seasonalities: ``fourier_series`` features ``sin/cos(2 pi (i + 1) t_days / period)`` with ``t_days`` the
   days since the Unix epoch, times the fitted ``beta``;
-* holidays: a 0/1 column per training holiday name (by UTC calendar date) times its ``beta``;
+* holidays: a 0/1 column per training holiday name (by UTC calendar date) times its ``beta``. A holiday
+  whose training rows cover less than half a day (typically the last training day, with a few hours of it)
+  is dropped: Prophet would stretch an effect estimated from those hours' noise over the whole holiday;
 * ``yhat = trend * (1 + multiplicative_terms) + additive_terms``, additive terms scaled by ``y_scale``.
 
 :func:`prophet_expected_batch` evaluates many stored fits at the same timestamps at once (trend,
@@ -33,7 +35,7 @@ import functools
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import holidays as holidays_lib
@@ -52,6 +54,7 @@ __all__ = [
     "ProphetParams",
     "Seasonality",
     "holiday_names_by_date",
+    "learned_holidays_only",
     "params_from_prophet",
     "prophet_expected_batch",
     "quiet_prophet_logs",
@@ -251,6 +254,22 @@ def params_from_prophet(model: Prophet) -> ProphetParams:
         holiday_mode=model.holidays_mode,
         holiday_betas=holiday_betas,
     )
+
+
+def learned_holidays_only(
+    params: ProphetParams, trained: pd.DatetimeIndex, step: pd.Timedelta
+) -> ProphetParams:
+    """``params`` without the holidays of which the training rows ``trained`` hold less than half a day."""
+    if params.country is None or not params.holiday_betas:
+        return params
+    days = pd.DatetimeIndex(trained).tz_convert("UTC").tz_localize(None).normalize()
+    rows: dict[str, int] = {}
+    for found in holiday_names_by_date(params.country, days):
+        for name in found:
+            rows[name] = rows.get(name, 0) + 1
+    half_day = max(1, int(pd.Timedelta(hours=12) / step))
+    learned = {name: beta for name, beta in params.holiday_betas.items() if rows.get(name, 0) >= half_day}
+    return params if learned == params.holiday_betas else replace(params, holiday_betas=learned)
 
 
 @functools.lru_cache(maxsize=256)
@@ -470,7 +489,7 @@ class ProphetDetector(Detector):
             model.fit(history)
         self._model = model
         self._model_json = ""
-        self.params_ = params_from_prophet(model)
+        self.params_ = learned_holidays_only(params_from_prophet(model), index, step)
         residual = data["value"].to_numpy(dtype=float) - prophet_expected_batch([self.params_], index)[0]
         self.sigma_by_hour_ = self._residual_sigma(residual, index, sub_daily)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from detectors import InsufficientDataError, InvalidSeriesError, ProphetDetector, prophet_expected_batch
-from detectors.prophet import _fourier, holiday_names_by_date
+from detectors.prophet import ProphetParams, _fourier, holiday_names_by_date, learned_holidays_only
 from detectors.synthetic import inject_spike, make_series
 
 BR_START = pd.Timestamp("2026-03-16", tz="UTC")  # history covers Good Friday, window covers Tiradentes
@@ -96,3 +96,46 @@ def test_band_comes_from_residual_scale_and_interval_width(fitted: dict[str, Pro
     assert 0.5 < float(np.median(detector.sigma_by_hour_)) < 1.6  # the generator's noise is 1
     spiked, labels = inject_spike(window, 12, magnitude=12.0)
     assert [a.start for a in detector.detect(spiked)] == [labels[0].start]
+
+
+def _params_with_holidays(betas: dict[str, float]) -> ProphetParams:
+    return ProphetParams(
+        start=0.0,
+        t_scale=1.0,
+        y_scale=1.0,
+        floor=0.0,
+        growth="linear",
+        k=0.0,
+        m=0.0,
+        deltas=np.zeros(0),
+        changepoints_t=np.zeros(0),
+        seasonalities=(),
+        country="BR",
+        holiday_mode="additive",
+        holiday_betas=betas,
+    )
+
+
+@pytest.mark.parametrize(
+    ("last", "step", "kept"),
+    [
+        # three hours of the holiday at the end of training: its effect is noise, dropped
+        ("2026-11-20 02:00", "1h", {"Republic Proclamation Day"}),
+        # half a day of it is enough to keep it
+        (
+            "2026-11-20 11:00",
+            "1h",
+            {"Republic Proclamation Day", "National Day of Zumbi and Black Awareness"},
+        ),
+        # daily data: the one point of the day is the whole day
+        ("2026-11-20", "1D", {"Republic Proclamation Day", "National Day of Zumbi and Black Awareness"}),
+    ],
+)
+def test_a_holiday_is_learned_only_from_half_a_day_of_training(last: str, step: str, kept: set[str]) -> None:
+    params = _params_with_holidays(
+        {"Republic Proclamation Day": 0.13, "National Day of Zumbi and Black Awareness": -0.07}
+    )
+    trained = pd.date_range("2026-11-10", last, freq=step, tz="UTC")
+    learned = learned_holidays_only(params, trained, pd.Timedelta(step))
+    assert set(learned.holiday_betas) == kept
+    assert learned.holiday_betas["Republic Proclamation Day"] == 0.13
