@@ -44,7 +44,7 @@ from monitor.tools.demo import (
 )
 from monitor.wiring import open_store
 
-__all__ = ["BuildOutcome", "main", "match", "run_build"]
+__all__ = ["BuildOutcome", "Opened", "main", "match", "run_build"]
 
 CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 #: The tick runs this long after the build hour (as a user who starts the demo a few minutes past it).
@@ -61,8 +61,22 @@ class BuildOutcome:
     false: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What matching needs of an incident the tick opened."""
+
+    metrics: tuple[str, ...]
+    regions: tuple[str, ...]
+    kind: str
+    started: pd.Timestamp
+
+    @classmethod
+    def of(cls, incident: Incident) -> Opened:
+        return cls(incident.metrics, incident.regions, incident.kind, pd.Timestamp(incident.started_at))
+
+
 def match(
-    incidents: list[Incident], truth: list[DemoIncident], experiments: list[DemoExperiment]
+    incidents: list[Opened], truth: list[DemoIncident], experiments: list[DemoExperiment]
 ) -> tuple[set[str], list[str]]:
     """The injected incidents found, and a line per incident that matches none of them."""
     alerting = [t for t in truth if t.should_alert]
@@ -70,7 +84,7 @@ def match(
     found: set[str] = set()
     false: list[str] = []
     for incident in incidents:
-        started = pd.Timestamp(incident.started_at)
+        started = incident.started
         experiment = [r.split("/")[1] for r in incident.regions if r.startswith("experiment/")]
         if experiment:
             hits = {name for name in experiment if name in harmful}
@@ -109,7 +123,7 @@ def run_build(end: pd.Timestamp, workdir: Path) -> BuildOutcome:
             daemon = build_daemon(config, env={}, clock=lambda: at, started=at)
             for group in daemon.groups:
                 daemon.score(group, at)
-        incidents = [h.incident for h in open_store(config).incident_history()]
+        incidents = [Opened.of(h.incident) for h in open_store(config).incident_history()]
     finally:
         os.chdir(previous)
     truth = demo_incidents(end.to_pydatetime())

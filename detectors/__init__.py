@@ -18,7 +18,7 @@ from detectors.base import (
 from detectors.errors import DetectorError, InsufficientDataError, InvalidSeriesError, NotFittedError
 from detectors.postrules import PostRules, apply_rules, evaluate
 from detectors.prophet import ProphetDetector, ProphetParams, params_from_prophet, prophet_expected_batch
-from detectors.robust import RobustSeasonalDetector, robust_baseline, robust_score_many
+from detectors.robust import Baseline, RobustSeasonalDetector, robust_baseline, robust_score_many
 from detectors.stack import DetectorStack
 from detectors.volume import MetricKind, combine_sigma, sampling_sigma
 
@@ -28,6 +28,7 @@ __all__ = [
     "SIGMA_COLUMN",
     "Anomaly",
     "AnomalyKind",
+    "Baseline",
     "Detector",
     "DetectorError",
     "DetectorStack",
