@@ -46,6 +46,8 @@ __all__ = [
     "time_window",
 ]
 
+#: Rows of a SQLite table whose time column is checked for numbers (epoch seconds) stored in it.
+_STORED_SAMPLE = 1000
 
 #: Value of a slice dimension (or of the series dimension) that is NULL in the source.
 NULL_SEGMENT = "(null)"
@@ -105,6 +107,7 @@ class SqlMetricSource:
         self.engine = engine
         self.schema = schema
         self._tables: dict[str, sa.Table] = {}
+        self._checked_times: set[str] = set()
 
     # -- public ------------------------------------------------------------------------------------
     def fetch(
@@ -157,10 +160,15 @@ class SqlMetricSource:
                 )
             time_column = metric.time_column or "ts"
             time_type = table.c[time_column].type
-            if isinstance(time_type, sa.Integer | sa.Numeric):
+            stored = (
+                str(time_type)
+                if isinstance(time_type, sa.Integer | sa.Numeric)
+                else self._stored_number(table, time_column)
+            )
+            if stored is not None:
                 raise SourceError(
                     f"metric {metric.name!r}: time_column {time_column!r} of table {metric.source.table} "
-                    f"holds numbers ({time_type}), not timestamps; point time_column at a TIMESTAMP or "
+                    f"holds numbers ({stored}), not timestamps; point time_column at a TIMESTAMP or "
                     "ISO 8601 text column, or read the table through a source query that converts it, e.g. "
                     f"SELECT datetime({time_column}, 'unixepoch') AS ts, ... (SQLite) or "
                     f"to_timestamp({time_column}) AS ts (PostgreSQL) for Unix seconds"
@@ -174,6 +182,25 @@ class SqlMetricSource:
             .columns(*(sa.column(c) for c in metric.columns()))
         )
         return textual.subquery("metric_source"), time_type
+
+    def _stored_number(self, table: sa.Table, column: str) -> str | None:
+        """SQLite keeps any value in any declared column: the storage class of a stored number in the time
+        column (``integer`` or ``real``, as ``typeof`` names it) among its first rows, else ``None``. Checked
+        once per table."""
+        if self.engine.dialect.name != "sqlite" or table.name in self._checked_times:
+            return None
+        sample = sa.select(table.c[column].label("stamp")).limit(_STORED_SAMPLE).subquery()
+        kind = sa.func.typeof(sample.c.stamp)
+        query = sa.select(kind).where(kind.in_(["integer", "real"])).limit(1)
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(query).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise SourceError(f"table {table.name!r}: reading column {column!r} failed: {reason}") from exc
+        if found is None:
+            self._checked_times.add(table.name)
+        return None if found is None else f"stored as SQLite {found}"
 
     def _statement(
         self,

@@ -303,6 +303,24 @@ def test_null_segments_are_kept_as_a_segment(engine: sa.Engine) -> None:
     assert sorted(series) == sorted(["BR", NULL_SEGMENT])
 
 
+@pytest.mark.parametrize("declared", ["", "DATETIME"])
+def test_sqlite_epoch_numbers_in_an_untyped_or_datetime_column_are_refused(
+    tmp_path: object, declared: str
+) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/warehouse.db")
+    with engine.begin() as conn:  # SQLite stores whatever it is given, whatever the declared type
+        conn.execute(
+            sa.text(f"CREATE TABLE events (stamp {declared}, region TEXT, category TEXT, reports INT)")
+        )
+        conn.execute(sa.text("INSERT INTO events VALUES (1793000000, 'BR', 'spam', 1)"))
+    source = SqlMetricSource(engine)
+    problems = check_metrics(source, [_events_metric()])
+    assert len(problems) == 1
+    assert "time_column 'stamp' of table events holds numbers (stored as SQLite integer)" in problems[0]
+    assert "unixepoch" in problems[0]
+    engine.dispose()
+
+
 def test_a_numeric_time_column_is_refused_with_the_fix(engine: sa.Engine) -> None:
     _text_time_table(engine, [1_793_000_000, 1_793_003_600], sa.BigInteger())
     source = SqlMetricSource(engine)
