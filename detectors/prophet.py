@@ -34,6 +34,7 @@ import contextlib
 import functools
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
@@ -263,12 +264,9 @@ def learned_holidays_only(
     if params.country is None or not params.holiday_betas:
         return params
     days = pd.DatetimeIndex(trained).tz_convert("UTC").tz_localize(None).normalize()
-    rows: dict[str, int] = {}
-    for found in holiday_names_by_date(params.country, days):
-        for name in found:
-            rows[name] = rows.get(name, 0) + 1
+    rows = Counter(name for found in holiday_names_by_date(params.country, days) for name in found)
     half_day = max(1, int(pd.Timedelta(hours=12) / step))
-    learned = {name: beta for name, beta in params.holiday_betas.items() if rows.get(name, 0) >= half_day}
+    learned = {name: beta for name, beta in params.holiday_betas.items() if rows[name] >= half_day}
     return params if learned == params.holiday_betas else replace(params, holiday_betas=learned)
 
 

@@ -274,6 +274,10 @@ class RobustSeasonalDetector(Detector):
         )
         return scored.loc[:, [*SCORE_COLUMNS, SIGMA_COLUMN]]
 
+    def inflation_at(self, index: pd.DatetimeIndex) -> np.ndarray:
+        """The median-noise factor of the slot of each timestamp (see :class:`Baseline`)."""
+        return self.inflation_.to_numpy(dtype=float)[slot_of(index, self.season_)]
+
     def _state_to_dict(self) -> dict[str, Any]:
         return {
             "season": self.season_,

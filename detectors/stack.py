@@ -132,10 +132,11 @@ class DetectorStack(Detector):
             result = member._score(frame)
             result["volume"] = frame["volume"]
             if self.kind != "value":
-                inflation = 1.0
-                if isinstance(member, RobustSeasonalDetector):
-                    slots = slot_of(pd.DatetimeIndex(frame.index), member.season_)
-                    inflation = member.inflation_.to_numpy(dtype=float)[slots]
+                inflation = (
+                    member.inflation_at(pd.DatetimeIndex(frame.index))
+                    if isinstance(member, RobustSeasonalDetector)
+                    else 1.0
+                )
                 result = rescore(result, kind=self.kind, z=z, per=self.rate_per, inflation=inflation)
             scored.append(result)
         return scored

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DataQualityError", "LivewatchError", "SourceError"]
+__all__ = ["ConfigError", "DataQualityError", "LivewatchError", "SourceError", "database_reason"]
 
 
 class LivewatchError(Exception):
@@ -23,3 +23,8 @@ class SourceError(LivewatchError):
 
 class DataQualityError(SourceError):
     """Fetched rows break a data rule (NaN, negative counts, non-numeric values, duplicates)."""
+
+
+def database_reason(exc: BaseException) -> str:
+    """The first line of what the database driver said (SQLAlchemy wraps it as ``orig``)."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]

@@ -33,7 +33,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitor.config import MetricConfig
-from monitor.errors import SourceError
+from monitor.errors import SourceError, database_reason
 
 __all__ = [
     "NULL_SEGMENT",
@@ -126,7 +126,7 @@ class SqlMetricSource:
             with self.engine.connect() as conn:
                 raw = pd.DataFrame(conn.execute(statement, params).mappings().all())
         except sa.exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            reason = database_reason(exc)
             raise SourceError(f"metric {metric.name!r}: query failed: {reason}") from exc
         return _tidy(metric, raw, slices=slices)
 
@@ -196,7 +196,7 @@ class SqlMetricSource:
             with self.engine.connect() as conn:
                 found = conn.execute(query).scalar()
         except sa.exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            reason = database_reason(exc)
             raise SourceError(f"table {table.name!r}: reading column {column!r} failed: {reason}") from exc
         if found is None:
             self._checked_times.add(table.name)

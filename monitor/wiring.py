@@ -27,6 +27,7 @@ from alerts.sinks.jsonl import JsonlSink
 from alerts.sinks.slack import SlackSink
 from alerts.sinks.webhook import WebhookSink
 from monitor.config import Config, DatabaseConfig, RouteConfig
+from monitor.errors import database_reason
 from monitor.pipeline.spec import matchers
 from monitor.pipeline.tick import Monitor
 from monitor.source import SqlMetricSource
@@ -154,7 +155,7 @@ class ExclusiveDelivery:
                 thread = self.store.thread_for(notification.incident_id, notification.receiver)
                 return self.sink.send(replace(notification, thread=thread or notification.thread))
         except sa.exc.OperationalError as exc:  # lock_timeout: the other process is still at it
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            reason = database_reason(exc)
             return DeliveryResult.failure(
                 f"another process is delivering incident {notification.incident_id} ({reason}); will retry",
                 retryable=True,

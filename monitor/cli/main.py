@@ -18,7 +18,7 @@ from monitor.cli.experiments import experiments
 from monitor.cli.ops import backtest, incidents, investigate, silence
 from monitor.cli.options import LivewatchGroup, parse_time, utc_now, with_config
 from monitor.config import Config, load_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, database_reason
 
 __all__ = ["main"]
 
@@ -219,7 +219,7 @@ def check_database(config: Config, source: Any) -> list[str]:
     try:
         return check_metrics(source, config.metrics)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         return [f"database.url: cannot connect ({reason})"]
 
 
@@ -256,7 +256,7 @@ def demo_init(db_target: str, seed: int, days: int, end_text: str | None) -> Non
     try:
         rows = build_demo(engine, end=end, days=days, seed=seed, experiment_units=DEMO_EXPERIMENT_UNITS)
     except sa.exc.OperationalError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        reason = database_reason(exc)
         raise ConfigError([f"demo init --db: cannot write to {url.render_as_string()} ({reason})"]) from exc
     finally:
         engine.dispose()

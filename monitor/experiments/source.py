@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from monitor.config_types import SqlSource
-from monitor.errors import LivewatchError, SourceError
+from monitor.errors import LivewatchError, SourceError, database_reason
 from monitor.experiments.config import ExperimentConfig
 from monitor.source import time_window
 
@@ -121,7 +121,7 @@ class SqlExperimentSource:
             with self.engine.connect() as conn:
                 rows = conn.execute(statement, params).all()
         except sa.exc.SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            reason = database_reason(exc)
             raise SourceError(f"{where}: query failed: {reason}") from exc
         frame = pd.DataFrame([tuple(row) for row in rows], columns=list(columns))
         frame[time_column] = pd.to_datetime(frame[time_column], utc=True, format="ISO8601")
